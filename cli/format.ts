@@ -1,0 +1,57 @@
+// Text forms of reports and lists for people; `--json` prints the same objects as JSON for machines.
+import type { TaskReport, TaskSummary, WorkerSummary } from "../core/report";
+import { formatBytes } from "../core/sizes";
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n");
+}
+
+function counts(byState: Record<string, number>): string {
+  const parts = Object.entries(byState).map(([s, n]) => `${n} ${s}`);
+  return parts.length ? parts.join(", ") : "none";
+}
+
+export function formatReport(r: TaskReport): string {
+  const lines = [
+    `task ${r.id} (${r.name}): ${r.state}${r.error ? ` - ${r.error.split("\n")[0]}` : ""}`,
+    `  input     ${r.input.kind === "path" ? r.input.path : "streamed"}, ${formatBytes(r.input.bytes)}${r.input.done ? "" : " so far"}`,
+    `  chunks    ${r.chunks.planned} planned${r.input.done ? "" : " so far"}: ${counts(r.chunks.byState)}`,
+    `  attempts  ${r.attempts.total}: ${counts(r.attempts.byState)}; ${r.attempts.retries} retries`,
+    `  output    ${formatBytes(r.bytesOut)}`,
+    `  wall      ${r.wallSeconds.toFixed(1)} s (started ${r.createdAt})`,
+  ];
+  if (r.workers.length) {
+    lines.push("", "  workers:");
+    const rows = [["worker", "name", "attempts", "committed", "failed", "lost", "in", "throughput"]];
+    for (const w of r.workers) {
+      rows.push([w.worker, w.name, `${w.attempts}`, `${w.committed}`, `${w.failed}`, `${w.lost}`, formatBytes(w.bytesIn), w.bytesPerSecond ? `${formatBytes(w.bytesPerSecond)}/s` : "-"]);
+    }
+    lines.push(...table(rows).split("\n").map((l) => `    ${l}`));
+  }
+  if (r.failures.length) {
+    lines.push("", "  failed attempts:");
+    for (const f of r.failures) {
+      lines.push(`    chunk ${f.chunk} (bytes ${f.offset}-${f.offset + f.length}), attempt ${f.attempt} on ${f.worker}: ${f.state}: ${f.reason}`);
+      if (f.stderr.trim()) lines.push(...f.stderr.trimEnd().split("\n").slice(0, 20).map((l) => `      | ${l}`));
+    }
+  }
+  for (const n of r.notes) lines.push(`  note: ${n}`);
+  return lines.join("\n");
+}
+
+export function formatTasks(tasks: TaskSummary[]): string {
+  if (!tasks.length) return "no tasks";
+  return table([
+    ["task", "name", "state", "created", "input", "chunks"],
+    ...tasks.map((t) => [t.id, t.name, t.state, t.createdAt, formatBytes(t.bytesIn), `${t.chunksCommitted}/${t.chunksPlanned}`]),
+  ]);
+}
+
+export function formatWorkers(workers: WorkerSummary[]): string {
+  if (!workers.length) return "no workers have joined";
+  return table([
+    ["worker", "name", "host", "state", "slots", "cpus", "memory", "interruptible", "last seen"],
+    ...workers.map((w) => [w.id, w.name, w.host, w.state, `${w.slots}`, `${w.cpus}`, `${w.memoryMb} MiB`, w.interruptible ? "yes" : "no", w.lastSeen]),
+  ]);
+}

@@ -1,0 +1,216 @@
+#!/usr/bin/env node
+// `bach`, the user's command: parses flags and hands each command to the module that owns it.
+import fs from "node:fs";
+import path from "node:path";
+import { Command, Option } from "commander";
+import { bachfileTemplate, loadBachfile } from "../core/bachfile";
+import { packBundle } from "../core/bundle";
+import { coordinatorAddress, positiveInt, runMain, tokenFrom } from "../core/cli-common";
+import { InputError } from "../core/errors";
+import { formatBytes } from "../core/sizes";
+import { Ledger } from "../coordinator/ledger";
+import { taskList, taskReport, workerList } from "../coordinator/report";
+import { RemoteApi } from "./api";
+import { bachHome } from "./embedded";
+import { formatReport, formatTasks, formatWorkers } from "./format";
+import { taskRun } from "./task-run";
+
+const EXIT_STATUSES = `
+Exit status:
+  0  done
+  1  the task failed (a chunk failed every attempt, or it was cancelled)
+  2  bad input or usage (a bachfile field, a flag, a --data path)
+  3  coordinator unreachable, or it refused our token
+
+Environment:
+  BACH_COORDINATOR  HOST:PORT of a coordinator, as --coordinator
+  BACH_TOKEN        the coordinator's token, as --token
+  BACH_HOME         where bach keeps its bundles and the embedded coordinator's ledger (default ~/.bach)
+  BACH_LOG_LEVEL    log level on stderr: error, warn (default), info, debug`;
+
+const coordinatorOption = () =>
+  new Option("--coordinator <host:port>", "the coordinator to use; without it bach runs everything on this machine (e.g. --coordinator 192.168.0.10:7070)");
+const tokenOption = () => new Option("--token <token>", "the coordinator's shared secret (e.g. --token s3cret); default $BACH_TOKEN");
+
+function program(): Command {
+  const bach = new Command("bach")
+    .description("Run a program over a large stream of records, in parallel, on this machine or a cluster,\nwith exactly the output one run would give.")
+    .version("0.1.0")
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(`bach: ${str.replace(/^error: /, "")}`) })
+    .addHelpText(
+      "after",
+      `
+Examples:
+  bach init                                  write a bachfile.json for the current folder
+  bach task-build                            check the bachfile and pack this folder
+  bach task-run --data events.tsv -p 8       run over a file, 8 chunks at once, output to stdout
+  cat events.tsv | bach task-run -p 8        run over stdin
+  bach task-report                           what the last task did
+${EXIT_STATUSES}`,
+    );
+
+  bach
+    .command("init")
+    .description("write a commented bachfile.json for the current folder")
+    .option("--force", "overwrite an existing bachfile.json")
+    .addHelpText("after", "\nExample:\n  mkdir grep-task && cd grep-task && bach init && $EDITOR bachfile.json")
+    .action((o: { force?: boolean }) => {
+      const file = path.resolve("bachfile.json");
+      if (fs.existsSync(file) && !o.force) throw new InputError(`${file} exists already (--force overwrites it)`, { path: file });
+      fs.writeFileSync(file, bachfileTemplate(path.basename(process.cwd())));
+      process.stdout.write(`wrote ${file}\n`);
+    });
+
+  bach
+    .command("task-build")
+    .description("validate bachfile.json and pack the task folder (minus .bachignore) into a content-addressed bundle")
+    .option("--task <dir>", "the task folder (e.g. --task examples/json-searcher)", ".")
+    .addOption(coordinatorOption())
+    .addOption(tokenOption())
+    .addHelpText("after", "\nExamples:\n  bach task-build\n  bach task-build --task examples/gdelt-filter --coordinator 192.168.0.10:7070 --token s3cret   also upload the bundle")
+    .action(async (o: { task: string; coordinator?: string; token?: string }) => {
+      const dir = path.resolve(o.task);
+      const b = loadBachfile(dir);
+      const bundle = await packBundle(dir, path.join(bachHome(), "bundles"));
+      let where = "";
+      const address = coordinatorAddress(o.coordinator);
+      if (address) {
+        const api = new RemoteApi(address, tokenFrom(o.token));
+        await api.ready();
+        if (!(await api.hasBundle(bundle.hash))) await api.putBundle(bundle.hash, bundle.file);
+        api.close();
+        where = `, uploaded to ${address}`;
+      }
+      process.stdout.write(`${b.logicalName}: bundle ${bundle.hash.slice(0, 16)} (${bundle.files} file${bundle.files === 1 ? "" : "s"}, ${formatBytes(bundle.bytes)})${where}\n`);
+    });
+
+  bach
+    .command("task-run")
+    .description("run the task in this folder over --data or stdin; output goes to stdout in input order")
+    .option("--data <file|url|->", "the input: a file, an http(s) URL, or - for stdin (default: stdin)")
+    .option("-p, --parallelism <n>", "at most N chunks at once (default: one per core here; all free slots on a cluster)")
+    .addOption(coordinatorOption())
+    .addOption(tokenOption())
+    .option("--ip <addr>", "address other machines reach this one on: the embedded coordinator listens there and prints how workers join (e.g. --ip 192.168.0.10)")
+    .option("--lb <n>", "chunk-data streams the coordinator serves at once for this task (e.g. --lb 4; default: no limit)")
+    .option("--keep-order", "output in input order (the default)", true)
+    .option("--no-keep-order", "output each chunk as soon as it commits")
+    .option("--chunk-size <size>", "auto, or a size such as 1m, 64m, 1g (auto measures the program: see README)", "auto")
+    .option("--task <dir>", "the task folder (default: the current folder)", ".")
+    .option("--no-progress", "no progress line on stderr (it is shown only when stderr is a terminal)")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  bach task-run --data citylots.features.dat -p 8     a file, 8 chunks at once
+  cat citylots.features.dat | bach task-run -p 8      stdin
+  bach task-run --data https://example.org/GDELT.dat  a URL, streamed
+  bach task-run --data big.tsv --chunk-size 64m       fixed 64 MiB chunks
+  bach task-run --data big.tsv --no-keep-order        output as chunks finish
+  bach task-run --coordinator 192.168.0.10:7070 --token s3cret --data big.tsv    on a cluster
+  head -n 10000000 GDELT.dat | bach task-run -p 4 --ip 192.168.0.10 --lb 4       let LAN workers join
+${EXIT_STATUSES}`,
+    )
+    .action(async (o: { data?: string; parallelism?: string; coordinator?: string; token?: string; ip?: string; lb?: string; keepOrder: boolean; chunkSize: string; task: string; progress: boolean }) => {
+      await taskRun({
+        data: o.data ?? null,
+        parallelism: o.parallelism ? positiveInt(o.parallelism, "-p") : null,
+        coordinator: coordinatorAddress(o.coordinator),
+        token: tokenFrom(o.token),
+        ip: o.ip ?? null,
+        lb: o.lb ? positiveInt(o.lb, "--lb") : 0,
+        keepOrder: o.keepOrder,
+        chunkSize: o.chunkSize,
+        taskDir: path.resolve(o.task),
+        progress: o.progress && process.stderr.isTTY === true,
+      });
+    });
+
+  bach
+    .command("task-report [task]")
+    .description("planned against done for a task (default: the latest): chunks per state, attempts, retries, bytes, workers, failures")
+    .option("--json", "print the report as JSON")
+    .addOption(coordinatorOption())
+    .addOption(tokenOption())
+    .addHelpText("after", "\nExamples:\n  bach task-report                    the latest task run on this machine\n  bach task-report t-20261124-1a2b3c --json\n  bach task-report --coordinator 192.168.0.10:7070 --token s3cret")
+    .action(async (task: string | undefined, o: { json?: boolean; coordinator?: string; token?: string }) => {
+      const r = await query(o, (api) => api.report(task ?? null), (l) => taskReport(l, task ?? null));
+      process.stdout.write(`${o.json ? JSON.stringify(r, null, 2) : formatReport(r)}\n`);
+    });
+
+  bach
+    .command("task-list")
+    .description("list the tasks the coordinator knows, newest first")
+    .option("--json", "print as JSON")
+    .addOption(coordinatorOption())
+    .addOption(tokenOption())
+    .addHelpText("after", "\nExample:\n  bach task-list --coordinator 192.168.0.10:7070 --token s3cret")
+    .action(async (o: { json?: boolean; coordinator?: string; token?: string }) => {
+      const tasks = await query(o, (api) => api.listTasks(), taskList);
+      process.stdout.write(`${o.json ? JSON.stringify(tasks, null, 2) : formatTasks(tasks)}\n`);
+    });
+
+  bach
+    .command("task-cancel <task>")
+    .description("cancel a running task on a coordinator: its running attempts are killed")
+    .addOption(coordinatorOption())
+    .addOption(tokenOption())
+    .addHelpText("after", "\nExample:\n  bach task-cancel t-20261124-1a2b3c --coordinator 192.168.0.10:7070 --token s3cret")
+    .action(async (task: string, o: { coordinator?: string; token?: string }) => {
+      const address = coordinatorAddress(o.coordinator);
+      if (!address) throw new InputError("task-cancel needs --coordinator (an embedded task ends with its bach task-run: press Ctrl-C there)");
+      const api = new RemoteApi(address, tokenFrom(o.token));
+      await api.ready();
+      await api.cancel(task);
+      api.close();
+      process.stdout.write(`cancelled ${task}\n`);
+    });
+
+  bach
+    .command("workers")
+    .description("list the workers the coordinator knows: slots, cpus, memory, state")
+    .option("--json", "print as JSON")
+    .addOption(coordinatorOption())
+    .addOption(tokenOption())
+    .addHelpText("after", "\nExample:\n  bach workers --coordinator 192.168.0.10:7070 --token s3cret")
+    .action(async (o: { json?: boolean; coordinator?: string; token?: string }) => {
+      const workers = await query(o, (api) => api.listWorkers(), workerList);
+      process.stdout.write(`${o.json ? JSON.stringify(workers, null, 2) : formatWorkers(workers)}\n`);
+    });
+  return bach;
+}
+
+/** Asks the named coordinator, or reads this machine's embedded ledger when none is named. */
+async function query<T>(o: { coordinator?: string; token?: string }, remote: (api: RemoteApi) => Promise<T>, local: (l: Ledger) => T): Promise<T> {
+  const address = coordinatorAddress(o.coordinator);
+  if (address) {
+    const api = new RemoteApi(address, tokenFrom(o.token));
+    try {
+      await api.ready();
+      return await remote(api);
+    } finally {
+      api.close();
+    }
+  }
+  const file = path.join(bachHome(), "local", "ledger.sqlite");
+  if (!fs.existsSync(file)) throw new InputError(`nothing has run on this machine yet (no ${file}); name a coordinator with --coordinator`);
+  const ledger = new Ledger(file);
+  try {
+    return local(ledger);
+  } finally {
+    ledger.close();
+  }
+}
+
+/** The seed's spelling, `bach task run`, is the same command as `bach task-run`. */
+function seedSpelling(argv: string[]): string[] {
+  const [node, script, first, second, ...rest] = argv;
+  if (first === "task" && second && !second.startsWith("-")) return [node, script, `task-${second}`, ...rest];
+  return argv;
+}
+
+runMain("bach", async () => {
+  await program().parseAsync(seedSpelling(process.argv));
+});

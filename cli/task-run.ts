@@ -1,0 +1,126 @@
+// `bach task-run`: pack the task, reach a coordinator (or start the embedded one), submit the task,
+// stream its input in and its output out, and exit with the task's verdict.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Readable } from "node:stream";
+import { once } from "node:events";
+import { loadBachfile, type Bachfile } from "../core/bachfile";
+import { packBundle } from "../core/bundle";
+import { InputError, TaskFailedError } from "../core/errors";
+import { parseSize } from "../core/sizes";
+import { RemoteApi, type CoordinatorApi, type TaskRequest } from "./api";
+import { bachHome, startEmbedded, type Embedded } from "./embedded";
+import { Progress } from "./progress";
+
+export interface RunOptions {
+  data: string | null;
+  parallelism: number | null;
+  coordinator: string | null;
+  token: string;
+  ip: string | null;
+  lb: number;
+  keepOrder: boolean;
+  chunkSize: string;
+  taskDir: string;
+  progress: boolean;
+}
+
+type Input = { kind: "stdin" } | { kind: "file"; path: string; size: number } | { kind: "url"; url: string };
+
+export function resolveInput(data: string | null): Input {
+  if (data === null || data === "-") {
+    if (data === null && process.stdin.isTTY) {
+      throw new InputError("no input: give --data FILE or --data URL, or pipe the records in (cat FILE | bach task-run)");
+    }
+    return { kind: "stdin" };
+  }
+  if (/^https?:\/\//i.test(data)) return { kind: "url", url: data };
+  const stat = fs.statSync(data, { throwIfNoEntry: false });
+  if (!stat) throw new InputError(`--data ${data}: no such file`, { path: data });
+  if (!stat.isFile()) throw new InputError(`--data ${data}: not a regular file`, { path: data });
+  fs.accessSync(data, fs.constants.R_OK);
+  return { kind: "file", path: path.resolve(data), size: stat.size };
+}
+
+/** Features named in the bachfile that this version cannot honour fail before anything runs. */
+function refuseAbsentFeatures(b: Bachfile): void {
+  if (b.image || b.dockerfile) {
+    throw new InputError(`bachfile.json: ${b.image ? "image" : "dockerfile"}: containers are not available in this version of bach yet; remove the field to run the program as a plain process`, { field: b.image ? "image" : "dockerfile" });
+  }
+  if (b.reduce) throw new InputError("bachfile.json: reduce: map-reduce tasks are not available in this version of bach yet", { field: "reduce" });
+}
+
+async function openInput(input: Input): Promise<Readable> {
+  if (input.kind === "stdin") return process.stdin;
+  if (input.kind === "file") return fs.createReadStream(input.path, { highWaterMark: 1 << 20 });
+  let res: Response;
+  try {
+    res = await fetch(input.url);
+  } catch (err) {
+    throw new InputError(`--data ${input.url}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`, { path: input.url });
+  }
+  if (!res.ok || !res.body) throw new InputError(`--data ${input.url}: HTTP ${res.status} ${res.statusText}`, { path: input.url });
+  return Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>);
+}
+
+export async function taskRun(opts: RunOptions): Promise<void> {
+  const bachfile = loadBachfile(opts.taskDir);
+  refuseAbsentFeatures(bachfile);
+  const input = resolveInput(opts.data);
+  const chunkSize = opts.chunkSize === "auto" ? null : parseSize(opts.chunkSize, "--chunk-size");
+  const bundle = await packBundle(opts.taskDir, path.join(bachHome(), "bundles"));
+
+  let embedded: Embedded | null = null;
+  let api: CoordinatorApi;
+  if (opts.coordinator) {
+    const remote = new RemoteApi(opts.coordinator, opts.token);
+    await remote.ready();
+    api = remote;
+  } else {
+    embedded = await startEmbedded({ slots: opts.parallelism ?? os.availableParallelism(), listenIp: opts.ip });
+    api = embedded.api;
+    if (opts.ip) {
+      process.stderr.write(`bach: workers on other machines can join this run with: bach-worker join ${embedded.joinAddress} --token ${embedded.token}\n`);
+    }
+  }
+  try {
+    if (!(await api.hasBundle(bundle.hash))) await api.putBundle(bundle.hash, bundle.file);
+    const req: TaskRequest = {
+      bachfile,
+      bundleHash: bundle.hash,
+      parallelism: opts.parallelism ?? 0,
+      chunkSize,
+      input: embedded && input.kind === "file" ? { kind: "path", path: input.path } : { kind: "stream" },
+      dataStreams: opts.lb,
+    };
+    const task = await api.createTask(req);
+    const feeding = req.input.kind === "stream" ? api.putInput(task, await openInput(input)) : Promise.resolve(0);
+    // A failed upload ends the task from the coordinator's side too; its message is the one to show.
+    const fed = feeding.then(
+      () => null,
+      (err: Error) => err,
+    );
+    const progress = opts.progress ? new Progress(input.kind === "file" ? input.size : null) : null;
+    let end: { state: string; error: string } = { state: "failed", error: "output ended early" };
+    for await (const ev of api.output(task, 0, opts.keepOrder)) {
+      if (ev.kind === "data") {
+        if (!process.stdout.write(ev.data)) await once(process.stdout, "drain");
+      } else if (ev.kind === "progress") {
+        progress?.update(ev);
+      } else if (ev.kind === "end") {
+        end = ev;
+      }
+    }
+    progress?.clear();
+    const inputError = await fed;
+    if (end.state !== "succeeded") {
+      if (inputError && end.state !== "failed") throw inputError;
+      throw new TaskFailedError(`task ${task} ${end.state}: ${end.error}`, task);
+    }
+    if (embedded) embedded.coordinator.purgeTask(task);
+  } finally {
+    api.close();
+    await embedded?.stop();
+  }
+}

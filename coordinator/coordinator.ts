@@ -1,0 +1,429 @@
+// The coordinator's domain: tasks come in, input becomes chunks, chunks go to worker slots, results
+// commit or retry, output flows back in order. One dispatch point reacts to every event. It knows
+// nothing of gRPC (server.ts adapts it) and keeps no truth of its own: the ledger holds it.
+import { EventEmitter, once } from "node:events";
+import fs from "node:fs";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import type { Logger } from "pino";
+import type { Bachfile } from "../core/bachfile";
+import type { OutputEvent } from "../core/report";
+import { ChunkSizer } from "../core/chunk-size";
+import { InputError } from "../core/errors";
+import type { AttemptResult, CoordinatorMessage, WorkerHello } from "../core/generated/bach";
+import { ChunkState, TaskState } from "../core/states";
+import { Intake } from "./intake";
+import { Ledger, type AttemptEnd, type TaskRow } from "./ledger";
+import { placeChunks, type TaskView } from "./scheduler";
+import { Spool } from "./spool";
+
+export interface CoordinatorOptions {
+  dataDir: string;
+  /** How often workers send heartbeats. */
+  heartbeatMs: number;
+  /** A worker silent this long is declared lost and its chunks run again elsewhere. */
+  lostAfterMs: number;
+  log: Logger;
+}
+
+export interface WorkerSession {
+  id: string;
+  hello: WorkerHello;
+  running: Set<number>;
+  lastSeen: number;
+  send(msg: CoordinatorMessage): void;
+  close(reason: string): void;
+}
+
+export interface NewTaskRequest {
+  bachfile: Bachfile;
+  bundleHash: string;
+  parallelism: number;
+  chunkSize: number | null;
+  input: { kind: "stream" } | { kind: "path"; path: string };
+  dataStreams: number;
+}
+
+interface LiveTask {
+  row: TaskRow;
+  bachfile: Bachfile;
+  sizer: ChunkSizer;
+  intake: Intake;
+  running: number;
+}
+
+/** Unstarted chunks a task may have planned ahead of its slots before the reader is held back. */
+const PLAN_AHEAD = 2;
+
+export class Coordinator {
+  readonly ledger: Ledger;
+  readonly spool: Spool;
+  private readonly live = new Map<string, LiveTask>();
+  private readonly workers = new Map<string, WorkerSession>();
+  private readonly changes = new EventEmitter();
+  private dispatchQueued = false;
+  private readonly heartbeatTimer: NodeJS.Timeout;
+
+  constructor(private readonly opts: CoordinatorOptions) {
+    fs.mkdirSync(opts.dataDir, { recursive: true });
+    this.ledger = new Ledger(path.join(opts.dataDir, "ledger.sqlite"));
+    this.spool = new Spool(path.join(opts.dataDir, "spool"));
+    this.changes.setMaxListeners(0);
+    this.heartbeatTimer = setInterval(() => this.checkHeartbeats(), Math.max(50, Math.floor(opts.heartbeatMs / 2)));
+    this.heartbeatTimer.unref();
+  }
+
+  close(): void {
+    clearInterval(this.heartbeatTimer);
+    for (const w of [...this.workers.values()]) w.close("coordinator stopping");
+    this.ledger.close();
+  }
+
+  // --- tasks ---
+
+  createTask(req: NewTaskRequest): string {
+    if (!this.spool.hasBundle(req.bundleHash)) throw new InputError(`bundle ${req.bundleHash.slice(0, 12)} was not uploaded`);
+    let totalBytes: number | null = null;
+    if (req.input.kind === "path") {
+      const stat = fs.statSync(req.input.path, { throwIfNoEntry: false });
+      if (!stat?.isFile()) throw new InputError(`--data ${req.input.path}: no such file on the coordinator`, { path: req.input.path });
+      totalBytes = stat.size;
+    }
+    const id = `t-${new Date().toISOString().slice(0, 10).replace(/-/g, "")}-${randomBytes(3).toString("hex")}`;
+    const slots = req.parallelism > 0 ? req.parallelism : Math.max(1, this.totalSlots());
+    const sizer = new ChunkSizer({ explicit: req.chunkSize ?? (req.bachfile.chunkSize === "auto" ? null : req.bachfile.chunkSize), totalBytes, slots });
+    this.ledger.createTask({
+      id,
+      name: req.bachfile.logicalName,
+      bachfile: JSON.stringify(req.bachfile),
+      bundleHash: req.bundleHash,
+      parallelism: req.parallelism,
+      chunkSize: req.chunkSize ?? 0,
+      inputKind: req.input.kind,
+      inputPath: req.input.kind === "path" ? req.input.path : "",
+      dataStreams: req.dataStreams,
+    });
+    const intake = new Intake(id, req.bachfile.delimiter, sizer, this.ledger, {
+      room: () => this.roomToPlan(id, slots),
+      recorded: () => this.afterInput(id),
+    });
+    this.live.set(id, { row: this.ledger.task(id), bachfile: req.bachfile, sizer, intake, running: 0 });
+    this.opts.log.info({ task: id, name: req.bachfile.logicalName, input: req.input }, "task created");
+    if (req.input.kind === "path") {
+      intake.scanFile(req.input.path).catch((err: Error) => this.failTask(id, `reading ${req.input.kind === "path" ? req.input.path : ""}: ${err.message}`));
+    }
+    return id;
+  }
+
+  async appendInput(task: string, offset: number, data: Buffer): Promise<void> {
+    const t = this.liveTask(task);
+    if (t.row.input_kind !== "stream") throw new InputError(`task ${task} reads a file; it takes no streamed input`);
+    await t.intake.append(this.spool.inputLog(task), offset, data);
+  }
+
+  async endInput(task: string): Promise<number> {
+    const t = this.liveTask(task);
+    await t.intake.endStream();
+    return t.intake.received;
+  }
+
+  cancelTask(task: string): void {
+    const row = this.ledger.findTask(task);
+    if (!row) throw new InputError(`no task ${task}`);
+    if (row.state !== TaskState.running) return;
+    this.endTask(task, TaskState.cancelled, "cancelled by the user");
+  }
+
+  /** The task's committed output, chunk by chunk, waiting for commits, until the task ends. */
+  async *streamOutput(task: string, fromChunk: number, keepOrder: boolean): AsyncGenerator<OutputEvent> {
+    if (!this.ledger.findTask(task)) throw new InputError(`no task ${task}`);
+    let next = fromChunk;
+    let lastProgress = 0;
+    for (;;) {
+      const row = this.ledger.task(task);
+      const chunk = keepOrder ? this.ledger.findChunk(task, next) : this.ledger.chunkByCommitOrder(task, next);
+      if (chunk && chunk.state === ChunkState.committed && chunk.committed_attempt !== null) {
+        for await (const data of fs.createReadStream(this.spool.attemptOutput(chunk.committed_attempt), { highWaterMark: 1 << 20 })) {
+          yield { kind: "data", data: data as Buffer };
+        }
+        yield { kind: "chunk-done", seq: chunk.seq };
+        next++;
+        continue;
+      }
+      if (row.state !== TaskState.running) {
+        yield { kind: "end", state: row.state, error: row.error ?? "" };
+        return;
+      }
+      if (Date.now() - lastProgress >= 250) {
+        lastProgress = Date.now();
+        yield this.progress(row);
+      }
+      await this.changed(task, 250);
+    }
+  }
+
+  private progress(row: TaskRow): OutputEvent {
+    return {
+      kind: "progress",
+      bytesIn: row.bytes_in,
+      inputDone: row.input_done === 1,
+      planned: row.chunks_planned,
+      committed: row.commits,
+      running: this.live.get(row.id)?.running ?? 0,
+    };
+  }
+
+  /** Removes a finished task's spooled bytes (the embedded CLI does this once it has printed the output). */
+  purgeTask(task: string): void {
+    for (const c of this.ledger.chunks(task)) {
+      if (c.committed_attempt !== null) this.spool.removeQuietly(this.spool.attemptOutput(c.committed_attempt));
+    }
+    this.spool.removeQuietly(this.spool.inputLog(task));
+  }
+
+  private liveTask(task: string): LiveTask {
+    const t = this.live.get(task);
+    if (!t) {
+      const row = this.ledger.findTask(task);
+      throw new InputError(row ? `task ${task} has ended (${row.state})` : `no task ${task}`);
+    }
+    return t;
+  }
+
+  private async changed(task: string, timeoutMs: number): Promise<void> {
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), timeoutMs);
+    try {
+      await once(this.changes, task, { signal: ac.signal });
+    } catch (err) {
+      if (!ac.signal.aborted) throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private notify(task: string): void {
+    this.changes.emit(task);
+  }
+
+  private async roomToPlan(task: string, slots: number): Promise<void> {
+    while (this.live.has(task) && this.ledger.pendingChunks(task, slots + PLAN_AHEAD).length >= slots + PLAN_AHEAD) {
+      await this.changed(task, 1000);
+    }
+    if (!this.live.has(task)) throw new InputError(`task ${task} has ended`);
+  }
+
+  private afterInput(task: string): void {
+    this.notify(task);
+    this.finishIfDone(task);
+    this.queueDispatch();
+  }
+
+  private finishIfDone(task: string): void {
+    const row = this.ledger.task(task);
+    if (row.state === TaskState.running && row.input_done === 1 && row.commits === row.chunks_planned) {
+      this.endTask(task, TaskState.succeeded, null);
+    }
+  }
+
+  private failTask(task: string, error: string): void {
+    if (this.ledger.findTask(task)?.state === TaskState.running) this.endTask(task, TaskState.failed, error);
+  }
+
+  private endTask(task: string, state: TaskState, error: string | null): void {
+    const cancelled = this.ledger.finishTask(task, state, error);
+    for (const a of cancelled) {
+      const w = this.workers.get(a.worker_id);
+      w?.running.delete(a.id);
+      w?.send({ kind: { $case: "cancel", value: { attemptId: a.id, reason: `task ${state}` } } });
+    }
+    const t = this.live.get(task);
+    this.live.delete(task);
+    if (t?.row.input_kind === "stream") this.spool.removeQuietly(this.spool.inputLog(task));
+    this.opts.log.info({ task, state, error }, "task ended");
+    this.notify(task);
+    this.queueDispatch();
+  }
+
+  // --- workers ---
+
+  private totalSlots(): number {
+    let n = 0;
+    for (const w of this.workers.values()) n += w.hello.slots;
+    return n;
+  }
+
+  workerJoined(hello: WorkerHello, send: WorkerSession["send"], close: WorkerSession["close"]): WorkerSession {
+    const known = hello.workerId && this.ledger.workers().some((w) => w.id === hello.workerId);
+    const id = known ? hello.workerId : this.ledger.nextWorkerId();
+    this.workers.get(id)?.close("replaced by a new connection of the same worker");
+    this.ledger.workerJoined({
+      id,
+      name: hello.name,
+      host: hello.host,
+      slots: hello.slots,
+      cpus: hello.cpus,
+      memory_mb: hello.memoryMb,
+      interruptible: hello.interruptible ? 1 : 0,
+    });
+    const session: WorkerSession = { id, hello, running: new Set(), lastSeen: Date.now(), send, close };
+    this.workers.set(id, session);
+    send({ kind: { $case: "welcome", value: { workerId: id, heartbeatMs: this.opts.heartbeatMs } } });
+    this.opts.log.info({ worker: id, name: hello.name, slots: hello.slots }, "worker joined");
+    this.queueDispatch();
+    return session;
+  }
+
+  workerSeen(session: WorkerSession): void {
+    session.lastSeen = Date.now();
+  }
+
+  /** The worker's stream ended or it fell silent: its running attempts are lost and run again elsewhere. */
+  workerGone(session: WorkerSession, reason: string): void {
+    if (this.workers.get(session.id) !== session) return;
+    this.workers.delete(session.id);
+    this.ledger.workerLost(session.id, reason);
+    const level = session.running.size > 0 ? "warn" : "info";
+    this.opts.log[level]({ worker: session.id, reason, running: session.running.size }, "worker lost");
+    for (const attempt of session.running) {
+      this.endAttempt(attempt, "lost", { ...lostEnd, reason: `worker ${session.id} lost: ${reason}` });
+    }
+    session.running.clear();
+    this.queueDispatch();
+  }
+
+  private checkHeartbeats(): void {
+    const now = Date.now();
+    for (const w of [...this.workers.values()]) {
+      if (now - w.lastSeen > this.opts.lostAfterMs) {
+        const reason = `no heartbeat for ${((now - w.lastSeen) / 1000).toFixed(1)} s`;
+        w.close(reason);
+        this.workerGone(w, reason);
+      } else if (now - w.lastSeen > this.opts.heartbeatMs) {
+        this.ledger.workerSeen(w.id, w.lastSeen);
+      }
+    }
+  }
+
+  attemptResult(session: WorkerSession, r: AttemptResult): void {
+    session.running.delete(r.attemptId);
+    const end: AttemptEnd = { exitCode: r.exitCode, reason: r.reason, stderr: r.stderr, bytesIn: r.bytesIn, bytesOut: r.bytesOut, seconds: r.seconds };
+    if (r.ok) {
+      const size = fileSize(this.spool.attemptOutput(r.attemptId));
+      if (size === r.bytesOut) {
+        this.commit(r.attemptId, end);
+      } else {
+        this.endAttempt(r.attemptId, "failed", { ...end, reason: `output incomplete: ${size ?? "no"} bytes of ${r.bytesOut} arrived` });
+      }
+    } else {
+      this.endAttempt(r.attemptId, "failed", end);
+    }
+    this.queueDispatch();
+  }
+
+  private commit(attempt: number, end: AttemptEnd): void {
+    const a = this.ledger.attempt(attempt);
+    const t = this.live.get(a.task_id);
+    if (!this.ledger.commitAttempt(attempt, end)) {
+      // Fenced: the coordinator had given up on this attempt; its output never counts.
+      this.spool.removeQuietly(this.spool.attemptOutput(attempt));
+      return;
+    }
+    if (t) {
+      t.running--;
+      t.sizer.observe({ bytes: end.bytesIn, seconds: end.seconds });
+    }
+    this.notify(a.task_id);
+    this.finishIfDone(a.task_id);
+  }
+
+  private endAttempt(attempt: number, to: "failed" | "lost", end: AttemptEnd): void {
+    const a = this.ledger.attempt(attempt);
+    const t = this.live.get(a.task_id);
+    const retries = t?.bachfile.retries ?? 0;
+    const outcome = this.ledger.failAttempt(attempt, to, end, retries);
+    this.spool.removeQuietly(this.spool.attemptOutput(attempt));
+    if (!outcome.ended) return;
+    if (t) t.running--;
+    this.opts.log.warn({ task: a.task_id, chunk: a.seq, attempt, reason: end.reason, outcome: outcome.chunk }, `attempt ${to}`);
+    if (outcome.chunk === "failed") this.failTask(a.task_id, outcome.taskError);
+    else this.notify(a.task_id);
+  }
+
+  // --- the one dispatch point ---
+
+  queueDispatch(): void {
+    if (this.dispatchQueued) return;
+    this.dispatchQueued = true;
+    setImmediate(() => {
+      this.dispatchQueued = false;
+      this.dispatch();
+    });
+  }
+
+  private dispatch(): void {
+    const workers = [...this.workers.values()].map((w) => ({ id: w.id, freeSlots: w.hello.slots - w.running.size }));
+    const free = workers.reduce((n, w) => n + Math.max(0, w.freeSlots), 0);
+    if (free === 0) return;
+    const tasks: TaskView[] = [];
+    for (const t of this.live.values()) {
+      const room = t.row.parallelism > 0 ? t.row.parallelism - t.running : free;
+      if (room <= 0) continue;
+      // A few more than the free slots: a retry waiting for another worker must not hold back the rest.
+      const pending = this.ledger.pendingChunks(t.row.id, Math.min(room, free) + 16);
+      tasks.push({ id: t.row.id, room, pending: pending.map((c) => ({ seq: c.seq, avoid: this.ledger.failedOn(t.row.id, c.seq) })) });
+    }
+    for (const p of placeChunks(workers, tasks)) this.assign(p.worker, p.task, p.seq);
+  }
+
+  private assign(workerId: string, task: string, seq: number): void {
+    const w = this.workers.get(workerId);
+    const t = this.live.get(task);
+    if (!w || !t) return;
+    const chunk = this.ledger.chunk(task, seq);
+    const attemptId = this.ledger.startAttempt(task, seq, workerId);
+    t.running++;
+    w.running.add(attemptId);
+    const local = w.hello.localFiles;
+    w.send({
+      kind: {
+        $case: "assign",
+        value: {
+          attemptId,
+          taskId: task,
+          chunk: seq,
+          bundleHash: t.row.bundle_hash,
+          bachfileJson: t.row.bachfile,
+          source: { path: local ? this.inputPath(t.row) : "", offset: chunk.offset, length: chunk.length },
+          outputPath: local ? this.spool.attemptOutput(attemptId) : "",
+        },
+      },
+    });
+  }
+
+  private inputPath(row: TaskRow): string {
+    return row.input_kind === "stream" ? this.spool.inputLog(row.id) : row.input_path;
+  }
+
+  /** Where an attempt's chunk bytes are, for workers that fetch them; refuses attempts no longer running. */
+  chunkSource(attempt: number): { path: string; offset: number; length: number; task: string } {
+    const a = this.ledger.attempt(attempt);
+    if (a.state !== "running") throw new InputError(`attempt ${attempt} is no longer running`);
+    const row = this.ledger.task(a.task_id);
+    const c = this.ledger.chunk(a.task_id, a.seq);
+    return { path: this.inputPath(row), offset: c.offset, length: c.length, task: a.task_id };
+  }
+
+  /** Where a remote worker's upload of an attempt's output goes; refuses attempts no longer running. */
+  outputTarget(attempt: number): string {
+    const a = this.ledger.attempt(attempt);
+    if (a.state !== "running") throw new InputError(`attempt ${attempt} is no longer running`);
+    return this.spool.attemptOutput(attempt);
+  }
+}
+
+const lostEnd: AttemptEnd = { exitCode: -1, reason: "", stderr: "", bytesIn: 0, bytesOut: 0, seconds: 0 };
+
+function fileSize(file: string): number | null {
+  return fs.statSync(file, { throwIfNoEntry: false })?.size ?? null;
+}

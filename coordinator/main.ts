@@ -1,0 +1,67 @@
+#!/usr/bin/env node
+// `bach-coordinator start`: parses flags and wires the ledger, the domain and the gRPC server together.
+import os from "node:os";
+import path from "node:path";
+import { Command } from "commander";
+import { DEFAULT_PORT, runMain, tokenFrom } from "../core/cli-common";
+import { InputError } from "../core/errors";
+import { makeLogger } from "../core/log";
+import { parseDuration } from "../core/sizes";
+import { Coordinator } from "./coordinator";
+import { startServer } from "./server";
+
+function program(): Command {
+  const cmd = new Command("bach-coordinator")
+    .description("The Bach coordinator: keeps the ledger and the spool, and hands chunks to workers.")
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(`bach-coordinator: ${str.replace(/^error: /, "")}`) });
+  cmd
+    .command("start")
+    .description("start the coordinator daemon (it runs until SIGINT or SIGTERM)")
+    .option("--listen <host:port>", "address to listen on (e.g. --listen 0.0.0.0:7070 for a LAN)", `127.0.0.1:${DEFAULT_PORT}`)
+    .option("--data-dir <dir>", "where the ledger (SQLite) and the spool live (e.g. --data-dir /var/lib/bach)", path.join(os.homedir(), ".bach", "coordinator"))
+    .option("--token <token>", "shared secret every worker and CLI must present (default $BACH_TOKEN)")
+    .option("--heartbeat <duration>", "how often workers send heartbeats (e.g. --heartbeat 1s)", "1s")
+    .option("--lost-after <duration>", "declare a silent worker lost after this long (e.g. --lost-after 5s)", "5s")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  bach-coordinator start --listen 0.0.0.0:7070 --data-dir /var/lib/bach --token s3cret
+  BACH_TOKEN=s3cret bach-coordinator start --lost-after 10s
+
+Then on each machine: bach-worker join HOST:7070 --token s3cret`,
+    )
+    .action(async (o: { listen: string; dataDir: string; token?: string; heartbeat: string; lostAfter: string }) => {
+      const token = tokenFrom(o.token);
+      if (!token) throw new InputError("a token is required: --token T or BACH_TOKEN (workers and CLIs must present it)");
+      if (!/^.+:\d+$/.test(o.listen)) throw new InputError(`--listen ${o.listen}: expected HOST:PORT, e.g. 0.0.0.0:${DEFAULT_PORT}`);
+      const log = makeLogger("bach-coordinator", "info");
+      const coordinator = new Coordinator({
+        dataDir: path.resolve(o.dataDir),
+        heartbeatMs: parseDuration(o.heartbeat, "--heartbeat"),
+        lostAfterMs: parseDuration(o.lostAfter, "--lost-after"),
+        log,
+      });
+      const { server, port } = await startServer(coordinator, o.listen, token, log).catch((err: Error) => {
+        throw new InputError(`--listen ${o.listen}: ${err.message}`);
+      });
+      log.info({ listen: o.listen.replace(/:\d+$/, `:${port}`), dataDir: path.resolve(o.dataDir) }, "coordinator started");
+      // Tests and scripts read the bound port from this line.
+      process.stdout.write(`bach-coordinator listening on ${o.listen.replace(/:\d+$/, `:${port}`)}\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => {
+          server.forceShutdown();
+          coordinator.close();
+          resolve();
+        };
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      });
+    });
+  return cmd;
+}
+
+runMain("bach-coordinator", async () => {
+  await program().parseAsync(process.argv);
+});

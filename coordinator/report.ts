@@ -1,0 +1,82 @@
+// Builds reports from the ledger: planned against done for one task, and the task and worker lists.
+// Read-only: it never changes the ledger.
+import type { FailureLine, TaskReport, TaskSummary, WorkerShare, WorkerSummary } from "../core/report";
+import { InputError } from "../core/errors";
+import type { Ledger, TaskRow } from "./ledger";
+
+export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
+  const task = taskId ? ledger.findTask(taskId) : ledger.latestTask();
+  if (!task) throw new InputError(taskId ? `no task ${taskId}` : "no tasks yet");
+  const chunks = ledger.chunks(task.id);
+  const attempts = ledger.attempts(task.id);
+  const chunkStates = countBy(chunks.map((c) => c.state));
+  const attemptStates = countBy(attempts.map((a) => a.state));
+  const workerNames = new Map(ledger.workers().map((w) => [w.id, w.name]));
+  const shares = new Map<string, WorkerShare>();
+  for (const a of attempts) {
+    const s = shares.get(a.worker_id) ?? {
+      worker: a.worker_id, name: workerNames.get(a.worker_id) ?? a.worker_id,
+      attempts: 0, committed: 0, failed: 0, lost: 0, bytesIn: 0, seconds: 0, bytesPerSecond: 0,
+    };
+    s.attempts++;
+    if (a.state === "succeeded") {
+      s.committed++;
+      s.bytesIn += a.bytes_in ?? 0;
+      s.seconds += a.seconds ?? 0;
+    }
+    if (a.state === "failed") s.failed++;
+    if (a.state === "lost") s.lost++;
+    shares.set(a.worker_id, s);
+  }
+  for (const s of shares.values()) s.bytesPerSecond = s.seconds > 0 ? s.bytesIn / s.seconds : 0;
+  const bySeq = new Map(chunks.map((c) => [c.seq, c]));
+  const failures: FailureLine[] = attempts
+    .filter((a) => a.state === "failed" || a.state === "lost")
+    .slice(-50)
+    .map((a) => ({
+      chunk: a.seq, offset: bySeq.get(a.seq)?.offset ?? 0, length: bySeq.get(a.seq)?.length ?? 0,
+      attempt: a.id, worker: a.worker_id, state: a.state, reason: a.reason ?? "", stderr: a.stderr ?? "",
+    }));
+  const bachfile = JSON.parse(task.bachfile) as { hardware?: { cpu?: { max: number | null }; memory?: { max: number | null } } };
+  const notes: string[] = [];
+  if (bachfile.hardware?.cpu?.max || bachfile.hardware?.memory?.max) {
+    notes.push("process runtime: hardware.cpu.max and hardware.memory.max are not enforced on plain processes");
+  }
+  return {
+    id: task.id,
+    name: task.name,
+    state: task.state,
+    error: task.error,
+    createdAt: new Date(task.created_at).toISOString(),
+    finishedAt: task.finished_at ? new Date(task.finished_at).toISOString() : null,
+    wallSeconds: ((task.finished_at ?? Date.now()) - task.created_at) / 1000,
+    input: { kind: task.input_kind, path: task.input_path, bytes: task.bytes_in, done: task.input_done === 1 },
+    parallelism: task.parallelism,
+    chunks: { planned: task.chunks_planned, byState: chunkStates },
+    attempts: { total: attempts.length, byState: attemptStates, retries: Math.max(0, attempts.length - new Set(attempts.map((a) => a.seq)).size) },
+    bytesOut: chunks.reduce((n, c) => n + (c.bytes_out ?? 0), 0),
+    workers: [...shares.values()],
+    failures,
+    notes,
+  };
+}
+
+export function taskList(ledger: Ledger): TaskSummary[] {
+  return ledger.tasks().map((t: TaskRow) => ({
+    id: t.id, name: t.name, state: t.state, createdAt: new Date(t.created_at).toISOString(),
+    bytesIn: t.bytes_in, chunksPlanned: t.chunks_planned, chunksCommitted: t.commits,
+  }));
+}
+
+export function workerList(ledger: Ledger): WorkerSummary[] {
+  return ledger.workers().map((w) => ({
+    id: w.id, name: w.name, host: w.host, state: w.state, slots: w.slots, cpus: w.cpus,
+    memoryMb: w.memory_mb, interruptible: w.interruptible === 1, lastSeen: new Date(w.last_seen).toISOString(),
+  }));
+}
+
+function countBy(values: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
+}

@@ -1,0 +1,227 @@
+// The coordinator's gRPC adapter: thin handlers that check the token, decode, call the domain, encode.
+// No scheduling or SQL lives here.
+import fs from "node:fs";
+import path from "node:path";
+import { createHash, randomBytes } from "node:crypto";
+import { pipeline } from "node:stream/promises";
+import { Server, ServerCredentials, status, type Metadata, type ServerErrorResponse } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import type { Bachfile } from "../core/bachfile";
+import { CoordinatorService, type CoordinatorServer, type WorkerMessage } from "../core/generated/bach";
+import { FRAME_BYTES, channelOptions, statusFor, tokenOf } from "../core/rpc";
+import type { Coordinator, WorkerSession } from "./coordinator";
+import { taskList, taskReport, workerList } from "./report";
+
+function refusal(metadata: Metadata, token: string): ServerErrorResponse | null {
+  if (tokenOf(metadata) === token) return null;
+  const details = tokenOf(metadata) ? "wrong token (give the coordinator's --token or BACH_TOKEN)" : "a token is required (--token or BACH_TOKEN)";
+  return Object.assign(new Error(details), { code: status.UNAUTHENTICATED, details });
+}
+
+function failure(err: unknown): ServerErrorResponse {
+  const s = statusFor(err);
+  return Object.assign(new Error(s.details), s);
+}
+
+export function coordinatorHandlers(c: Coordinator, token: string, log: Logger): CoordinatorServer {
+  // A server stream ends with an error status through emit("error"); destroy() would drop the status.
+
+  /** Unary handlers share one shape: refuse, run, answer or fail. */
+  const unary =
+    <Req, Res>(fn: (req: Req) => Res) =>
+    (call: { request: Req; metadata: Metadata }, cb: (e: ServerErrorResponse | null, r?: Res) => void) => {
+      const refused = refusal(call.metadata, token);
+      if (refused) return cb(refused);
+      try {
+        cb(null, fn(call.request));
+      } catch (err) {
+        cb(failure(err));
+      }
+    };
+
+  return {
+    createTask: unary((req) => ({
+      taskId: c.createTask({
+        bachfile: JSON.parse(req.bachfileJson) as Bachfile,
+        bundleHash: req.bundleHash,
+        parallelism: req.parallelism,
+        chunkSize: req.chunkSize > 0 ? req.chunkSize : null,
+        input: req.inputKind === "path" ? { kind: "path", path: req.inputPath } : { kind: "stream" },
+        dataStreams: req.dataStreams,
+      }),
+    })),
+    hasBundle: unary((req) => ({ present: c.spool.hasBundle(req.hash) })),
+    report: unary((req) => ({ json: JSON.stringify(taskReport(c.ledger, req.taskId || null)) })),
+    listTasks: unary(() => ({ json: JSON.stringify(taskList(c.ledger)) })),
+    listWorkers: unary(() => ({ json: JSON.stringify(workerList(c.ledger)) })),
+    cancelTask: unary((req) => {
+      c.cancelTask(req.taskId);
+      return {};
+    }),
+
+    putInput(call, cb) {
+      const refused = refusal(call.metadata, token);
+      if (refused) return cb(refused);
+      let task = "";
+      let offset = -1;
+      const consume = async () => {
+        for await (const frame of call) {
+          const f = frame as { taskId: string; offset: number; data: Buffer; eof: boolean };
+          if (offset < 0) {
+            task = f.taskId;
+            offset = f.offset;
+          }
+          await c.appendInput(task, offset, f.data);
+          offset += f.data.length;
+          if (f.eof) return c.endInput(task);
+        }
+        return offset;
+      };
+      consume().then(
+        (n) => cb(null, { bytesReceived: n }),
+        (err) => cb(failure(err)),
+      );
+    },
+
+    streamOutput(call) {
+      const refused = refusal(call.metadata, token);
+      if (refused) return call.emit("error", refused);
+      const { taskId, fromChunk, keepOrder } = call.request;
+      const send = async () => {
+        for await (const ev of c.streamOutput(taskId, fromChunk, keepOrder)) {
+          if (call.cancelled) return;
+          const ok =
+            ev.kind === "data" ? call.write({ kind: { $case: "data", value: ev.data } })
+            : ev.kind === "chunk-done" ? call.write({ kind: { $case: "chunkDone", value: ev.seq } })
+            : ev.kind === "progress" ? call.write({ kind: { $case: "progress", value: { bytesIn: ev.bytesIn, inputDone: ev.inputDone, chunksPlanned: ev.planned, chunksCommitted: ev.committed, attemptsRunning: ev.running } } })
+            : call.write({ kind: { $case: "end", value: { state: ev.state, error: ev.error } } });
+          if (!ok) await new Promise((resolve) => call.once("drain", resolve));
+        }
+        call.end();
+      };
+      send().catch((err) => call.emit("error", failure(err)));
+    },
+
+    putBundle(call, cb) {
+      const refused = refusal(call.metadata, token);
+      if (refused) return cb(refused);
+      receiveBundle(c, call).then((hash) => cb(null, { hash }), (err) => cb(failure(err)));
+    },
+
+    fetchBundle(call) {
+      const refused = refusal(call.metadata, token);
+      if (refused) return call.emit("error", refused);
+      const file = c.spool.bundle(call.request.hash);
+      sendFile(call, file, 0, fs.statSync(file).size, (data) => ({ hash: call.request.hash, data })).catch((err) => call.emit("error", failure(err)));
+    },
+
+    fetchChunk(call) {
+      const refused = refusal(call.metadata, token);
+      if (refused) return call.emit("error", refused);
+      try {
+        const src = c.chunkSource(call.request.attemptId);
+        sendFile(call, src.path, src.offset, src.length, (data) => ({ data })).catch((err) => call.emit("error", failure(err)));
+      } catch (err) {
+        call.emit("error", failure(err));
+      }
+    },
+
+    putOutput(call, cb) {
+      const refused = refusal(call.metadata, token);
+      if (refused) return cb(refused);
+      receiveOutput(c, call).then(() => cb(null, {}), (err) => cb(failure(err)));
+    },
+
+    work(call) {
+      const refused = refusal(call.metadata, token);
+      if (refused) return call.emit("error", refused);
+      let session: WorkerSession | null = null;
+      const gone = (reason: string) => {
+        if (session) c.workerGone(session, reason);
+      };
+      call.on("data", (msg: WorkerMessage) => {
+        const kind = msg.kind;
+        if (!kind) return;
+        if (kind.$case === "hello") {
+          session = c.workerJoined(kind.value, (m) => call.write(m), (reason) => {
+            log.warn({ worker: session?.id, reason }, "closing worker stream");
+            call.end();
+          });
+          return;
+        }
+        if (!session) return call.emit("error", failure(new Error("a worker must say hello first")));
+        c.workerSeen(session);
+        if (kind.$case === "result") c.attemptResult(session, kind.value);
+      });
+      call.on("end", () => {
+        gone("disconnected");
+        call.end();
+      });
+      call.on("error", (err) => gone(`stream error: ${err.message}`));
+      call.on("cancelled", () => gone("connection cancelled"));
+    },
+  };
+}
+
+async function sendFile<T>(
+  call: { write(m: T): boolean; once(e: "drain", f: () => void): unknown; end(): void; cancelled: boolean },
+  file: string,
+  offset: number,
+  length: number,
+  frame: (data: Buffer) => T,
+): Promise<void> {
+  if (length > 0) {
+    const stream = fs.createReadStream(file, { start: offset, end: offset + length - 1, highWaterMark: FRAME_BYTES });
+    for await (const data of stream) {
+      if (call.cancelled) {
+        stream.destroy();
+        return;
+      }
+      if (!call.write(frame(data as Buffer))) await new Promise<void>((resolve) => call.once("drain", resolve));
+    }
+  }
+  call.end();
+}
+
+async function receiveBundle(c: Coordinator, frames: AsyncIterable<{ hash: string; data: Buffer }>): Promise<string> {
+  let expected = "";
+  const hash = createHash("sha256");
+  const part = path.join(c.spool.dir, "bundles", `upload-${randomBytes(6).toString("hex")}.part`);
+  async function* data(): AsyncGenerator<Buffer> {
+    for await (const f of frames) {
+      expected ||= f.hash;
+      hash.update(f.data);
+      yield f.data;
+    }
+  }
+  try {
+    await pipeline(data(), fs.createWriteStream(part));
+    const actual = hash.digest("hex");
+    if (actual !== expected) throw new Error(`bundle arrived damaged: hash ${actual.slice(0, 12)}, expected ${expected.slice(0, 12)}`);
+    await fs.promises.rename(part, c.spool.bundle(actual));
+    return actual;
+  } finally {
+    await fs.promises.rm(part, { force: true });
+  }
+}
+
+async function receiveOutput(c: Coordinator, frames: AsyncIterable<{ attemptId: number; data: Buffer }>): Promise<void> {
+  const iterator = frames[Symbol.asyncIterator]();
+  const first = await iterator.next();
+  if (first.done) return;
+  const file = c.outputTarget(first.value.attemptId);
+  async function* rest(): AsyncGenerator<Buffer> {
+    yield first.value.data;
+    for (let r = await iterator.next(); !r.done; r = await iterator.next()) yield r.value.data;
+  }
+  await pipeline(rest(), fs.createWriteStream(file));
+}
+
+export async function startServer(c: Coordinator, listen: string, token: string, log: Logger): Promise<{ server: Server; port: number }> {
+  const server = new Server(channelOptions);
+  server.addService(CoordinatorService, coordinatorHandlers(c, token, log));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return { server, port };
+}

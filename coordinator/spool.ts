@@ -1,0 +1,35 @@
+// The spool: the coordinator's directory of bytes. Streamed input is appended to one log file per task
+// (chunks are byte ranges of it, so a re-run can read them again), attempt outputs are written aside
+// under their attempt id, and code bundles are stored by content hash. It never decides what is committed.
+import fs from "node:fs";
+import path from "node:path";
+
+export class Spool {
+  constructor(readonly dir: string) {
+    for (const sub of ["input", "attempts", "bundles"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
+  }
+
+  inputLog(task: string): string {
+    return path.join(this.dir, "input", `${task}.log`);
+  }
+
+  attemptOutput(attempt: number): string {
+    return path.join(this.dir, "attempts", `${attempt}.out`);
+  }
+
+  bundle(hash: string): string {
+    if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error(`not a bundle hash: ${hash}`);
+    return path.join(this.dir, "bundles", `${hash}.tar`);
+  }
+
+  hasBundle(hash: string): boolean {
+    return fs.existsSync(this.bundle(hash));
+  }
+
+  removeQuietly(file: string): void {
+    fs.rm(file, { force: true }, (err) => {
+      // A leftover file costs disk, not correctness; the ledger never points at an uncommitted one.
+      if (err) process.emitWarning(`bach: could not remove ${file}: ${err.message}`);
+    });
+  }
+}

@@ -1,0 +1,86 @@
+// Chunk sizing for `--chunk-size auto`: from what a task's attempts measure (the fixed cost of a fresh
+// program process and its bytes per second), pick chunks big enough that the fixed cost stays a few
+// percent, yet small enough that every slot gets several chunks. Pure: no clocks, no I/O.
+
+const MiB = 1024 * 1024;
+export const MIN_CHUNK = 1 * MiB;
+/** Bounds the work a lost attempt throws away and the spool an unstarted chunk holds. */
+export const MAX_CHUNK = 256 * MiB;
+/** First chunks of a stream start here and double, so every slot starts early and the sizes vary enough to measure. */
+export const FIRST_CHUNK = 16 * MiB;
+/** Fixed cost at most 1/(1+19) = 5% of an attempt. */
+const FIXED_COST_SHARE = 19;
+/** Priors until measured: a light node mapper, the worst case (../shared/bench/README.md: ~0.1 s per chunk, ~450 MB/s). */
+const PRIOR_FIXED_SECONDS = 0.1;
+const PRIOR_BYTES_PER_SECOND = 400e6;
+const CHUNKS_PER_SLOT = 8;
+
+export interface Observation {
+  bytes: number;
+  seconds: number;
+}
+
+/** Least squares of seconds = fixed + bytes / rate; falls back to the priors where the data cannot tell. */
+export function fitCost(obs: readonly Observation[]): { fixedSeconds: number; bytesPerSecond: number } {
+  const prior = { fixedSeconds: PRIOR_FIXED_SECONDS, bytesPerSecond: PRIOR_BYTES_PER_SECOND };
+  const usable = obs.filter((o) => o.bytes > 0 && o.seconds > 0);
+  if (usable.length === 0) return prior;
+  const n = usable.length;
+  const mx = usable.reduce((s, o) => s + o.bytes, 0) / n;
+  const my = usable.reduce((s, o) => s + o.seconds, 0) / n;
+  const sxx = usable.reduce((s, o) => s + (o.bytes - mx) ** 2, 0);
+  const sxy = usable.reduce((s, o) => s + (o.bytes - mx) * (o.seconds - my), 0);
+  if (n < 2 || sxx < (0.25 * mx) ** 2) {
+    // One size only: keep the prior fixed cost, take the rate from what is left.
+    const perByte = Math.max(my - prior.fixedSeconds, my * 0.5) / mx;
+    return { fixedSeconds: prior.fixedSeconds, bytesPerSecond: 1 / perByte };
+  }
+  const slope = sxy / sxx;
+  const intercept = my - slope * mx;
+  if (slope <= 0) return prior;
+  return { fixedSeconds: Math.max(0, intercept), bytesPerSecond: 1 / slope };
+}
+
+export interface SizerOptions {
+  /** An explicit --chunk-size always wins. */
+  explicit: number | null;
+  /** The input's size when known (a file), else null (a stream). */
+  totalBytes: number | null;
+  slots: number;
+}
+
+export class ChunkSizer {
+  private readonly observations: Observation[] = [];
+
+  constructor(private readonly opts: SizerOptions) {}
+
+  observe(o: Observation): void {
+    this.observations.push(o);
+  }
+
+  /** The smallest chunk whose fixed cost stays under 5%, by what has been measured so far. */
+  efficientSize(): number {
+    const { fixedSeconds, bytesPerSecond } = fitCost(this.observations);
+    return clamp(fixedSeconds * bytesPerSecond * FIXED_COST_SHARE, MIN_CHUNK, MAX_CHUNK);
+  }
+
+  /** Target size of chunk `index`, consulted when that chunk starts. */
+  next(index: number): number {
+    if (this.opts.explicit !== null) return this.opts.explicit;
+    const efficient = this.efficientSize();
+    const slots = Math.max(1, this.opts.slots);
+    if (this.opts.totalBytes !== null) {
+      // Known size: several chunks per slot when the fixed cost allows it, never below efficient,
+      // and never so big that a slot gets nothing.
+      const spread = Math.ceil(this.opts.totalBytes / (slots * CHUNKS_PER_SLOT));
+      const oneEach = Math.ceil(this.opts.totalBytes / slots);
+      return clamp(Math.min(Math.max(spread, efficient), oneEach), MIN_CHUNK, MAX_CHUNK);
+    }
+    const ramp = FIRST_CHUNK * 2 ** Math.min(index, 20);
+    return clamp(Math.min(ramp, efficient), MIN_CHUNK, MAX_CHUNK);
+  }
+}
+
+function clamp(n: number, lo: number, hi: number): number {
+  return Math.round(Math.min(hi, Math.max(lo, n)));
+}

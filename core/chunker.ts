@@ -1,0 +1,133 @@
+// The chunker: bytes in, chunk boundaries out. A chunk is a run of whole records, at most its target
+// size unless one record alone is longer. It never copies or holds the stream: it keeps only the last
+// delimiter.length-1 bytes (to find a delimiter split across two pushes) and a few positions.
+
+export interface Cut {
+  index: number;
+  offset: number;
+  length: number;
+}
+
+/** True when a proper prefix of d is also its suffix ("\n\n", "aba"): matches can then overlap. */
+export function delimiterOverlapsItself(d: Buffer): boolean {
+  for (let k = 1; k < d.length; k++) {
+    if (d.subarray(0, k).equals(d.subarray(d.length - k))) return true;
+  }
+  return false;
+}
+
+export class Chunker {
+  private pos = 0;
+  private chunkStart = 0;
+  /** End of the last complete record in the current chunk, or -1. */
+  private lastEnd = -1;
+  /** A match may start no earlier than this (records are found left to right, without overlap). */
+  private matchFrom = 0;
+  private index = 0;
+  private size: number;
+  private carry: Buffer = Buffer.alloc(0);
+  private readonly overlapping: boolean;
+  private cuts: Cut[] = [];
+
+  constructor(
+    private readonly delimiter: Buffer,
+    private readonly nextSize: (index: number) => number,
+  ) {
+    if (delimiter.length === 0) throw new Error("empty delimiter");
+    this.overlapping = delimiterOverlapsItself(delimiter);
+    this.size = Math.max(1, nextSize(0));
+  }
+
+  get position(): number {
+    return this.pos;
+  }
+
+  push(data: Buffer): Cut[] {
+    this.cuts = [];
+    const d = this.delimiter.length;
+    if (d > 1 && this.carry.length > 0) this.straddling(data);
+    if (this.overlapping) this.scanEvery(data);
+    else this.scanLast(data);
+    this.pos += data.length;
+    this.earlyCut();
+    if (d > 1) {
+      const keep = Math.min(d - 1, this.pos);
+      this.carry = Buffer.from(keep <= data.length ? data.subarray(data.length - keep) : Buffer.concat([this.carry, data]).subarray(-keep));
+    }
+    return this.cuts;
+  }
+
+  end(): Cut[] {
+    this.cuts = [];
+    if (this.pos > this.chunkStart) this.cut(this.pos);
+    return this.cuts;
+  }
+
+  /** A delimiter that starts in the carried tail of the last push and ends in this one. */
+  private straddling(data: Buffer): void {
+    const d = this.delimiter.length;
+    const base = this.pos - this.carry.length;
+    const head = Buffer.concat([this.carry, data.subarray(0, d - 1)]);
+    const i = head.indexOf(this.delimiter, Math.max(0, this.matchFrom - base));
+    if (i >= 0 && i < this.carry.length) this.recordEnd(base + i + d);
+  }
+
+  /** Every record end, in order: needed when matches may overlap. */
+  private scanEvery(data: Buffer): void {
+    const d = this.delimiter.length;
+    for (let i = data.indexOf(this.delimiter, Math.max(0, this.matchFrom - this.pos)); i >= 0; i = data.indexOf(this.delimiter, this.matchFrom - this.pos)) {
+      this.recordEnd(this.pos + i + d);
+    }
+  }
+
+  /**
+   * Only the record ends that decide a cut: the last one within the chunk's limit (found backwards),
+   * and, when none fits, the first one after it. Far fewer calls than visiting every record.
+   */
+  private scanLast(data: Buffer): void {
+    const d = this.delimiter.length;
+    const to = this.pos + data.length;
+    for (;;) {
+      const from = Math.max(this.matchFrom, this.chunkStart);
+      const limit = Math.min(this.chunkStart + this.size, to);
+      const last = limit - d - this.pos;
+      if (last >= from - this.pos) {
+        const i = data.lastIndexOf(this.delimiter, last);
+        if (i >= 0 && i >= from - this.pos) {
+          this.lastEnd = this.pos + i + d;
+          this.matchFrom = this.lastEnd;
+        }
+      }
+      if (to - this.chunkStart <= this.size) return;
+      if (this.lastEnd > this.chunkStart) {
+        this.cut(this.lastEnd);
+        continue;
+      }
+      // Nothing ends within the limit: the first record to end is longer than the chunk, and alone.
+      const i = data.indexOf(this.delimiter, Math.max(0, from - this.pos));
+      if (i < 0) return;
+      this.matchFrom = this.pos + i + d;
+      this.cut(this.matchFrom);
+    }
+  }
+
+  private recordEnd(e: number): void {
+    this.matchFrom = e;
+    if (e - this.chunkStart > this.size && this.lastEnd > this.chunkStart) this.cut(this.lastEnd);
+    if (e - this.chunkStart >= this.size) this.cut(e);
+    else this.lastEnd = e;
+  }
+
+  /** Past the limit with a complete record in hand: close now rather than wait for the long record. */
+  private earlyCut(): void {
+    if (this.pos - this.chunkStart > this.size && this.lastEnd > this.chunkStart) this.cut(this.lastEnd);
+  }
+
+  private cut(at: number): void {
+    this.cuts.push({ index: this.index, offset: this.chunkStart, length: at - this.chunkStart });
+    this.index++;
+    this.chunkStart = at;
+    this.lastEnd = -1;
+    this.size = Math.max(1, this.nextSize(this.index));
+  }
+}

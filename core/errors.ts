@@ -1,0 +1,55 @@
+// User-facing failures: typed errors that carry the thing at fault and map to a documented exit status.
+// A BachError is printed as one line, `bach: <message>`, never with a stack.
+
+export const ExitStatus = {
+  done: 0,
+  taskFailed: 1,
+  badInput: 2,
+  unreachable: 3,
+} as const;
+export type ExitStatus = (typeof ExitStatus)[keyof typeof ExitStatus];
+
+export class BachError extends Error {
+  constructor(
+    message: string,
+    readonly exitStatus: ExitStatus,
+    readonly code: string,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** Bad usage or bad input: a bachfile field, a flag, a path. */
+export class InputError extends BachError {
+  constructor(
+    message: string,
+    readonly where?: { field?: string; path?: string; offset?: number },
+  ) {
+    super(message, ExitStatus.badInput, "bad-input");
+  }
+}
+
+/** Every problem found in one bachfile, one line each, so a user fixes them all at once. */
+export class BachfileError extends InputError {
+  constructor(
+    readonly file: string,
+    readonly problems: { field: string; message: string }[],
+  ) {
+    super(problems.map((p) => `${file}: ${p.field || "(top level)"}: ${p.message}`).join("\n"), { path: file });
+  }
+}
+
+/** The coordinator could not be reached, or refused us (wrong token). */
+export class CoordinatorUnreachableError extends BachError {
+  constructor(message: string, readonly address: string) {
+    super(message, ExitStatus.unreachable, "unreachable");
+  }
+}
+
+/** The task ran and failed: a chunk failed every attempt, or it was cancelled. */
+export class TaskFailedError extends BachError {
+  constructor(message: string, readonly taskId: string) {
+    super(message, ExitStatus.taskFailed, "task-failed");
+  }
+}

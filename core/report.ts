@@ -1,0 +1,74 @@
+// The shape of a task report, shared by the coordinator (which builds it from the ledger) and the CLI
+// (which prints it as text or JSON).
+
+export interface WorkerShare {
+  worker: string;
+  name: string;
+  attempts: number;
+  committed: number;
+  failed: number;
+  lost: number;
+  bytesIn: number;
+  seconds: number;
+  /** Input bytes per second of the attempts that committed, while they ran. */
+  bytesPerSecond: number;
+}
+
+export interface FailureLine {
+  chunk: number;
+  offset: number;
+  length: number;
+  attempt: number;
+  worker: string;
+  state: string;
+  reason: string;
+  stderr: string;
+}
+
+export interface TaskReport {
+  id: string;
+  name: string;
+  state: string;
+  error: string | null;
+  createdAt: string;
+  finishedAt: string | null;
+  wallSeconds: number;
+  input: { kind: string; path: string; bytes: number; done: boolean };
+  parallelism: number;
+  chunks: { planned: number; byState: Record<string, number> };
+  attempts: { total: number; byState: Record<string, number>; retries: number };
+  bytesOut: number;
+  workers: WorkerShare[];
+  /** Attempts that did not succeed, newest last (at most 50). */
+  failures: FailureLine[];
+  notes: string[];
+}
+
+export interface TaskSummary {
+  id: string;
+  name: string;
+  state: string;
+  createdAt: string;
+  bytesIn: number;
+  chunksPlanned: number;
+  chunksCommitted: number;
+}
+
+export interface WorkerSummary {
+  id: string;
+  name: string;
+  host: string;
+  state: string;
+  slots: number;
+  cpus: number;
+  memoryMb: number;
+  interruptible: boolean;
+  lastSeen: string;
+}
+
+/** What a reader of a task's output receives, in order, until the task ends. */
+export type OutputEvent =
+  | { kind: "data"; data: Buffer }
+  | { kind: "chunk-done"; seq: number }
+  | { kind: "progress"; bytesIn: number; inputDone: boolean; planned: number; committed: number; running: number }
+  | { kind: "end"; state: string; error: string };

@@ -1,0 +1,172 @@
+// The benchmark: 1 GiB of GDELT-like rows through a light mapper, side by side in one run: one mapper
+// process, GNU parallel, and Bach embedded (file and stdin) and on a loopback cluster (stdin). Prints
+// wall time, MB/s, the ratio to one process, and peak RSS of the CLI and the coordinator.
+// Usage: npm run bench -- [--bytes N] [--runs N] [--only name,...]
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { once } from "node:events";
+
+const root = path.resolve(__dirname, "..", "..");
+const shared = path.resolve(root, "..", "shared", "bench");
+const args = process.argv.slice(2);
+const flag = (name: string, dflt: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const BYTES = Number(flag("--bytes", String(1 << 30)));
+const RUNS = Number(flag("--runs", "2"));
+const ONLY = flag("--only", "").split(",").filter(Boolean);
+
+const gen = fs.existsSync(path.join(shared, "gen-gdelt.js")) ? path.join(shared, "gen-gdelt.js") : path.join(root, "examples", "data", "gen-gdelt.js");
+const mapperFile = fs.existsSync(path.join(shared, "mapper-military.js")) ? path.join(shared, "mapper-military.js") : path.join(root, "examples", "gdelt-filter", "filter.js");
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "bach-bench-"));
+const data = path.join(work, "gdelt.tsv");
+const taskDir = path.join(work, "task");
+const bach = path.join(root, "dist", "cli", "main.js");
+
+interface Row {
+  name: string;
+  wall: number;
+  md5: string;
+  cliRss: number;
+  coordRss: number;
+}
+
+function peakRss(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    return Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) * 1024;
+  } catch {
+    return 0; // it has exited; the last poll stands
+  }
+}
+
+/** Runs `cmd` with its stdout into md5sum; times the whole, polls the peak RSS of `cmd` itself. */
+async function timed(cmd: string, cmdArgs: string[], opts: { stdinFile?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ wall: number; md5: string; rss: number }> {
+  const started = process.hrtime.bigint();
+  const stdin = opts.stdinFile ? fs.openSync(opts.stdinFile, "r") : "ignore";
+  const proc = spawn(cmd, cmdArgs, { stdio: [stdin, "pipe", "inherit"], env: { ...process.env, ...opts.env }, cwd: opts.cwd ?? work });
+  if (typeof stdin === "number") fs.closeSync(stdin);
+  const md5 = spawn("md5sum", [], { stdio: [proc.stdout ?? "ignore", "pipe", "inherit"] });
+  let rss = 0;
+  const poll = setInterval(() => (rss = Math.max(rss, peakRss(proc.pid))), 50);
+  let sum = "";
+  md5.stdout?.on("data", (b: Buffer) => (sum += b.toString()));
+  const [code] = (await once(proc, "exit")) as [number];
+  clearInterval(poll);
+  await once(md5, "close");
+  if (code !== 0) throw new Error(`${cmd} ${cmdArgs.join(" ")} exited ${code}`);
+  return { wall: Number(process.hrtime.bigint() - started) / 1e9, md5: sum.split(" ")[0], rss };
+}
+
+function sh(script: string) {
+  return timed("bash", ["-c", script]);
+}
+
+async function startCluster(): Promise<{ address: string; coordinator: ChildProcess; stop(): void }> {
+  const dataDir = path.join(work, `coord-${Date.now()}`);
+  const coordinator = spawn(process.execPath, [path.join(root, "dist", "coordinator", "main.js"), "start", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--token", "bench"], {
+    stdio: ["ignore", "pipe", "ignore"],
+    env: { ...process.env, BACH_LOG_LEVEL: "warn" },
+  });
+  let out = "";
+  coordinator.stdout?.on("data", (b: Buffer) => (out += b.toString()));
+  while (!/listening on (\S+)/.test(out)) await new Promise((r) => setTimeout(r, 50));
+  const address = /listening on (\S+)/.exec(out)?.[1] ?? "";
+  const workers = [1, 2].map((i) =>
+    spawn(process.execPath, [path.join(root, "dist", "worker", "main.js"), "join", address, "--token", "bench", "--slots", "1", "--name", `bench-${i}`, "--data-dir", path.join(work, `w${i}`)], {
+      stdio: "ignore",
+      env: { ...process.env, BACH_LOG_LEVEL: "warn" },
+    }),
+  );
+  await new Promise((r) => setTimeout(r, 1500));
+  return {
+    address,
+    coordinator,
+    stop() {
+      for (const w of workers) w.kill("SIGKILL");
+      coordinator.kill("SIGTERM");
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  process.stderr.write(`bench: generating ${BYTES} bytes with ${path.relative(root, gen)}\n`);
+  spawnSync(process.execPath, [gen, String(BYTES), data], { stdio: "inherit" });
+  fs.mkdirSync(taskDir);
+  fs.copyFileSync(mapperFile, path.join(taskDir, "mapper.js"));
+  fs.writeFileSync(path.join(taskDir, "bachfile.json"), JSON.stringify({ "logical-name": "bench-military", binary: "node", args: ["mapper.js"] }));
+  const home = path.join(work, "home");
+  const env = { BACH_HOME: home };
+  const hasParallel = spawnSync("parallel", ["--version"]).status === 0;
+
+  const rows: { name: string; run: () => Promise<Omit<Row, "name">> }[] = [
+    { name: "one process: node mapper < file", run: async () => ({ ...(await sh(`node ${taskDir}/mapper.js < ${data}`)), cliRss: 0, coordRss: 0 }) },
+    ...(hasParallel
+      ? [
+          { name: "parallel --pipepart -a FILE --block -1 -j2 -k", run: async () => ({ ...(await sh(`parallel --pipepart -a ${data} --block -1 -j2 -k node ${taskDir}/mapper.js`)), cliRss: 0, coordRss: 0 }) },
+          { name: "cat FILE | parallel --pipe --block 64M -j2 -k", run: async () => ({ ...(await sh(`cat ${data} | parallel --pipe --block 64M -j2 -k node ${taskDir}/mapper.js`)), cliRss: 0, coordRss: 0 }) },
+        ]
+      : []),
+    {
+      name: "bach task-run -p 2 --data FILE (embedded)",
+      run: async () => {
+        const r = await timed(process.execPath, [bach, "task-run", "-p", "2", "--data", data], { env, cwd: taskDir });
+        return { wall: r.wall, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
+      },
+    },
+    {
+      name: "cat FILE | bach task-run -p 2 (embedded)",
+      run: async () => {
+        const r = await timed(process.execPath, [bach, "task-run", "-p", "2"], { env, cwd: taskDir, stdinFile: data });
+        return { wall: r.wall, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
+      },
+    },
+    {
+      name: "cat FILE | bach task-run (cluster: coordinator + 2 workers, loopback)",
+      run: async () => {
+        const cluster = await startCluster();
+        try {
+          const r = await timed(process.execPath, [bach, "task-run", "--coordinator", cluster.address, "--token", "bench"], { env, cwd: taskDir, stdinFile: data });
+          return { wall: r.wall, md5: r.md5, cliRss: r.rss, coordRss: peakRss(cluster.coordinator.pid) };
+        } finally {
+          cluster.stop();
+        }
+      },
+    },
+  ];
+
+  const results: Row[] = [];
+  for (const row of rows) {
+    if (ONLY.length && !ONLY.some((o) => row.name.includes(o)) && results.length > 0) continue;
+    const runs: Omit<Row, "name">[] = [];
+    for (let i = 0; i < RUNS; i++) runs.push(await row.run());
+    runs.sort((a, b) => a.wall - b.wall);
+    const median = runs[Math.floor((runs.length - 1) / 2)];
+    results.push({ name: row.name, ...median, cliRss: Math.max(...runs.map((r) => r.cliRss)), coordRss: Math.max(...runs.map((r) => r.coordRss)) });
+    process.stderr.write(`bench: ${row.name}: ${median.wall.toFixed(2)} s\n`);
+  }
+
+  const base = results[0];
+  const mb = (n: number) => (n ? `${(n / 2 ** 20).toFixed(0)}` : "-");
+  const lines = [
+    `${(BYTES / 2 ** 30).toFixed(2)} GiB, ${path.basename(mapperFile)}, output to md5sum; median of ${RUNS} runs; ${os.availableParallelism()} cores`,
+    "",
+    "| run | wall s | MB/s | ratio to one process | same md5 | CLI peak RSS MiB | coordinator peak RSS MiB |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
+    ...results.map((r) =>
+      `| ${r.name} | ${r.wall.toFixed(2)} | ${(BYTES / 1e6 / r.wall).toFixed(0)} | ${(base.wall / r.wall).toFixed(2)} | ${r.md5 === base.md5 ? "yes" : "NO"} | ${mb(r.cliRss)} | ${mb(r.coordRss)} |`,
+    ),
+  ];
+  process.stdout.write(`${lines.join("\n")}\n`);
+  fs.rmSync(work, { recursive: true, force: true });
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`bench: ${err.message}\n`);
+  fs.rmSync(work, { recursive: true, force: true });
+  process.exit(1);
+});

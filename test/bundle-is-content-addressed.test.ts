@@ -1,0 +1,35 @@
+// Bundles: packing a folder twice gives the same hash, .bachignore is honoured, and unpacking gives the
+// files back (executable bits included).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { listTaskFiles, packBundle, unpackBundle } from "../core/bundle";
+import { runBach, taskFolder, tempDir } from "./harness";
+
+test("the same folder packs to the same hash; a change changes it", async () => {
+  const dir = taskFolder({ binary: "sh", args: ["run.sh"] }, { "run.sh": "cat\n", "big.dat": "x".repeat(1000) });
+  fs.mkdirSync(path.join(dir, "lib"));
+  fs.writeFileSync(path.join(dir, "lib", "a.js"), "1");
+  fs.writeFileSync(path.join(dir, ".bachignore"), "*.dat\n");
+  assert.deepEqual(listTaskFiles(dir), [".bachignore", "bachfile.json", "lib/a.js", "run.sh"]);
+  const cache = tempDir();
+  const a = await packBundle(dir, cache);
+  const b = await packBundle(dir, cache);
+  assert.equal(a.hash, b.hash);
+  fs.writeFileSync(path.join(dir, "lib", "a.js"), "2");
+  const c = await packBundle(dir, cache);
+  assert.notEqual(c.hash, a.hash);
+  const out = path.join(tempDir(), "unpacked");
+  await unpackBundle(c.file, out);
+  assert.equal(fs.readFileSync(path.join(out, "lib", "a.js"), "utf8"), "2");
+  assert.ok(fs.statSync(path.join(out, "run.sh")).mode & 0o100, "executable bit kept");
+  assert.ok(!fs.existsSync(path.join(out, "big.dat")), ".bachignore honoured");
+});
+
+test("bach task-build validates and prints the bundle", async () => {
+  const dir = taskFolder({ "logical-name": "upper", binary: "tr", args: ["a-z", "A-Z"] });
+  const r = await runBach(["task-build"], { cwd: dir });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout.toString(), /^upper: bundle [0-9a-f]{16} \(1 file,/);
+});

@@ -1,0 +1,154 @@
+// The one small harness integration tests share: start real coordinators and workers on loopback with
+// temp data dirs, run `bach` as a user would, make data, and wait on conditions with deadlines.
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+
+export const root = path.resolve(__dirname, "..", "..");
+export const bin = {
+  bach: path.join(root, "dist", "cli", "main.js"),
+  coordinator: path.join(root, "dist", "coordinator", "main.js"),
+  worker: path.join(root, "dist", "worker", "main.js"),
+};
+
+const cleanups: (() => void)[] = [];
+process.on("exit", () => {
+  for (const c of cleanups.reverse()) c();
+});
+
+export function tempDir(prefix = "bach-test-"): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Polls `check` until it returns a value, or fails after `deadlineMs` naming what it waited for. */
+export async function waitFor<T>(what: string, check: () => T | null | undefined | false, deadlineMs = 20_000): Promise<T> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    const v = check();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export interface Daemon {
+  proc: ChildProcess;
+  stderr(): string;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+function daemon(args: string[], env: NodeJS.ProcessEnv = {}): Daemon & { stdout(): string } {
+  const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  proc.stdout?.on("data", (b: Buffer) => (out += b.toString()));
+  proc.stderr?.on("data", (b: Buffer) => (err += b.toString()));
+  const kill = () => proc.exitCode === null && proc.signalCode === null && proc.kill("SIGKILL");
+  cleanups.push(kill);
+  return {
+    proc,
+    stdout: () => out,
+    stderr: () => err,
+    stop: async (signal: NodeJS.Signals = "SIGTERM") => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = once(proc, "exit");
+      proc.kill(signal);
+      await exited;
+    },
+  };
+}
+
+export interface Cluster {
+  address: string;
+  token: string;
+  dataDir: string;
+  coordinator: Daemon;
+  workers: Daemon[];
+  addWorker(opts?: { slots?: number; name?: string }): Promise<Daemon>;
+  stop(): Promise<void>;
+}
+
+export async function startCluster(opts: { workers?: number; slots?: number; heartbeat?: string; lostAfter?: string } = {}): Promise<Cluster> {
+  const dataDir = tempDir("bach-coord-");
+  const token = randomBytes(8).toString("hex");
+  const coordinator = daemon([bin.coordinator, "start", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--token", token,
+    "--heartbeat", opts.heartbeat ?? "200ms", "--lost-after", opts.lostAfter ?? "2s"], { BACH_LOG_LEVEL: "info" });
+  const address = await waitFor("the coordinator to listen", () => /listening on (\S+)/.exec(coordinator.stdout())?.[1]);
+  const workers: Daemon[] = [];
+  const cluster: Cluster = {
+    address,
+    token,
+    dataDir,
+    coordinator,
+    workers,
+    async addWorker(w = {}) {
+      const name = w.name ?? `worker-${workers.length + 1}`;
+      const d = daemon([bin.worker, "join", address, "--token", token, "--slots", String(w.slots ?? opts.slots ?? 1), "--name", name,
+        "--data-dir", tempDir("bach-worker-")], { BACH_LOG_LEVEL: "info" });
+      await waitFor(`worker ${name} to join`, () => d.stderr().includes('"msg":"joined"'));
+      workers.push(d);
+      return d;
+    },
+    async stop() {
+      await Promise.all(workers.map((w) => w.stop("SIGKILL")));
+      await coordinator.stop();
+    },
+  };
+  for (let i = 0; i < (opts.workers ?? 0); i++) await cluster.addWorker();
+  return cluster;
+}
+
+export interface Run {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Runs `bach` with args in `cwd`, stdin from a file (or nothing), and collects what it printed. */
+export async function runBach(args: string[], o: { cwd: string; stdinFile?: string; env?: NodeJS.ProcessEnv; onStart?(p: ChildProcess): void }): Promise<Run> {
+  const stdin = o.stdinFile ? fs.openSync(o.stdinFile, "r") : "ignore";
+  const proc = spawn(process.execPath, [bin.bach, ...args], {
+    cwd: o.cwd,
+    env: { ...process.env, BACH_HOME: tempDir("bach-home-"), ...o.env },
+    stdio: [stdin, "pipe", "pipe"],
+  });
+  if (typeof stdin === "number") fs.closeSync(stdin);
+  cleanups.push(() => proc.exitCode === null && proc.kill("SIGKILL"));
+  o.onStart?.(proc);
+  const out: Buffer[] = [];
+  let err = "";
+  proc.stdout?.on("data", (b: Buffer) => out.push(b));
+  proc.stderr?.on("data", (b: Buffer) => (err += b.toString()));
+  const [code] = (await once(proc, "close")) as [number | null];
+  return { code, stdout: Buffer.concat(out), stderr: err };
+}
+
+/** The reference: the program run once over the whole input. */
+export function runOnce(cwd: string, binary: string, args: string[], inputFile: string): Buffer {
+  const r = spawnSync(binary, args, { cwd, input: fs.readFileSync(inputFile), maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`reference run of ${binary} failed: ${r.stderr.toString()}`);
+  return r.stdout;
+}
+
+/** A task folder with a bachfile and files, in a temp dir. */
+export function taskFolder(bachfile: object, files: Record<string, string> = {}): string {
+  const dir = tempDir("bach-task-");
+  fs.writeFileSync(path.join(dir, "bachfile.json"), JSON.stringify(bachfile, null, 2));
+  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text, { mode: 0o755 });
+  return dir;
+}
+
+/** GDELT-like rows from the project's own example generator. */
+export function gdeltFile(bytes: number): string {
+  const file = path.join(tempDir("bach-data-"), "events.tsv");
+  const r = spawnSync(process.execPath, [path.join(root, "examples", "data", "gen-gdelt.js"), String(bytes), file]);
+  if (r.status !== 0) throw new Error(`gen-gdelt failed: ${r.stderr.toString()}`);
+  return file;
+}
+
+export const exampleDir = (name: string) => path.join(root, "examples", name);

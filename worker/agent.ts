@@ -1,0 +1,235 @@
+// The worker agent: keeps one bidirectional stream to the coordinator (reconnecting with backoff),
+// says what it has, sends heartbeats, runs each assigned attempt and reports its result. It never
+// decides what commits: the coordinator does, and fences results it has given up on.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { pipeline } from "node:stream/promises";
+import { Readable } from "node:stream";
+import { once } from "node:events";
+import { status, type ClientDuplexStream } from "@grpc/grpc-js";
+import type { Logger } from "pino";
+import type { Bachfile } from "../core/bachfile";
+import { unpackBundle } from "../core/bundle";
+import type { Assign, CoordinatorClient, CoordinatorMessage, WorkerMessage } from "../core/generated/bach";
+import { FRAME_BYTES, connect } from "../core/rpc";
+import { runProcess, type AttemptOutcome, type RunningAttempt } from "./process-runtime";
+
+export interface WorkerOptions {
+  coordinator: string;
+  token: string;
+  slots: number;
+  name: string;
+  dataDir: string;
+  /** Shares the coordinator's filesystem (the embedded case): read chunks and write outputs in place. */
+  localFiles: boolean;
+  interruptible: boolean;
+  log: Logger;
+  /** Longest wait between reconnection tries. */
+  maxBackoffMs?: number;
+  /** The coordinator refused our token: retrying cannot help. */
+  onRefused?(message: string): void;
+}
+
+export class WorkerAgent {
+  private readonly client: CoordinatorClient;
+  private stream: ClientDuplexStream<WorkerMessage, CoordinatorMessage> | null = null;
+  private workerId = "";
+  private heartbeat: NodeJS.Timeout | null = null;
+  private readonly running = new Map<number, RunningAttempt>();
+  private stopping = false;
+  private backoffMs = 100;
+  private readonly bundles = new Map<string, Promise<string>>();
+
+  constructor(private readonly opts: WorkerOptions) {
+    this.client = connect(opts.coordinator, opts.token);
+    for (const sub of ["bundles", "attempts"]) fs.mkdirSync(path.join(opts.dataDir, sub), { recursive: true });
+  }
+
+  start(): void {
+    this.open();
+  }
+
+  /** Stops at once: running attempts are killed (the coordinator runs their chunks again). */
+  stop(): void {
+    this.stopping = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    for (const a of this.running.values()) a.kill("worker stopping");
+    this.stream?.end();
+    this.client.close();
+  }
+
+  private open(): void {
+    const stream = this.client.work();
+    this.stream = stream;
+    stream.write({
+      kind: {
+        $case: "hello",
+        value: {
+          name: this.opts.name,
+          host: os.hostname(),
+          slots: this.opts.slots,
+          cpus: os.availableParallelism(),
+          memoryMb: Math.round(os.totalmem() / 2 ** 20),
+          localFiles: this.opts.localFiles,
+          version: "0.1.0",
+          interruptible: this.opts.interruptible,
+          workerId: this.workerId,
+        },
+      },
+    });
+    stream.on("data", (msg: CoordinatorMessage) => this.onMessage(msg));
+    stream.on("error", (err: Error & { code?: number; details?: string }) => {
+      if (err.code === status.UNAUTHENTICATED) {
+        this.stop();
+        this.opts.onRefused?.(`coordinator ${this.opts.coordinator} refused us: ${err.details ?? err.message}`);
+        return;
+      }
+      this.lost(stream, err.message);
+    });
+    stream.on("end", () => this.lost(stream, "coordinator closed the stream"));
+  }
+
+  private lost(stream: ClientDuplexStream<WorkerMessage, CoordinatorMessage>, reason: string): void {
+    if (this.stream !== stream) return;
+    this.stream = null;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    // The coordinator counts our running attempts as lost; finishing them would only be refused.
+    for (const a of this.running.values()) a.kill("connection to the coordinator lost");
+    if (this.stopping) return;
+    this.opts.log.warn({ reason, retryInMs: this.backoffMs }, "lost the coordinator; reconnecting");
+    const wait = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, this.opts.maxBackoffMs ?? 5000);
+    setTimeout(() => {
+      if (!this.stopping) this.open();
+    }, wait).unref();
+  }
+
+  private send(msg: WorkerMessage): void {
+    this.stream?.write(msg);
+  }
+
+  private onMessage(msg: CoordinatorMessage): void {
+    const kind = msg.kind;
+    if (!kind) return;
+    switch (kind.$case) {
+      case "welcome":
+        this.workerId = kind.value.workerId;
+        this.backoffMs = 100;
+        this.opts.log.info({ worker: this.workerId, coordinator: this.opts.coordinator }, "joined");
+        if (this.heartbeat) clearInterval(this.heartbeat);
+        this.heartbeat = setInterval(
+          () => this.send({ kind: { $case: "heartbeat", value: { running: [...this.running.keys()] } } }),
+          kind.value.heartbeatMs,
+        );
+        this.heartbeat.unref();
+        break;
+      case "assign":
+        this.runAttempt(kind.value).then(
+          (outcome) => this.report(kind.value.attemptId, outcome),
+          (err: Error) => this.report(kind.value.attemptId, failedBeforeStart(err)),
+        );
+        break;
+      case "cancel":
+        this.running.get(kind.value.attemptId)?.kill(kind.value.reason);
+        break;
+    }
+  }
+
+  private report(attemptId: number, o: AttemptOutcome): void {
+    this.running.delete(attemptId);
+    this.send({
+      kind: {
+        $case: "result",
+        value: { attemptId, ok: o.ok, exitCode: o.exitCode, signal: o.signal, reason: o.reason, stderr: o.stderr, bytesIn: o.bytesIn, bytesOut: o.bytesOut, seconds: o.seconds },
+      },
+    });
+  }
+
+  private async runAttempt(a: Assign): Promise<AttemptOutcome> {
+    const bachfile = JSON.parse(a.bachfileJson) as Bachfile;
+    const cwd = await this.bundle(a.bundleHash);
+    const local = this.opts.localFiles && a.source?.path;
+    const outputFile = local ? a.outputPath : path.join(this.opts.dataDir, "attempts", `${a.attemptId}.out`);
+    const input = local ? rangeReader(a.source?.path ?? "", a.source?.offset ?? 0, a.source?.length ?? 0) : this.fetchChunk(a.attemptId);
+    const attempt = runProcess({
+      bachfile,
+      cwd,
+      input,
+      outputFile,
+      workerName: this.opts.name,
+      env: { BACH_TASK: a.taskId, BACH_CHUNK: String(a.chunk), BACH_ATTEMPT: String(a.attemptId) },
+    });
+    this.running.set(a.attemptId, attempt);
+    const outcome = await attempt.done;
+    if (!local) {
+      try {
+        if (outcome.ok) await this.uploadOutput(a.attemptId, outputFile);
+      } finally {
+        await fs.promises.rm(outputFile, { force: true });
+      }
+    }
+    return outcome;
+  }
+
+  private fetchChunk(attemptId: number): Readable {
+    const call = this.client.fetchChunk({ attemptId });
+    return Readable.from((async function* () {
+      for await (const frame of call) yield (frame as { data: Buffer }).data;
+    })());
+  }
+
+  private uploadOutput(attemptId: number, file: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const call = this.client.putOutput((err) => (err ? reject(err) : resolve()));
+      (async () => {
+        let first = true;
+        for await (const data of fs.createReadStream(file, { highWaterMark: FRAME_BYTES })) {
+          if (!call.write({ attemptId: first ? attemptId : 0, data: data as Buffer })) await once(call, "drain");
+          first = false;
+        }
+        if (first) call.write({ attemptId, data: Buffer.alloc(0) });
+        call.end();
+      })().catch((err: Error) => {
+        call.destroy(err);
+        reject(err);
+      });
+    });
+  }
+
+  /** The bundle's unpacked folder, fetched from the coordinator once per hash and cached. */
+  private bundle(hash: string): Promise<string> {
+    let p = this.bundles.get(hash);
+    if (!p) {
+      p = this.fetchBundle(hash);
+      this.bundles.set(hash, p);
+      p.catch(() => this.bundles.delete(hash));
+    }
+    return p;
+  }
+
+  private async fetchBundle(hash: string): Promise<string> {
+    const dir = path.join(this.opts.dataDir, "bundles", hash);
+    if (fs.existsSync(dir)) return dir;
+    const tarFile = `${dir}.tar`;
+    const call = this.client.fetchBundle({ hash });
+    await pipeline(
+      (async function* () {
+        for await (const frame of call) yield (frame as { data: Buffer }).data;
+      })(),
+      fs.createWriteStream(tarFile),
+    );
+    await unpackBundle(tarFile, dir);
+    await fs.promises.rm(tarFile, { force: true });
+    return dir;
+  }
+}
+
+function rangeReader(file: string, offset: number, length: number): Readable {
+  if (length === 0) return Readable.from([]);
+  return fs.createReadStream(file, { start: offset, end: offset + length - 1, highWaterMark: FRAME_BYTES });
+}
+
+function failedBeforeStart(err: Error): AttemptOutcome {
+  return { ok: false, exitCode: -1, signal: "", reason: `could not start the attempt: ${err.message}`, stderr: "", bytesIn: 0, bytesOut: 0, seconds: 0 };
+}
