@@ -1,5 +1,6 @@
 // The embedded default: with no coordinator named, `bach task-run` starts a coordinator and a worker in
 // this process (the worker still talks gRPC on loopback, as a remote one would) and stops them after.
+import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -23,10 +24,45 @@ export interface Embedded {
   stop(): Promise<void>;
 }
 
+/**
+ * The embedded coordinator's data dir. One run at a time owns $BACH_HOME/local (whose ledger
+ * `bach task-report` reads afterwards); a run started while another holds it gets a private dir,
+ * removed when it ends.
+ */
+function claimDataDir(home: string): { dir: string; release(): void } {
+  const shared = path.join(home, "local");
+  fs.mkdirSync(shared, { recursive: true });
+  const lock = path.join(shared, "owner.pid");
+  for (let tries = 0; tries < 2; tries++) {
+    try {
+      fs.writeFileSync(lock, String(process.pid), { flag: "wx" });
+      return { dir: shared, release: () => fs.rmSync(lock, { force: true }) };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const owner = Number(fs.readFileSync(lock, "utf8"));
+      if (isAlive(owner)) break;
+      fs.rmSync(lock, { force: true }); // its owner died without cleaning up
+    }
+  }
+  const own = path.join(home, `local-${process.pid}`);
+  return { dir: own, release: () => fs.rmSync(own, { recursive: true, force: true }) };
+}
+
+function isAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 export async function startEmbedded(opts: { slots: number; listenIp: string | null }): Promise<Embedded> {
   const log = makeLogger("bach", "warn");
   const home = bachHome();
-  const coordinator = new Coordinator({ dataDir: path.join(home, "local"), heartbeatMs: 1000, lostAfterMs: 5000, log });
+  const claim = claimDataDir(home);
+  const coordinator = new Coordinator({ dataDir: claim.dir, heartbeatMs: 1000, lostAfterMs: 5000, log });
   const token = randomBytes(16).toString("hex");
   const host = opts.listenIp ?? "127.0.0.1";
   const bracketed = host.includes(":") ? `[${host}]` : host;
@@ -52,6 +88,7 @@ export async function startEmbedded(opts: { slots: number; listenIp: string | nu
       worker.stop();
       await shutdown(server);
       coordinator.close();
+      claim.release();
     },
   };
 }

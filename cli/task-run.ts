@@ -64,6 +64,20 @@ async function openInput(input: Input): Promise<Readable> {
   return Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>);
 }
 
+/** Ctrl-C stops the task too, not just this process: a cluster would otherwise run it for nobody. */
+function cancelOnInterrupt(api: CoordinatorApi, task: string): void {
+  const stop = (signal: NodeJS.Signals) => {
+    process.stderr.write(`\nbach: ${signal}: cancelling task ${task}\n`);
+    const exit = () => process.exit(signal === "SIGINT" ? 130 : 143);
+    api.cancel(task).then(exit, (err: Error) => {
+      process.stderr.write(`bach: could not cancel ${task}: ${err.message}\n`);
+      exit();
+    });
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+}
+
 export async function taskRun(opts: RunOptions): Promise<void> {
   const bachfile = loadBachfile(opts.taskDir);
   refuseAbsentFeatures(bachfile);
@@ -84,6 +98,7 @@ export async function taskRun(opts: RunOptions): Promise<void> {
       process.stderr.write(`bach: workers on other machines can join this run with: bach-worker join ${embedded.joinAddress} --token ${embedded.token}\n`);
     }
   }
+  let taskId = "";
   try {
     if (!(await api.hasBundle(bundle.hash))) await api.putBundle(bundle.hash, bundle.file);
     const req: TaskRequest = {
@@ -95,6 +110,8 @@ export async function taskRun(opts: RunOptions): Promise<void> {
       dataStreams: opts.lb,
     };
     const task = await api.createTask(req);
+    taskId = task;
+    cancelOnInterrupt(api, task);
     const feeding = req.input.kind === "stream" ? api.putInput(task, await openInput(input)) : Promise.resolve(0);
     // A failed upload ends the task from the coordinator's side too; its message is the one to show.
     const fed = feeding.then(
@@ -118,8 +135,9 @@ export async function taskRun(opts: RunOptions): Promise<void> {
       if (inputError && end.state !== "failed") throw inputError;
       throw new TaskFailedError(`task ${task} ${end.state}: ${end.error}`, task);
     }
-    if (embedded) embedded.coordinator.purgeTask(task);
   } finally {
+    // The embedded run has printed what it had: its spooled bytes are of no further use.
+    if (embedded && taskId) embedded.coordinator.purgeTask(taskId);
     api.close();
     await embedded?.stop();
   }

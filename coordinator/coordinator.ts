@@ -61,6 +61,7 @@ export class Coordinator {
   private readonly live = new Map<string, LiveTask>();
   private readonly workers = new Map<string, WorkerSession>();
   private readonly changes = new EventEmitter();
+  private readonly streamGates = new Map<string, { active: number; waiting: (() => void)[] }>();
   private dispatchQueued = false;
   private readonly heartbeatTimer: NodeJS.Timeout;
 
@@ -71,6 +72,19 @@ export class Coordinator {
     this.changes.setMaxListeners(0);
     this.heartbeatTimer = setInterval(() => this.checkHeartbeats(), Math.max(50, Math.floor(opts.heartbeatMs / 2)));
     this.heartbeatTimer.unref();
+    this.closeWhatTheLastRunLeftOpen();
+  }
+
+  /**
+   * Tasks still running in the ledger belong to a coordinator process that ended before they did.
+   * This version cannot carry them on, so it ends them plainly rather than leave them running forever.
+   */
+  private closeWhatTheLastRunLeftOpen(): void {
+    for (const w of this.ledger.workers().filter((w) => w.state === "connected")) this.ledger.workerLost(w.id, "coordinator restarted");
+    for (const t of this.ledger.runningTasks()) {
+      this.ledger.finishTask(t.id, TaskState.failed, "interrupted: the coordinator stopped before the task finished (this version cannot resume it)");
+      this.spool.removeQuietly(this.spool.inputLog(t.id));
+    }
   }
 
   close(): void {
@@ -412,6 +426,26 @@ export class Coordinator {
     const row = this.ledger.task(a.task_id);
     const c = this.ledger.chunk(a.task_id, a.seq);
     return { path: this.inputPath(row), offset: c.offset, length: c.length, task: a.task_id };
+  }
+
+  /**
+   * Serves one attempt's chunk bytes through `send`, as one of the task's data streams: with --lb N, at
+   * most N are served at once and the rest wait their turn.
+   */
+  async serveChunkData(attempt: number, send: (src: { path: string; offset: number; length: number }) => Promise<void>): Promise<void> {
+    const src = this.chunkSource(attempt);
+    const cap = this.ledger.task(src.task).data_streams;
+    const gate = this.streamGates.get(src.task) ?? { active: 0, waiting: [] };
+    this.streamGates.set(src.task, gate);
+    while (cap > 0 && gate.active >= cap) await new Promise<void>((resolve) => gate.waiting.push(resolve));
+    gate.active++;
+    try {
+      await send(src);
+    } finally {
+      gate.active--;
+      gate.waiting.shift()?.();
+      if (gate.active === 0 && gate.waiting.length === 0) this.streamGates.delete(src.task);
+    }
   }
 
   /** Where a remote worker's upload of an attempt's output goes; refuses attempts no longer running. */

@@ -118,12 +118,9 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger):
     fetchChunk(call) {
       const refused = refusal(call.metadata, token);
       if (refused) return call.emit("error", refused);
-      try {
-        const src = c.chunkSource(call.request.attemptId);
-        sendFile(call, src.path, src.offset, src.length, (data) => ({ data })).catch((err) => call.emit("error", failure(err)));
-      } catch (err) {
-        call.emit("error", failure(err));
-      }
+      c.serveChunkData(call.request.attemptId, (src) => sendFile(call, src.path, src.offset, src.length, (data) => ({ data }))).catch((err) =>
+        call.emit("error", failure(err)),
+      );
     },
 
     putOutput(call, cb) {

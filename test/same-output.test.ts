@@ -83,8 +83,8 @@ describe("cluster on loopback", () => {
     assert.ok(r.stdout.equals(expectNode));
   });
 
-  test("file, awk mapper", async () => {
-    const r = await runBach(["task-run", ...on(), "--data", input, "--chunk-size", "3m", "-p", "3"], { cwd: awkTask });
+  test("file, awk mapper, one data stream at a time (--lb 1)", async () => {
+    const r = await runBach(["task-run", ...on(), "--data", input, "--chunk-size", "3m", "-p", "3", "--lb", "1"], { cwd: awkTask });
     assert.equal(r.code, 0, r.stderr);
     assert.ok(r.stdout.equals(expectAwk));
   });
