@@ -13,7 +13,7 @@ import { InputError } from "../core/errors";
 import type { AttemptResult, CoordinatorMessage, WorkerHello } from "../core/generated/bach";
 import { ChunkState, TaskState } from "../core/states";
 import { Intake } from "./intake";
-import { Ledger, type AttemptEnd, type TaskRow } from "./ledger";
+import { Ledger, type AttemptEnd, type ChunkRow, type TaskRow } from "./ledger";
 import { placeChunks, type TaskView } from "./scheduler";
 import { Spool } from "./spool";
 
@@ -83,7 +83,7 @@ export class Coordinator {
     for (const w of this.ledger.workers().filter((w) => w.state === "connected")) this.ledger.workerLost(w.id, "coordinator restarted");
     for (const t of this.ledger.runningTasks()) {
       this.ledger.finishTask(t.id, TaskState.failed, "interrupted: the coordinator stopped before the task finished (this version cannot resume it)");
-      this.spool.removeQuietly(this.spool.inputLog(t.id));
+      this.spool.removeInput(t.id);
     }
   }
 
@@ -132,12 +132,12 @@ export class Coordinator {
   async appendInput(task: string, offset: number, data: Buffer): Promise<void> {
     const t = this.liveTask(task);
     if (t.row.input_kind !== "stream") throw new InputError(`task ${task} reads a file; it takes no streamed input`);
-    await t.intake.append(this.spool.inputLog(task), offset, data);
+    await t.intake.append((seq) => this.spool.inputChunk(task, seq), offset, data);
   }
 
   async endInput(task: string): Promise<number> {
     const t = this.liveTask(task);
-    await t.intake.endStream();
+    await t.intake.endStream((seq) => this.spool.inputChunk(task, seq));
     return t.intake.received;
   }
 
@@ -192,7 +192,7 @@ export class Coordinator {
     for (const c of this.ledger.chunks(task)) {
       if (c.committed_attempt !== null) this.spool.removeQuietly(this.spool.attemptOutput(c.committed_attempt));
     }
-    this.spool.removeQuietly(this.spool.inputLog(task));
+    this.spool.removeInput(task);
   }
 
   private liveTask(task: string): LiveTask {
@@ -253,7 +253,7 @@ export class Coordinator {
     }
     const t = this.live.get(task);
     this.live.delete(task);
-    if (t?.row.input_kind === "stream") this.spool.removeQuietly(this.spool.inputLog(task));
+    if (t?.row.input_kind === "stream") this.spool.removeInput(task);
     this.opts.log.info({ task, state, error }, "task ended");
     this.notify(task);
     this.queueDispatch();
@@ -397,6 +397,8 @@ export class Coordinator {
     const chunk = this.ledger.chunk(task, seq);
     const attemptId = this.ledger.startAttempt(task, seq, workerId);
     t.running++;
+    // A chunk leaving pending makes room for the reader to plan more.
+    this.notify(task);
     w.running.add(attemptId);
     const local = w.hello.localFiles;
     w.send({
@@ -408,15 +410,18 @@ export class Coordinator {
           chunk: seq,
           bundleHash: t.row.bundle_hash,
           bachfileJson: t.row.bachfile,
-          source: { path: local ? this.inputPath(t.row) : "", offset: chunk.offset, length: chunk.length },
+          source: local ? this.chunkBytes(t.row, chunk) : { path: "", offset: chunk.offset, length: chunk.length },
           outputPath: local ? this.spool.attemptOutput(attemptId) : "",
         },
       },
     });
   }
 
-  private inputPath(row: TaskRow): string {
-    return row.input_kind === "stream" ? this.spool.inputLog(row.id) : row.input_path;
+  /** Where a chunk's bytes are: its own spool file for streamed input, a range of the file otherwise. */
+  private chunkBytes(row: TaskRow, c: ChunkRow): { path: string; offset: number; length: number } {
+    return row.input_kind === "stream"
+      ? { path: this.spool.inputChunk(row.id, c.seq), offset: 0, length: c.length }
+      : { path: row.input_path, offset: c.offset, length: c.length };
   }
 
   /** Where an attempt's chunk bytes are, for workers that fetch them; refuses attempts no longer running. */
@@ -425,7 +430,7 @@ export class Coordinator {
     if (a.state !== "running") throw new InputError(`attempt ${attempt} is no longer running`);
     const row = this.ledger.task(a.task_id);
     const c = this.ledger.chunk(a.task_id, a.seq);
-    return { path: this.inputPath(row), offset: c.offset, length: c.length, task: a.task_id };
+    return { ...this.chunkBytes(row, c), task: a.task_id };
   }
 
   /**

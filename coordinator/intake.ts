@@ -2,6 +2,7 @@
 // input log before any chunk that covers it is recorded (a chunk is only handed out once its bytes are
 // on disk); a file input is scanned in place. It never holds more than one read buffer of input.
 import fs from "node:fs";
+import path from "node:path";
 import { Chunker, type Cut } from "../core/chunker";
 import type { ChunkSizer } from "../core/chunk-size";
 import { InputError } from "../core/errors";
@@ -16,9 +17,70 @@ export interface IntakeHooks {
   recorded(): void;
 }
 
+/**
+ * Writes streamed input into one spool file per chunk, so a worker on the same machine can hand the
+ * file itself to the program as stdin. A cut the chunker makes behind what was written (the end of the
+ * last whole record, when the record after it outgrew the chunk) moves that partial record's bytes to
+ * the next chunk's file.
+ */
+async function writeAll(file: fs.promises.FileHandle, data: Buffer): Promise<void> {
+  for (let done = 0; done < data.length; ) done += (await file.write(data, done)).bytesWritten;
+}
+
+class ChunkFiles {
+  private file: fs.promises.FileHandle | null = null;
+  /** The chunk the open (or next) file belongs to, and where it starts in the input. */
+  private seq = 0;
+  private start = 0;
+  /** Every input byte before this offset is in some chunk file. */
+  private written = 0;
+
+  constructor(private readonly pathOf: (seq: number) => string) {}
+
+  /** Writes `data` (input bytes from `dataOffset`, which is where writing has come to), split at `cuts`. */
+  async write(data: Buffer, dataOffset: number, cuts: Cut[]): Promise<void> {
+    for (const cut of cuts) {
+      const end = cut.offset + cut.length;
+      let carried: Buffer | null = null;
+      if (end < this.written) {
+        const file = await this.open();
+        carried = Buffer.allocUnsafe(this.written - end);
+        await file.read(carried, 0, carried.length, end - this.start);
+        await file.truncate(end - this.start);
+      } else if (end > this.written) {
+        await writeAll(await this.open(), data.subarray(this.written - dataOffset, end - dataOffset));
+        this.written = end;
+      }
+      await this.close();
+      this.seq = cut.index + 1;
+      this.start = end;
+      if (carried) await writeAll(await this.open(), carried);
+    }
+    const rest = data.subarray(this.written - dataOffset);
+    if (rest.length > 0) {
+      await writeAll(await this.open(), rest);
+      this.written = dataOffset + data.length;
+    }
+  }
+
+  private async open(): Promise<fs.promises.FileHandle> {
+    if (!this.file) {
+      const file = this.pathOf(this.seq);
+      await fs.promises.mkdir(path.dirname(file), { recursive: true });
+      this.file = await fs.promises.open(file, "w");
+    }
+    return this.file;
+  }
+
+  async close(): Promise<void> {
+    await this.file?.close();
+    this.file = null;
+  }
+}
+
 export class Intake {
   private readonly chunker: Chunker;
-  private log: fs.promises.FileHandle | null = null;
+  private files: ChunkFiles | null = null;
   private bytesIn = 0;
   private done = false;
 
@@ -40,27 +102,28 @@ export class Intake {
     return this.done;
   }
 
-  /** Appends streamed bytes at `offset` (which must be where the input has come to) to the input log. */
-  async append(logPath: string, offset: number, data: Buffer): Promise<void> {
+  /** Appends streamed bytes at `offset` (which must be where the input has come to) to the spool. */
+  async append(chunkPath: (seq: number) => string, offset: number, data: Buffer): Promise<void> {
     if (this.done) throw new InputError(`task ${this.task}: input already ended`);
     if (offset !== this.bytesIn) {
       throw new InputError(`task ${this.task}: input continues at byte ${this.bytesIn}, not ${offset}`, { offset });
     }
     if (data.length === 0) return;
-    this.log ??= await fs.promises.open(logPath, "a");
+    this.files ??= new ChunkFiles(chunkPath);
     await this.hooks.room();
     const cuts = this.chunker.push(data);
-    await this.log.write(data);
+    await this.files.write(data, this.bytesIn, cuts);
     this.bytesIn += data.length;
     this.record(cuts, false);
   }
 
-  async endStream(): Promise<void> {
+  async endStream(chunkPath: (seq: number) => string): Promise<void> {
     if (this.done) return;
-    await this.log?.sync();
-    await this.log?.close();
-    this.log = null;
-    this.record(this.chunker.end(), true);
+    this.files ??= new ChunkFiles(chunkPath);
+    const cuts = this.chunker.end();
+    await this.files.write(Buffer.alloc(0), this.bytesIn, cuts);
+    await this.files.close();
+    this.record(cuts, true);
   }
 
   /** Plans chunks over a file every worker can read, reading it only to find record boundaries. */

@@ -9,8 +9,13 @@ export class Spool {
     for (const sub of ["input", "attempts", "bundles"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
   }
 
-  inputLog(task: string): string {
-    return path.join(this.dir, "input", `${task}.log`);
+  /** Streamed input is kept one file per chunk, under a folder per task. */
+  inputChunk(task: string, seq: number): string {
+    return path.join(this.dir, "input", task, `${seq}`);
+  }
+
+  removeInput(task: string): void {
+    this.removeQuietly(path.join(this.dir, "input", task));
   }
 
   attemptOutput(attempt: number): string {
@@ -27,7 +32,7 @@ export class Spool {
   }
 
   removeQuietly(file: string): void {
-    fs.rm(file, { force: true }, (err) => {
+    fs.rm(file, { force: true, recursive: true }, (err) => {
       // A leftover file costs disk, not correctness; the ledger never points at an uncommitted one.
       if (err) process.emitWarning(`bach: could not remove ${file}: ${err.message}`);
     });

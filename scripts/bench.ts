@@ -54,9 +54,10 @@ async function timed(cmd: string, cmdArgs: string[], opts: { stdinFile?: string;
   const poll = setInterval(() => (rss = Math.max(rss, peakRss(proc.pid))), 50);
   let sum = "";
   md5.stdout?.on("data", (b: Buffer) => (sum += b.toString()));
+  const summed = once(md5, "close");
   const [code] = (await once(proc, "exit")) as [number];
   clearInterval(poll);
-  await once(md5, "close");
+  await summed;
   if (code !== 0) throw new Error(`${cmd} ${cmdArgs.join(" ")} exited ${code}`);
   return { wall: Number(process.hrtime.bigint() - started) / 1e9, md5: sum.split(" ")[0], rss };
 }
@@ -147,7 +148,7 @@ async function main(): Promise<void> {
     runs.sort((a, b) => a.wall - b.wall);
     const median = runs[Math.floor((runs.length - 1) / 2)];
     results.push({ name: row.name, ...median, cliRss: Math.max(...runs.map((r) => r.cliRss)), coordRss: Math.max(...runs.map((r) => r.coordRss)) });
-    process.stderr.write(`bench: ${row.name}: ${median.wall.toFixed(2)} s\n`);
+    process.stderr.write(`bench: ${row.name}: ${median.wall.toFixed(2)} s, md5 ${median.md5.slice(0, 8)}, CLI ${(median.cliRss / 2 ** 20).toFixed(0)} MiB\n`);
   }
 
   const base = results[0];

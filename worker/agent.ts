@@ -13,7 +13,7 @@ import type { Bachfile } from "../core/bachfile";
 import { unpackBundle } from "../core/bundle";
 import type { Assign, CoordinatorClient, CoordinatorMessage, WorkerMessage } from "../core/generated/bach";
 import { FRAME_BYTES, connect } from "../core/rpc";
-import { runProcess, type AttemptOutcome, type RunningAttempt } from "./process-runtime";
+import { runProcess, type AttemptOutcome, type ChunkInput, type RunningAttempt } from "./process-runtime";
 
 export interface WorkerOptions {
   coordinator: string;
@@ -151,7 +151,9 @@ export class WorkerAgent {
     const cwd = await this.bundle(a.bundleHash);
     const local = this.opts.localFiles && a.source?.path;
     const outputFile = local ? a.outputPath : path.join(this.opts.dataDir, "attempts", `${a.attemptId}.out`);
-    const input = local ? rangeReader(a.source?.path ?? "", a.source?.offset ?? 0, a.source?.length ?? 0) : this.fetchChunk(a.attemptId);
+    const input: ChunkInput = local
+      ? { kind: "range", path: a.source?.path ?? "", offset: a.source?.offset ?? 0, length: a.source?.length ?? 0 }
+      : { kind: "stream", stream: this.fetchChunk(a.attemptId) };
     const attempt = runProcess({
       bachfile,
       cwd,
@@ -223,11 +225,6 @@ export class WorkerAgent {
     await fs.promises.rm(tarFile, { force: true });
     return dir;
   }
-}
-
-function rangeReader(file: string, offset: number, length: number): Readable {
-  if (length === 0) return Readable.from([]);
-  return fs.createReadStream(file, { start: offset, end: offset + length - 1, highWaterMark: FRAME_BYTES });
 }
 
 function failedBeforeStart(err: Error): AttemptOutcome {
