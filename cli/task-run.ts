@@ -28,12 +28,21 @@ export interface RunOptions {
 
 type Input = { kind: "stdin" } | { kind: "file"; path: string; size: number } | { kind: "url"; url: string };
 
+/** Stdin redirected from a regular file (`bach task-run < f`) is that file: it can be read in place. */
+function stdinFile(): Input | null {
+  const stat = fs.fstatSync(0, { bigint: true });
+  if (!stat.isFile()) return null;
+  const file = fs.readlinkSync("/proc/self/fd/0", { encoding: "utf8" });
+  const same = fs.statSync(file, { throwIfNoEntry: false, bigint: true });
+  return same && same.ino === stat.ino && same.dev === stat.dev ? { kind: "file", path: file, size: Number(stat.size) } : null;
+}
+
 export function resolveInput(data: string | null): Input {
   if (data === null || data === "-") {
     if (data === null && process.stdin.isTTY) {
       throw new InputError("no input: give --data FILE or --data URL, or pipe the records in (cat FILE | bach task-run)");
     }
-    return { kind: "stdin" };
+    return (process.platform === "linux" && stdinFile()) || { kind: "stdin" };
   }
   if (/^https?:\/\//i.test(data)) return { kind: "url", url: data };
   const stat = fs.statSync(data, { throwIfNoEntry: false });

@@ -282,10 +282,16 @@ export class Coordinator {
     });
     const session: WorkerSession = { id, hello, running: new Set(), lastSeen: Date.now(), send, close };
     this.workers.set(id, session);
-    send({ kind: { $case: "welcome", value: { workerId: id, heartbeatMs: this.opts.heartbeatMs } } });
+    send({ kind: { $case: "welcome", value: { workerId: id, heartbeatMs: this.opts.heartbeatMs, spoolProbe: this.spool.probeFile, spoolToken: this.spool.probeToken } } });
     this.opts.log.info({ worker: id, name: hello.name, slots: hello.slots }, "worker joined");
     this.queueDispatch();
     return session;
+  }
+
+  /** The worker proved it reads this spool in place: its chunks skip the network from now on. */
+  workerSharesSpool(session: WorkerSession): void {
+    session.hello.localFiles = true;
+    this.opts.log.info({ worker: session.id }, "worker shares the coordinator's filesystem");
   }
 
   workerSeen(session: WorkerSession): void {

@@ -149,6 +149,7 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger):
         if (!session) return call.emit("error", failure(new Error("a worker must say hello first")));
         c.workerSeen(session);
         if (kind.$case === "result") c.attemptResult(session, kind.value);
+        if (kind.$case === "sharedSpool" && kind.value.ok) c.workerSharesSpool(session);
       });
       call.on("end", () => {
         gone("disconnected");

@@ -3,10 +3,17 @@
 // under their attempt id, and code bundles are stored by content hash. It never decides what is committed.
 import fs from "node:fs";
 import path from "node:path";
+import { randomBytes } from "node:crypto";
 
 export class Spool {
+  /** A random token in a file of the spool: a worker that can read it shares this filesystem. */
+  readonly probeToken = randomBytes(16).toString("hex");
+  readonly probeFile: string;
+
   constructor(readonly dir: string) {
     for (const sub of ["input", "attempts", "bundles"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
+    this.probeFile = path.join(dir, "probe");
+    fs.writeFileSync(this.probeFile, this.probeToken);
   }
 
   /** Streamed input is kept one file per chunk, under a folder per task. */

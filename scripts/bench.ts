@@ -1,7 +1,7 @@
 // The benchmark: 1 GiB of GDELT-like rows through a light mapper, side by side in one run: one mapper
 // process, GNU parallel, and Bach embedded (file and stdin) and on a loopback cluster (stdin). Prints
 // wall time, MB/s, the ratio to one process, and peak RSS of the CLI and the coordinator.
-// Usage: npm run bench -- [--bytes N] [--runs N] [--only name,...]
+// Usage: npm run bench -- [--bytes N] [--runs N] [--only name,...] [--network-workers]
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -18,6 +18,8 @@ const flag = (name: string, dflt: string) => {
 const BYTES = Number(flag("--bytes", String(1 << 30)));
 const RUNS = Number(flag("--runs", "2"));
 const ONLY = flag("--only", "").split(",").filter(Boolean);
+/** --network-workers: the cluster's workers fetch chunks over gRPC as if on other machines. */
+const NETWORK_WORKERS = args.includes("--network-workers");
 
 const gen = fs.existsSync(path.join(shared, "gen-gdelt.js")) ? path.join(shared, "gen-gdelt.js") : path.join(root, "examples", "data", "gen-gdelt.js");
 const mapperFile = fs.existsSync(path.join(shared, "mapper-military.js")) ? path.join(shared, "mapper-military.js") : path.join(root, "examples", "gdelt-filter", "filter.js");
@@ -44,11 +46,14 @@ function peakRss(pid: number | undefined): number {
 }
 
 /** Runs `cmd` with its stdout into md5sum; times the whole, polls the peak RSS of `cmd` itself. */
-async function timed(cmd: string, cmdArgs: string[], opts: { stdinFile?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ wall: number; md5: string; rss: number }> {
+async function timed(cmd: string, cmdArgs: string[], opts: { stdinFile?: string; catFile?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ wall: number; md5: string; rss: number }> {
   const started = process.hrtime.bigint();
-  const stdin = opts.stdinFile ? fs.openSync(opts.stdinFile, "r") : "ignore";
+  // catFile: a real pipe from cat, as in `cat FILE | cmd`; stdinFile: a redirect, as in `cmd < FILE`.
+  const cat = opts.catFile ? spawn("cat", [opts.catFile], { stdio: ["ignore", "pipe", "inherit"] }) : null;
+  const stdin = cat?.stdout ?? (opts.stdinFile ? fs.openSync(opts.stdinFile, "r") : "ignore");
   const proc = spawn(cmd, cmdArgs, { stdio: [stdin, "pipe", "inherit"], env: { ...process.env, ...opts.env }, cwd: opts.cwd ?? work });
   if (typeof stdin === "number") fs.closeSync(stdin);
+  cat?.stdout?.destroy();
   const md5 = spawn("md5sum", [], { stdio: [proc.stdout ?? "ignore", "pipe", "inherit"] });
   let rss = 0;
   const poll = setInterval(() => (rss = Math.max(rss, peakRss(proc.pid))), 50);
@@ -77,7 +82,7 @@ async function startCluster(): Promise<{ address: string; coordinator: ChildProc
   while (!/listening on (\S+)/.test(out)) await new Promise((r) => setTimeout(r, 50));
   const address = /listening on (\S+)/.exec(out)?.[1] ?? "";
   const workers = [1, 2].map((i) =>
-    spawn(process.execPath, [path.join(root, "dist", "worker", "main.js"), "join", address, "--token", "bench", "--slots", "1", "--name", `bench-${i}`, "--data-dir", path.join(work, `w${i}`)], {
+    spawn(process.execPath, [path.join(root, "dist", "worker", "main.js"), "join", address, "--token", "bench", "--slots", "1", "--name", `bench-${i}`, "--data-dir", path.join(work, `w${i}`), ...(NETWORK_WORKERS ? ["--no-local-spool"] : [])], {
       stdio: "ignore",
       env: { ...process.env, BACH_LOG_LEVEL: "warn" },
     }),
@@ -120,18 +125,25 @@ async function main(): Promise<void> {
       },
     },
     {
-      name: "cat FILE | bach task-run -p 2 (embedded)",
+      name: "bach task-run -p 2 < FILE (embedded; a redirect is read in place)",
       run: async () => {
         const r = await timed(process.execPath, [bach, "task-run", "-p", "2"], { env, cwd: taskDir, stdinFile: data });
         return { wall: r.wall, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
       },
     },
     {
-      name: "cat FILE | bach task-run (cluster: coordinator + 2 workers, loopback)",
+      name: "cat FILE | bach task-run -p 2 (embedded)",
+      run: async () => {
+        const r = await timed(process.execPath, [bach, "task-run", "-p", "2"], { env, cwd: taskDir, catFile: data });
+        return { wall: r.wall, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
+      },
+    },
+    {
+      name: `cat FILE | bach task-run (cluster: coordinator + 2 workers on loopback${NETWORK_WORKERS ? ", chunks over gRPC" : ""})`,
       run: async () => {
         const cluster = await startCluster();
         try {
-          const r = await timed(process.execPath, [bach, "task-run", "--coordinator", cluster.address, "--token", "bench"], { env, cwd: taskDir, stdinFile: data });
+          const r = await timed(process.execPath, [bach, "task-run", "--coordinator", cluster.address, "--token", "bench"], { env, cwd: taskDir, catFile: data });
           return { wall: r.wall, md5: r.md5, cliRss: r.rss, coordRss: peakRss(cluster.coordinator.pid) };
         } finally {
           cluster.stop();

@@ -69,7 +69,8 @@ export interface Cluster {
   dataDir: string;
   coordinator: Daemon;
   workers: Daemon[];
-  addWorker(opts?: { slots?: number; name?: string }): Promise<Daemon>;
+  /** A worker; by default it fetches chunks over gRPC as a worker on another machine would. */
+  addWorker(opts?: { slots?: number; name?: string; localSpool?: boolean }): Promise<Daemon>;
   stop(): Promise<void>;
 }
 
@@ -89,7 +90,7 @@ export async function startCluster(opts: { workers?: number; slots?: number; hea
     async addWorker(w = {}) {
       const name = w.name ?? `worker-${workers.length + 1}`;
       const d = daemon([bin.worker, "join", address, "--token", token, "--slots", String(w.slots ?? opts.slots ?? 1), "--name", name,
-        "--data-dir", tempDir("bach-worker-")], { BACH_LOG_LEVEL: "info" });
+        "--data-dir", tempDir("bach-worker-"), ...(w.localSpool ? [] : ["--no-local-spool"])], { BACH_LOG_LEVEL: "info" });
       await waitFor(`worker ${name} to join`, () => d.stderr().includes('"msg":"joined"'));
       workers.push(d);
       return d;

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import type { AddressInfo } from "node:net";
-import { exampleDir, gdeltFile, runBach, runOnce, startCluster, type Cluster } from "./harness";
+import { exampleDir, gdeltFile, runBach, runOnce, startCluster, waitFor, type Cluster } from "./harness";
 
 const nodeTask = exampleDir("gdelt-filter");
 const awkTask = exampleDir("awk-filter");
@@ -71,7 +71,11 @@ describe("embedded", () => {
 describe("cluster on loopback", () => {
   let cluster: Cluster;
   before(async () => {
-    cluster = await startCluster({ workers: 2, slots: 2 });
+    // One worker as on another machine (chunks over gRPC), one that finds the spool on its disk.
+    cluster = await startCluster({ slots: 2 });
+    await cluster.addWorker();
+    await cluster.addWorker({ localSpool: true });
+    await waitFor("worker-2 to find the spool", () => cluster.coordinator.stderr().includes("shares the coordinator's filesystem"));
   });
   after(() => cluster.stop());
 
@@ -105,6 +109,7 @@ describe("cluster on loopback", () => {
     assert.equal(report.state, "succeeded");
     assert.equal(report.chunks.byState.committed, report.chunks.planned);
     assert.equal(report.workers.reduce((n, w) => n + w.committed, 0), report.chunks.planned);
+    assert.equal(report.workers.filter((w) => w.committed > 0).length, 2, "both workers, network and local spool, committed chunks");
     const list = await runBach(["task-list", ...on()], { cwd: nodeTask });
     assert.match(list.stdout.toString(), /succeeded/);
     const workers = await runBach(["workers", ...on()], { cwd: nodeTask });

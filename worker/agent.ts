@@ -23,6 +23,8 @@ export interface WorkerOptions {
   dataDir: string;
   /** Shares the coordinator's filesystem (the embedded case): read chunks and write outputs in place. */
   localFiles: boolean;
+  /** Look for the coordinator's spool on this filesystem and use it in place when found (default true). */
+  probeSpool?: boolean;
   interruptible: boolean;
   log: Logger;
   /** Longest wait between reconnection tries. */
@@ -40,6 +42,7 @@ export class WorkerAgent {
   private stopping = false;
   private backoffMs = 100;
   private readonly bundles = new Map<string, Promise<string>>();
+  private sharedSpool = false;
 
   constructor(private readonly opts: WorkerOptions) {
     this.client = connect(opts.coordinator, opts.token);
@@ -105,6 +108,21 @@ export class WorkerAgent {
     }, wait).unref();
   }
 
+  /** Same machine (or the same shared disk): the coordinator's probe file is here, and its spool writable. */
+  private sharesSpool(probe: string, token: string): boolean {
+    if (!probe || !token) return false;
+    const attempts = path.join(path.dirname(probe), "attempts");
+    try {
+      if (fs.readFileSync(probe, "utf8") !== token) return false;
+      fs.accessSync(attempts, fs.constants.W_OK);
+      return true;
+    } catch (err) {
+      // Not there or not ours to write: chunks come over the network, as on any other machine.
+      this.opts.log.debug({ probe, err: (err as Error).message }, "coordinator's spool is not on this filesystem");
+      return false;
+    }
+  }
+
   private send(msg: WorkerMessage): void {
     this.stream?.write(msg);
   }
@@ -123,6 +141,11 @@ export class WorkerAgent {
           kind.value.heartbeatMs,
         );
         this.heartbeat.unref();
+        this.sharedSpool = false;
+        if (!this.opts.localFiles && this.opts.probeSpool !== false && this.sharesSpool(kind.value.spoolProbe, kind.value.spoolToken)) {
+          this.sharedSpool = true;
+          this.send({ kind: { $case: "sharedSpool", value: { ok: true } } });
+        }
         break;
       case "assign":
         this.runAttempt(kind.value).then(
@@ -149,7 +172,7 @@ export class WorkerAgent {
   private async runAttempt(a: Assign): Promise<AttemptOutcome> {
     const bachfile = JSON.parse(a.bachfileJson) as Bachfile;
     const cwd = await this.bundle(a.bundleHash);
-    const local = this.opts.localFiles && a.source?.path;
+    const local = (this.opts.localFiles || this.sharedSpool) && a.source?.path;
     const outputFile = local ? a.outputPath : path.join(this.opts.dataDir, "attempts", `${a.attemptId}.out`);
     const input: ChunkInput = local
       ? { kind: "range", path: a.source?.path ?? "", offset: a.source?.offset ?? 0, length: a.source?.length ?? 0 }

@@ -21,6 +21,7 @@ function program(): Command {
     .option("--name <name>", "how reports name this worker (default: the host name)")
     .option("--data-dir <dir>", "where bundles and attempt outputs are cached", path.join(os.homedir(), ".bach", "worker"))
     .option("--runtime <runtime>", "how chunks run: process (containers come in a later version)", "process")
+    .option("--no-local-spool", "always fetch chunks over the network, even on the coordinator's own machine (where the spool is otherwise read in place)")
     .option("--interruptible", "this machine may be taken back (spare machines); tasks that forbid it are not placed here")
     .addHelpText(
       "after",
@@ -29,7 +30,7 @@ Examples:
   bach-worker join 192.168.0.10:7070 --token s3cret
   BACH_TOKEN=s3cret bach-worker join 192.168.0.10:7070 --slots 4 --name attic-pc`,
     )
-    .action(async (address: string, o: { token?: string; slots?: string; name?: string; dataDir: string; runtime: string; interruptible?: boolean }) => {
+    .action(async (address: string, o: { token?: string; slots?: string; name?: string; dataDir: string; runtime: string; interruptible?: boolean; localSpool: boolean }) => {
       const coordinator = coordinatorAddress(address) ?? address;
       if (o.runtime !== "process") throw new InputError(`--runtime ${o.runtime}: only "process" is available in this version`);
       const agent = new WorkerAgent({
@@ -39,6 +40,7 @@ Examples:
         name: o.name ?? os.hostname(),
         dataDir: path.resolve(o.dataDir),
         localFiles: false,
+        probeSpool: o.localSpool,
         interruptible: o.interruptible === true,
         log: makeLogger("bach-worker", "info"),
         onRefused: (message) => refused(new CoordinatorUnreachableError(message, coordinator)),
