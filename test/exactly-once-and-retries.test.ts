@@ -94,7 +94,7 @@ describe("embedded", () => {
     const fromFile = await runBach(["task-run", "--data", empty], { cwd: task });
     assert.equal(fromFile.code, 0, fromFile.stderr);
     assert.equal(fromFile.stdout.length, 0);
-    const fromStdin = await runBach(["task-run"], { cwd: task, stdinFile: empty });
+    const fromStdin = await runBach(["task-run"], { cwd: task, pipeFile: empty });
     assert.equal(fromStdin.code, 0, fromStdin.stderr);
     assert.equal(fromStdin.stdout.length, 0);
   });
@@ -108,6 +108,17 @@ describe("embedded", () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.toString(), text);
   });
+});
+
+test("streamed input: records longer than the chunk size, mid-chunk, over a multi-byte delimiter", async () => {
+  const task = taskFolder({ binary: "cat", delimiter: "<>\n" });
+  const file = path.join(tempDir(), "records");
+  const records = Array.from({ length: 400 }, (_, i) => (i % 37 === 5 ? "L".repeat(3000 + i) : `r${i}`) + "<>\n");
+  const text = `${records.join("")}tail without delimiter <`;
+  fs.writeFileSync(file, text);
+  const embedded = await runBach(["task-run", "--chunk-size", "1k", "-p", "2"], { cwd: task, pipeFile: file });
+  assert.equal(embedded.code, 0, embedded.stderr);
+  assert.equal(embedded.stdout.toString(), text);
 });
 
 describe("cluster", () => {

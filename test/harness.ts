@@ -110,15 +110,23 @@ export interface Run {
   stderr: string;
 }
 
-/** Runs `bach` with args in `cwd`, stdin from a file (or nothing), and collects what it printed. */
-export async function runBach(args: string[], o: { cwd: string; stdinFile?: string; env?: NodeJS.ProcessEnv; onStart?(p: ChildProcess): void }): Promise<Run> {
-  const stdin = o.stdinFile ? fs.openSync(o.stdinFile, "r") : "ignore";
+/**
+ * Runs `bach` with args in `cwd` and collects what it printed. Its stdin: `pipeFile` through a pipe
+ * (as `cat f | bach`), or `stdinFile` redirected (as `bach < f`, which bach reads in place), or none.
+ */
+export async function runBach(args: string[], o: { cwd: string; stdinFile?: string; pipeFile?: string; env?: NodeJS.ProcessEnv; onStart?(p: ChildProcess): void }): Promise<Run> {
+  const stdin = o.pipeFile ? "pipe" : o.stdinFile ? fs.openSync(o.stdinFile, "r") : "ignore";
   const proc = spawn(process.execPath, [bin.bach, ...args], {
     cwd: o.cwd,
     env: { ...process.env, BACH_HOME: tempDir("bach-home-"), ...o.env },
     stdio: [stdin, "pipe", "pipe"],
   });
   if (typeof stdin === "number") fs.closeSync(stdin);
+  if (o.pipeFile && proc.stdin) {
+    // bach may stop reading early (a failed task): that is not the test's error.
+    proc.stdin.on("error", () => undefined);
+    fs.createReadStream(o.pipeFile).pipe(proc.stdin);
+  }
   cleanups.push(() => proc.exitCode === null && proc.kill("SIGKILL"));
   o.onStart?.(proc);
   const out: Buffer[] = [];

@@ -20,7 +20,7 @@ test(`512 MiB on stdin keeps the CLI (with its embedded coordinator) under ${LIM
   let timer: NodeJS.Timeout | undefined;
   const r = await runBach(["task-run", "-p", "2"], {
     cwd: taskFolder({ binary: "wc", args: ["-c"] }),
-    stdinFile: input,
+    pipeFile: input,
     onStart: (p) => {
       timer = setInterval(() => {
         try {

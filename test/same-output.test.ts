@@ -36,8 +36,8 @@ before(() => {
 after(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
 describe("embedded", () => {
-  test("stdin, node mapper, small chunks", async () => {
-    const r = await runBach(["task-run", "-p", "2", "--chunk-size", "1m"], { cwd: nodeTask, stdinFile: input });
+  test("stdin through a pipe, node mapper, small chunks", async () => {
+    const r = await runBach(["task-run", "-p", "2", "--chunk-size", "1m"], { cwd: nodeTask, pipeFile: input });
     assert.equal(r.code, 0, r.stderr);
     assert.ok(r.stdout.equals(expectNode), "output identical to one run");
   });
@@ -50,6 +50,12 @@ describe("embedded", () => {
 
   test("file, awk mapper, seed spelling `task run`", async () => {
     const r = await runBach(["task", "run", "--data", input, "-p", "3", "--chunk-size", "512k"], { cwd: awkTask });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stdout.equals(expectAwk));
+  });
+
+  test("stdin redirected from a file (read in place), awk mapper", async () => {
+    const r = await runBach(["task-run", "-p", "2", "--chunk-size", "1m"], { cwd: awkTask, stdinFile: input });
     assert.equal(r.code, 0, r.stderr);
     assert.ok(r.stdout.equals(expectAwk));
   });
@@ -81,8 +87,8 @@ describe("cluster on loopback", () => {
 
   const on = () => ["--coordinator", cluster.address, "--token", cluster.token];
 
-  test("stdin, node mapper", async () => {
-    const r = await runBach(["task-run", ...on(), "--chunk-size", "1m"], { cwd: nodeTask, stdinFile: input });
+  test("stdin through a pipe, node mapper", async () => {
+    const r = await runBach(["task-run", ...on(), "--chunk-size", "1m"], { cwd: nodeTask, pipeFile: input });
     assert.equal(r.code, 0, r.stderr);
     assert.ok(r.stdout.equals(expectNode));
   });
