@@ -17,23 +17,27 @@ export interface IntakeHooks {
   recorded(): void;
 }
 
-/**
- * Writes streamed input into one spool file per chunk, so a worker on the same machine can hand the
- * file itself to the program as stdin. A cut the chunker makes behind what was written (the end of the
- * last whole record, when the record after it outgrew the chunk) moves that partial record's bytes to
- * the next chunk's file.
- */
-async function writeAll(file: fs.promises.FileHandle, data: Buffer): Promise<void> {
-  for (let done = 0; done < data.length; ) done += (await file.write(data, done)).bytesWritten;
+async function writeAll(file: fs.promises.FileHandle, data: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < data.length; ) done += (await file.write(data, done, data.length - done, position + done)).bytesWritten;
 }
 
+/** Writes in flight at once: the reader takes the next frame while the disk takes this one. */
+const WRITES_IN_FLIGHT = 8;
+
+/**
+ * Writes streamed input into one spool file per chunk. A cut the chunker makes behind what was
+ * written (the end of the last whole record, when the record after it outgrew the chunk) moves that
+ * partial record's bytes to the next chunk's file. A chunk's file is complete and closed before the
+ * chunk is recorded; writes within a chunk overlap with reading the next frames.
+ */
 class ChunkFiles {
   private file: fs.promises.FileHandle | null = null;
   /** The chunk the open (or next) file belongs to, and where it starts in the input. */
   private seq = 0;
   private start = 0;
-  /** Every input byte before this offset is in some chunk file. */
+  /** Every input byte before this offset is in some chunk file (or on its way there). */
   private written = 0;
+  private inflight: Promise<void>[] = [];
 
   constructor(private readonly pathOf: (seq: number) => string) {}
 
@@ -44,23 +48,37 @@ class ChunkFiles {
       let carried: Buffer | null = null;
       if (end < this.written) {
         const file = await this.open();
+        await this.settle();
         carried = Buffer.allocUnsafe(this.written - end);
         await file.read(carried, 0, carried.length, end - this.start);
         await file.truncate(end - this.start);
       } else if (end > this.written) {
-        await writeAll(await this.open(), data.subarray(this.written - dataOffset, end - dataOffset));
-        this.written = end;
+        await this.queue(data.subarray(this.written - dataOffset, end - dataOffset));
       }
       await this.close();
       this.seq = cut.index + 1;
       this.start = end;
-      if (carried) await writeAll(await this.open(), carried);
+      if (carried) await this.queue(carried, end);
     }
     const rest = data.subarray(this.written - dataOffset);
-    if (rest.length > 0) {
-      await writeAll(await this.open(), rest);
-      this.written = dataOffset + data.length;
-    }
+    if (rest.length > 0) await this.queue(rest);
+  }
+
+  /** Starts writing `buf` at input offset `at` (default: where writing has come to). */
+  private async queue(buf: Buffer, at = this.written): Promise<void> {
+    const file = await this.open();
+    const writing = writeAll(file, buf, at - this.start);
+    // Awaited later (settle or shift); this keeps a failure from counting as unhandled meanwhile.
+    writing.catch(() => undefined);
+    this.inflight.push(writing);
+    this.written = Math.max(this.written, at + buf.length);
+    if (this.inflight.length >= WRITES_IN_FLIGHT) await this.inflight.shift();
+  }
+
+  private async settle(): Promise<void> {
+    const pending = this.inflight;
+    this.inflight = [];
+    await Promise.all(pending);
   }
 
   private async open(): Promise<fs.promises.FileHandle> {
@@ -73,6 +91,7 @@ class ChunkFiles {
   }
 
   async close(): Promise<void> {
+    await this.settle();
     await this.file?.close();
     this.file = null;
   }
