@@ -91,7 +91,8 @@ export class Chunker {
       const from = Math.max(this.matchFrom, this.chunkStart);
       const limit = Math.min(this.chunkStart + this.size, to);
       const last = limit - d - this.pos;
-      if (last >= from - this.pos) {
+      // A negative offset would make lastIndexOf count from the buffer's end: nothing can end in range.
+      if (last >= 0 && last >= from - this.pos) {
         const i = data.lastIndexOf(this.delimiter, last);
         if (i >= 0 && i >= from - this.pos) {
           this.lastEnd = this.pos + i + d;
