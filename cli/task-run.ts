@@ -122,10 +122,14 @@ export async function taskRun(opts: RunOptions): Promise<void> {
     taskId = task;
     cancelOnInterrupt(api, task);
     const feeding = req.input.kind === "stream" ? api.putInput(task, await openInput(input)) : Promise.resolve(0);
-    // A failed upload ends the task from the coordinator's side too; its message is the one to show.
+    // An upload that breaks ends the task (a no-op when the coordinator already failed it), so the
+    // output below ends too instead of waiting for input that will not come.
     const fed = feeding.then(
       () => null,
-      (err: Error) => err,
+      async (err: Error) => {
+        await api.cancel(task).catch((cancelErr: Error) => process.stderr.write(`bach: could not cancel ${task}: ${cancelErr.message}\n`));
+        return err;
+      },
     );
     const progress = opts.progress ? new Progress(input.kind === "file" ? input.size : null) : null;
     let end: { state: string; error: string } = { state: "failed", error: "output ended early" };

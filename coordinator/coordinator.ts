@@ -132,13 +132,23 @@ export class Coordinator {
   async appendInput(task: string, offset: number, data: Buffer): Promise<void> {
     const t = this.liveTask(task);
     if (t.row.input_kind !== "stream") throw new InputError(`task ${task} reads a file; it takes no streamed input`);
-    await t.intake.append((seq) => this.spool.inputChunk(task, seq), offset, data);
+    await this.spooling(task, t.intake.append((seq) => this.spool.inputChunk(task, seq), offset, data));
   }
 
   async endInput(task: string): Promise<number> {
     const t = this.liveTask(task);
-    await t.intake.endStream((seq) => this.spool.inputChunk(task, seq));
+    await this.spooling(task, t.intake.endStream((seq) => this.spool.inputChunk(task, seq)));
     return t.intake.received;
+  }
+
+  /** Input that cannot be spooled (a full disk, an I/O error) fails the task, rather than leave it waiting. */
+  private async spooling(task: string, work: Promise<void>): Promise<void> {
+    try {
+      await work;
+    } catch (err) {
+      if (!(err instanceof InputError)) this.failTask(task, `spooling the input failed: ${(err as Error).message}`);
+      throw err;
+    }
   }
 
   cancelTask(task: string): void {

@@ -85,7 +85,8 @@ class ChunkFiles {
     if (!this.file) {
       const file = this.pathOf(this.seq);
       await fs.promises.mkdir(path.dirname(file), { recursive: true });
-      this.file = await fs.promises.open(file, "w");
+      // Read as well as written: a cut behind what was written reads the partial record back.
+      this.file = await fs.promises.open(file, "w+");
     }
     return this.file;
   }

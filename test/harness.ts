@@ -114,7 +114,10 @@ export interface Run {
  * Runs `bach` with args in `cwd` and collects what it printed. Its stdin: `pipeFile` through a pipe
  * (as `cat f | bach`), or `stdinFile` redirected (as `bach < f`, which bach reads in place), or none.
  */
-export async function runBach(args: string[], o: { cwd: string; stdinFile?: string; pipeFile?: string; env?: NodeJS.ProcessEnv; onStart?(p: ChildProcess): void }): Promise<Run> {
+export async function runBach(
+  args: string[],
+  o: { cwd: string; stdinFile?: string; pipeFile?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; onStart?(p: ChildProcess): void },
+): Promise<Run> {
   const stdin = o.pipeFile ? "pipe" : o.stdinFile ? fs.openSync(o.stdinFile, "r") : "ignore";
   const proc = spawn(process.execPath, [bin.bach, ...args], {
     cwd: o.cwd,
@@ -133,7 +136,13 @@ export async function runBach(args: string[], o: { cwd: string; stdinFile?: stri
   let err = "";
   proc.stdout?.on("data", (b: Buffer) => out.push(b));
   proc.stderr?.on("data", (b: Buffer) => (err += b.toString()));
+  // A hung run fails its test instead of holding CI until its limit.
+  const limit = setTimeout(() => {
+    err += `\n(test harness: bach still running after ${o.timeoutMs ?? 180_000} ms; killed)`;
+    proc.kill("SIGKILL");
+  }, o.timeoutMs ?? 180_000);
   const [code] = (await once(proc, "close")) as [number | null];
+  clearTimeout(limit);
   return { code, stdout: Buffer.concat(out), stderr: err };
 }
 
