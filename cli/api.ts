@@ -8,7 +8,9 @@ import type { Bachfile } from "../core/bachfile";
 import type { CoordinatorClient, OutputFrame } from "../core/generated/bach";
 import type { OutputEvent, TaskReport, TaskSummary, WorkerSummary } from "../core/report";
 import { FRAME_BYTES, connect, userError } from "../core/rpc";
-import { CoordinatorUnreachableError } from "../core/errors";
+import { frames } from "../core/frames";
+import { CoordinatorUnreachableError, InputError } from "../core/errors";
+import net from "node:net";
 import type { Coordinator } from "../coordinator/coordinator";
 import { taskList, taskReport, workerList } from "../coordinator/report";
 
@@ -34,31 +36,6 @@ export interface CoordinatorApi {
   listWorkers(): Promise<WorkerSummary[]>;
   cancel(task: string): Promise<void>;
   close(): void;
-}
-
-/**
- * Reads a stream in frames of about FRAME_BYTES: a pipe gives 64 KiB at a time, and one write to the
- * spool per MiB costs far less than one per 64 KiB.
- */
-async function* frames(source: Readable): AsyncGenerator<Buffer> {
-  let pending: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of source) {
-    const b = chunk as Buffer;
-    if (size === 0 && b.length >= FRAME_BYTES) {
-      for (let i = 0; i < b.length; i += FRAME_BYTES) yield b.subarray(i, i + FRAME_BYTES);
-      continue;
-    }
-    pending.push(b);
-    size += b.length;
-    if (size >= FRAME_BYTES) {
-      const frame = Buffer.concat(pending, size);
-      pending = [];
-      size = 0;
-      for (let i = 0; i < frame.length; i += FRAME_BYTES) yield frame.subarray(i, i + FRAME_BYTES);
-    }
-  }
-  if (size > 0) yield Buffer.concat(pending, size);
 }
 
 export class EmbeddedApi implements CoordinatorApi {
@@ -112,8 +89,13 @@ export class EmbeddedApi implements CoordinatorApi {
 
 export class RemoteApi implements CoordinatorApi {
   private readonly client: CoordinatorClient;
+  /** Each task's TCP data port, as CreateTask told it (0: bytes go through gRPC). */
+  private readonly dataPorts = new Map<string, number>();
 
-  constructor(readonly address: string, token: string) {
+  constructor(
+    readonly address: string,
+    private readonly token: string,
+  ) {
     this.client = connect(address, token);
   }
 
@@ -155,7 +137,7 @@ export class RemoteApi implements CoordinatorApi {
   }
 
   async createTask(req: TaskRequest): Promise<string> {
-    const reply = await this.call<{ taskId: string }>((cb) =>
+    const reply = await this.call<{ taskId: string; dataPort: number }>((cb) =>
       this.client.createTask(
         {
           bachfileJson: JSON.stringify(req.bachfile),
@@ -170,10 +152,49 @@ export class RemoteApi implements CoordinatorApi {
         cb,
       ),
     );
+    this.dataPorts.set(reply.taskId, reply.dataPort);
     return reply.taskId;
   }
 
   async putInput(task: string, source: Readable): Promise<number> {
+    const port = this.dataPorts.get(task) ?? 0;
+    if (port > 0) {
+      const sent = await this.putInputTcp(task, source, port);
+      if (sent !== null) return sent;
+      process.stderr.write(`bach: the coordinator's data port ${port} did not answer; sending the input over gRPC (slower)\n`);
+    }
+    return this.putInputGrpc(task, source);
+  }
+
+  /** Streams the input over the coordinator's TCP data port; null when the port cannot be reached. */
+  private putInputTcp(task: string, source: Readable, port: number): Promise<number | null> {
+    const host = this.address.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ host, port });
+      let connected = false;
+      let reply = "";
+      socket.on("connect", () => {
+        connected = true;
+        socket.write(`${JSON.stringify({ token: this.token, task, offset: 0 })}\n`);
+        (async () => {
+          for await (const data of frames(source)) {
+            if (!socket.write(data)) await once(socket, "drain");
+          }
+          socket.end();
+        })().catch((err: Error) => socket.destroy(err));
+      });
+      socket.on("data", (b: Buffer) => (reply += b.toString()));
+      socket.on("error", (err) => (connected ? reject(new CoordinatorUnreachableError(`data stream to ${host}:${port} broke: ${err.message}`, this.address)) : resolve(null)));
+      socket.on("close", () => {
+        if (!connected) return;
+        const answer = reply.trim() ? (JSON.parse(reply.trim().split("\n")[0]) as { ok?: boolean; bytes?: number; error?: string }) : { error: "the coordinator closed the data stream" };
+        if (answer.ok) resolve(answer.bytes ?? 0);
+        else reject(new InputError(answer.error ?? "data stream refused"));
+      });
+    });
+  }
+
+  private async putInputGrpc(task: string, source: Readable): Promise<number> {
     const reply = await this.call<{ bytesReceived: number }>((cb) => {
       const stream = this.client.putInput(cb);
       (async () => {

@@ -9,6 +9,8 @@ import { makeLogger } from "../core/log";
 import { parseDuration } from "../core/sizes";
 import { Coordinator } from "./coordinator";
 import { startServer } from "./server";
+import { startDataServer } from "./data-server";
+import type { AddressInfo } from "node:net";
 
 function program(): Command {
   const cmd = new Command("bach-coordinator")
@@ -21,6 +23,7 @@ function program(): Command {
     .option("--listen <host:port>", "address to listen on (e.g. --listen 0.0.0.0:7070 for a LAN)", `127.0.0.1:${DEFAULT_PORT}`)
     .option("--data-dir <dir>", "where the ledger (SQLite) and the spool live (e.g. --data-dir /var/lib/bach)", path.join(os.homedir(), ".bach", "coordinator"))
     .option("--token <token>", "shared secret every worker and CLI must present (default $BACH_TOKEN)")
+    .option("--data-listen <host:port>", "TCP address for streamed input, faster than gRPC for bytes (default: the --listen host, its port + 1; port 0 picks a free one)")
     .option("--heartbeat <duration>", "how often workers send heartbeats (e.g. --heartbeat 1s)", "1s")
     .option("--lost-after <duration>", "declare a silent worker lost after this long (e.g. --lost-after 5s)", "5s")
     .addHelpText(
@@ -32,7 +35,7 @@ Examples:
 
 Then on each machine: bach-worker join HOST:7070 --token s3cret`,
     )
-    .action(async (o: { listen: string; dataDir: string; token?: string; heartbeat: string; lostAfter: string }) => {
+    .action(async (o: { listen: string; dataListen?: string; dataDir: string; token?: string; heartbeat: string; lostAfter: string }) => {
       const token = tokenFrom(o.token);
       if (!token) throw new InputError("a token is required: --token T or BACH_TOKEN (workers and CLIs must present it)");
       if (!/^.+:\d+$/.test(o.listen)) throw new InputError(`--listen ${o.listen}: expected HOST:PORT, e.g. 0.0.0.0:${DEFAULT_PORT}`);
@@ -43,14 +46,25 @@ Then on each machine: bach-worker join HOST:7070 --token s3cret`,
         lostAfterMs: parseDuration(o.lostAfter, "--lost-after"),
         log,
       });
-      const { server, port } = await startServer(coordinator, o.listen, token, log).catch((err: Error) => {
+      const host = o.listen.replace(/:\d+$/, "");
+      const listenPort = Number(/:(\d+)$/.exec(o.listen)?.[1] ?? 0);
+      const dataListen = o.dataListen ?? `${host}:${listenPort === 0 ? 0 : listenPort + 1}`;
+      if (!/^.+:\d+$/.test(dataListen)) throw new InputError(`--data-listen ${dataListen}: expected HOST:PORT`);
+      const data = await startDataServer(coordinator, dataListen.replace(/:\d+$/, "").replace(/^\[|\]$/g, ""), Number(/:(\d+)$/.exec(dataListen)?.[1]), token, log).catch(
+        (err: Error) => {
+          throw new InputError(`--data-listen ${dataListen}: ${err.message}`);
+        },
+      );
+      const dataPort = (data.address() as AddressInfo).port;
+      const { server, port } = await startServer(coordinator, o.listen, token, log, () => dataPort).catch((err: Error) => {
         throw new InputError(`--listen ${o.listen}: ${err.message}`);
       });
-      log.info({ listen: o.listen.replace(/:\d+$/, `:${port}`), dataDir: path.resolve(o.dataDir) }, "coordinator started");
+      log.info({ listen: o.listen.replace(/:\d+$/, `:${port}`), dataPort, dataDir: path.resolve(o.dataDir) }, "coordinator started");
       // Tests and scripts read the bound port from this line.
       process.stdout.write(`bach-coordinator listening on ${o.listen.replace(/:\d+$/, `:${port}`)}\n`);
       await new Promise<void>((resolve) => {
         const stop = () => {
+          data.close();
           server.forceShutdown();
           coordinator.close();
           resolve();

@@ -23,7 +23,7 @@ function failure(err: unknown): ServerErrorResponse {
   return Object.assign(new Error(s.details), s);
 }
 
-export function coordinatorHandlers(c: Coordinator, token: string, log: Logger): CoordinatorServer {
+export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, dataPort: () => number): CoordinatorServer {
   // A server stream ends with an error status through emit("error"); destroy() would drop the status.
 
   /** Unary handlers share one shape: refuse, run, answer or fail. */
@@ -49,6 +49,7 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger):
         input: req.inputKind === "path" ? { kind: "path", path: req.inputPath } : { kind: "stream" },
         dataStreams: req.dataStreams,
       }),
+      dataPort: dataPort(),
     })),
     hasBundle: unary((req) => ({ present: c.spool.hasBundle(req.hash) })),
     report: unary((req) => ({ json: JSON.stringify(taskReport(c.ledger, req.taskId || null)) })),
@@ -215,9 +216,15 @@ async function receiveOutput(c: Coordinator, frames: AsyncIterable<{ attemptId: 
   await pipeline(rest(), fs.createWriteStream(file));
 }
 
-export async function startServer(c: Coordinator, listen: string, token: string, log: Logger): Promise<{ server: Server; port: number }> {
+export async function startServer(
+  c: Coordinator,
+  listen: string,
+  token: string,
+  log: Logger,
+  dataPort: () => number = () => 0,
+): Promise<{ server: Server; port: number }> {
   const server = new Server(channelOptions);
-  server.addService(CoordinatorService, coordinatorHandlers(c, token, log));
+  server.addService(CoordinatorService, coordinatorHandlers(c, token, log, dataPort));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );

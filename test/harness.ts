@@ -74,11 +74,11 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(opts: { workers?: number; slots?: number; heartbeat?: string; lostAfter?: string } = {}): Promise<Cluster> {
+export async function startCluster(opts: { workers?: number; slots?: number; heartbeat?: string; lostAfter?: string; dataListen?: string } = {}): Promise<Cluster> {
   const dataDir = tempDir("bach-coord-");
   const token = randomBytes(8).toString("hex");
   const coordinator = daemon([bin.coordinator, "start", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--token", token,
-    "--heartbeat", opts.heartbeat ?? "200ms", "--lost-after", opts.lostAfter ?? "2s"], { BACH_LOG_LEVEL: "info" });
+    "--heartbeat", opts.heartbeat ?? "200ms", "--lost-after", opts.lostAfter ?? "2s", ...(opts.dataListen ? ["--data-listen", opts.dataListen] : [])], { BACH_LOG_LEVEL: "info" });
   const address = await waitFor("the coordinator to listen", () => /listening on (\S+)/.exec(coordinator.stdout())?.[1]);
   const workers: Daemon[] = [];
   const cluster: Cluster = {

@@ -108,6 +108,19 @@ describe("cluster on loopback", () => {
     assert.ok(r.stdout.equals(expectNode));
   });
 
+  test("stdin falls back to gRPC when the data port cannot be reached", async () => {
+    // The data stream listens on 127.0.0.2 only, so the CLI's connection to 127.0.0.1 is refused.
+    const other = await startCluster({ workers: 1, slots: 2, dataListen: "127.0.0.2:0" });
+    try {
+      const r = await runBach(["task-run", "--coordinator", other.address, "--token", other.token, "--chunk-size", "2m"], { cwd: nodeTask, pipeFile: input });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /sending the input over gRPC/);
+      assert.ok(r.stdout.equals(expectNode));
+    } finally {
+      await other.stop();
+    }
+  });
+
   test("the report counts what ran, per worker", async () => {
     const r = await runBach(["task-report", ...on(), "--json"], { cwd: nodeTask });
     assert.equal(r.code, 0, r.stderr);
