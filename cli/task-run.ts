@@ -4,7 +4,6 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
-import { once } from "node:events";
 import { loadBachfile, type Bachfile } from "../core/bachfile";
 import { packBundle } from "../core/bundle";
 import { InputError, TaskFailedError } from "../core/errors";
@@ -73,18 +72,46 @@ async function openInput(input: Input): Promise<Readable> {
   return Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>);
 }
 
-/** Ctrl-C stops the task too, not just this process: a cluster would otherwise run it for nobody. */
-function cancelOnInterrupt(api: CoordinatorApi, task: string): void {
-  const stop = (signal: NodeJS.Signals) => {
-    process.stderr.write(`\nbach: ${signal}: cancelling task ${task}\n`);
-    const exit = () => process.exit(signal === "SIGINT" ? 130 : 143);
+/**
+ * Ctrl-C, SIGTERM, or a reader that stops reading (`bach task-run | head`) stop the task too, not just
+ * this process: a cluster would otherwise run it for nobody. A closed stdout ends quietly with 141, as
+ * a program killed by SIGPIPE does.
+ */
+function stopTaskWithUs(api: CoordinatorApi, task: string, embedded: Embedded | null): void {
+  let stopping = false;
+  const stop = (why: string, status: number) => {
+    if (stopping) return;
+    stopping = true;
+    if (why) process.stderr.write(`\nbach: ${why}: cancelling task ${task}\n`);
+    const exit = () => {
+      const stopped = embedded ? embedded.stop() : Promise.resolve();
+      stopped.finally(() => process.exit(status));
+    };
     api.cancel(task).then(exit, (err: Error) => {
       process.stderr.write(`bach: could not cancel ${task}: ${err.message}\n`);
       exit();
     });
   };
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
+  process.once("SIGINT", () => stop("SIGINT", 130));
+  process.once("SIGTERM", () => stop("SIGTERM", 143));
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code !== "EPIPE") throw err;
+    stop("", 141);
+  });
+}
+
+/**
+ * Writes task output to stdout. A pipe's write fails at once with EPIPE when its reader has gone; that
+ * becomes stdout's "error" (see stopTaskWithUs, which ends the run) and the output loop waits for it.
+ */
+function writeOutput(data: Buffer): boolean {
+  try {
+    return process.stdout.write(data);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EPIPE") throw err;
+    process.stdout.emit("error", err);
+    return false;
+  }
 }
 
 export async function taskRun(opts: RunOptions): Promise<void> {
@@ -120,7 +147,7 @@ export async function taskRun(opts: RunOptions): Promise<void> {
     };
     const task = await api.createTask(req);
     taskId = task;
-    cancelOnInterrupt(api, task);
+    stopTaskWithUs(api, task, embedded);
     const feeding = req.input.kind === "stream" ? api.putInput(task, await openInput(input)) : Promise.resolve(0);
     // An upload that breaks ends the task (a no-op when the coordinator already failed it), so the
     // output below ends too instead of waiting for input that will not come.
@@ -135,7 +162,8 @@ export async function taskRun(opts: RunOptions): Promise<void> {
     let end: { state: string; error: string } = { state: "failed", error: "output ended early" };
     for await (const ev of api.output(task, 0, opts.keepOrder)) {
       if (ev.kind === "data") {
-        if (!process.stdout.write(ev.data)) await once(process.stdout, "drain");
+        // Not events.once: it would reject on EPIPE, which stopTaskWithUs handles (it ends the run).
+        if (!writeOutput(ev.data)) await new Promise((resolve) => process.stdout.once("drain", resolve));
       } else if (ev.kind === "progress") {
         progress?.update(ev);
       } else if (ev.kind === "end") {
