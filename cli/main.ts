@@ -93,7 +93,7 @@ ${EXIT_STATUSES}`,
     .option("-p, --parallelism <n>", "at most N chunks at once (default: one per core here; all free slots on a cluster)")
     .addOption(coordinatorOption())
     .addOption(tokenOption())
-    .option("--ip <addr>", "address other machines reach this one on: the embedded coordinator listens there and prints how workers join (e.g. --ip 192.168.0.10)")
+    .option("--ip <addr>", "address other machines reach this one on: the embedded coordinator listens there and prints how workers join; this machine keeps one slot per core, joined workers take the rest of -p (e.g. -p 8 --ip 192.168.0.10)")
     .option("--lb <n>", "chunk-data streams the coordinator serves at once for this task (e.g. --lb 4; default: no limit)")
     .option("--keep-order", "output in input order (the default)", true)
     .option("--no-keep-order", "output each chunk as soon as it commits")

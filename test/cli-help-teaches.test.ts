@@ -28,3 +28,15 @@ test("every command's help has examples", () => {
 test("the seed's spelling `bach task run` is task-run", () => {
   assert.match(help(bin.bach, ["task", "run"]), /--keep-order/);
 });
+
+test("bach init writes a bachfile that task-build accepts, and will not overwrite it", async () => {
+  const { runBach, tempDir } = await import("./harness");
+  const dir = tempDir();
+  const init = await runBach(["init"], { cwd: dir });
+  assert.equal(init.code, 0, init.stderr);
+  const build = await runBach(["task-build"], { cwd: dir });
+  assert.equal(build.code, 0, build.stderr);
+  const again = await runBach(["init"], { cwd: dir });
+  assert.equal(again.code, 2);
+  assert.match(again.stderr, /exists already \(--force overwrites it\)/);
+});
