@@ -13,7 +13,7 @@ import { taskList, taskReport, workerList } from "../coordinator/report";
 import { RemoteApi } from "./api";
 import { bachHome } from "./embedded";
 import { formatReport, formatTasks, formatWorkers } from "./format";
-import { taskRun } from "./task-run";
+import { taskOutput, taskRun } from "./task-run";
 
 const EXIT_STATUSES = `
 Exit status:
@@ -100,6 +100,7 @@ ${EXIT_STATUSES}`,
     .option("--chunk-size <size>", "auto, or a size such as 1m, 64m, 1g (auto measures the program: see README)", "auto")
     .option("--task <dir>", "the task folder (default: the current folder)", ".")
     .option("--no-progress", "no progress line on stderr (it is shown only when stderr is a terminal)")
+    .option("--detach", "with --coordinator: send the input, print the task id and return; read the output later with bach task-output")
     .addHelpText(
       "after",
       `
@@ -109,11 +110,12 @@ Examples:
   bach task-run --data https://example.org/GDELT.dat  a URL, streamed
   bach task-run --data big.tsv --chunk-size 64m       fixed 64 MiB chunks
   bach task-run --data big.tsv --no-keep-order        output as chunks finish
+  bach task-run --coordinator 192.168.0.10:7070 --data big.tsv --detach   prints the task id; bach task-output ID later
   bach task-run --coordinator 192.168.0.10:7070 --token s3cret --data big.tsv    on a cluster
   head -n 10000000 GDELT.dat | bach task-run -p 4 --ip 192.168.0.10 --lb 4       let LAN workers join
 ${EXIT_STATUSES}`,
     )
-    .action(async (o: { data?: string; parallelism?: string; coordinator?: string; token?: string; ip?: string; lb?: string; keepOrder: boolean; chunkSize: string; task: string; progress: boolean }) => {
+    .action(async (o: { data?: string; parallelism?: string; coordinator?: string; token?: string; ip?: string; lb?: string; keepOrder: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean }) => {
       await taskRun({
         data: o.data ?? null,
         parallelism: o.parallelism ? positiveInt(o.parallelism, "-p") : null,
@@ -125,7 +127,21 @@ ${EXIT_STATUSES}`,
         chunkSize: o.chunkSize,
         taskDir: path.resolve(o.task),
         progress: o.progress && process.stderr.isTTY === true,
+        detach: o.detach === true,
       });
+    });
+
+  bach
+    .command("task-output <task>")
+    .description("print a task's committed output from a coordinator, in input order, waiting for chunks still running")
+    .option("--no-keep-order", "print chunks in the order they committed")
+    .addOption(coordinatorOption())
+    .addOption(tokenOption())
+    .addHelpText("after", "\nExamples:\n  bach task-output t-20261124-1a2b3c --coordinator 192.168.0.10:7070 --token s3cret > result.tsv\n  ID=$(bach task-run --detach --data big.tsv) && bach task-output $ID | head\n" + EXIT_STATUSES)
+    .action(async (task: string, o: { keepOrder: boolean; coordinator?: string; token?: string }) => {
+      const address = coordinatorAddress(o.coordinator);
+      if (!address) throw new InputError("task-output needs --coordinator (an embedded run prints its output as it runs)");
+      await taskOutput(address, tokenFrom(o.token), task, o.keepOrder);
     });
 
   bach

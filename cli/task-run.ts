@@ -23,6 +23,8 @@ export interface RunOptions {
   chunkSize: string;
   taskDir: string;
   progress: boolean;
+  /** Submit, send the input, print the task id and return; the output waits on the coordinator. */
+  detach: boolean;
 }
 
 type Input = { kind: "stdin" } | { kind: "file"; path: string; size: number } | { kind: "url"; url: string };
@@ -114,7 +116,43 @@ function writeOutput(data: Buffer): boolean {
   }
 }
 
+/** Prints a task's committed output to stdout as it commits, until the task ends; returns how it ended. */
+export async function printOutput(api: CoordinatorApi, task: string, keepOrder: boolean, progress: Progress | null): Promise<{ state: string; error: string }> {
+  let end = { state: "failed", error: "the output stream ended early" };
+  for await (const ev of api.output(task, 0, keepOrder)) {
+    if (ev.kind === "data") {
+      // Not events.once: it would reject on EPIPE, which stopTaskWithUs handles (it ends the run).
+      if (!writeOutput(ev.data)) await new Promise((resolve) => process.stdout.once("drain", resolve));
+    } else if (ev.kind === "progress") {
+      progress?.update(ev);
+    } else if (ev.kind === "end") {
+      end = ev;
+    }
+  }
+  progress?.clear();
+  return end;
+}
+
+/** `bach task-output TASK`: the committed output of a task on a coordinator (waiting while it runs). */
+export async function taskOutput(address: string, token: string, task: string, keepOrder: boolean): Promise<void> {
+  const api = new RemoteApi(address, token);
+  try {
+    await api.ready();
+    process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code !== "EPIPE") throw err;
+      process.exit(141);
+    });
+    const end = await printOutput(api, task, keepOrder, null);
+    if (end.state !== "succeeded") throw new TaskFailedError(`task ${task} ${end.state}: ${end.error}`, task);
+  } finally {
+    api.close();
+  }
+}
+
 export async function taskRun(opts: RunOptions): Promise<void> {
+  if (opts.detach && !opts.coordinator) {
+    throw new InputError("--detach needs --coordinator: an embedded run ends with this process (start a coordinator with bach-coordinator start)");
+  }
   const bachfile = loadBachfile(opts.taskDir);
   refuseAbsentFeatures(bachfile);
   const input = resolveInput(opts.data);
@@ -161,19 +199,14 @@ export async function taskRun(opts: RunOptions): Promise<void> {
         return err;
       },
     );
-    const progress = opts.progress ? new Progress(input.kind === "file" ? input.size : null) : null;
-    let end: { state: string; error: string } = { state: "failed", error: "output ended early" };
-    for await (const ev of api.output(task, 0, opts.keepOrder)) {
-      if (ev.kind === "data") {
-        // Not events.once: it would reject on EPIPE, which stopTaskWithUs handles (it ends the run).
-        if (!writeOutput(ev.data)) await new Promise((resolve) => process.stdout.once("drain", resolve));
-      } else if (ev.kind === "progress") {
-        progress?.update(ev);
-      } else if (ev.kind === "end") {
-        end = ev;
-      }
+    if (opts.detach) {
+      const inputError = await fed;
+      if (inputError) throw inputError;
+      process.stdout.write(`${task}\n`);
+      return;
     }
-    progress?.clear();
+    const progress = opts.progress ? new Progress(input.kind === "file" ? input.size : null) : null;
+    const end = await printOutput(api, task, opts.keepOrder, progress);
     const inputError = await fed;
     if (end.state !== "succeeded") {
       if (inputError && end.state !== "failed") throw inputError;

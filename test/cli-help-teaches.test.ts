@@ -18,7 +18,7 @@ test("bach --help lists the commands and the exit statuses", () => {
 });
 
 test("every command's help has examples", () => {
-  for (const cmd of ["init", "task-build", "task-run", "task-report", "task-list", "task-cancel", "workers"]) {
+  for (const cmd of ["init", "task-build", "task-run", "task-report", "task-list", "task-cancel", "task-output", "workers"]) {
     assert.match(help(bin.bach, [cmd]), /Examples?:\n/, `bach ${cmd} --help`);
   }
   assert.match(help(bin.coordinator, ["start"]), /Examples:\n/);

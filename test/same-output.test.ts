@@ -108,6 +108,19 @@ describe("cluster on loopback", () => {
     assert.ok(r.stdout.equals(expectNode));
   });
 
+  test("--detach returns the task id; task-output prints the same output later", async () => {
+    const r = await runBach(["task-run", ...on(), "--data", input, "--chunk-size", "2m", "--detach"], { cwd: awkTask });
+    assert.equal(r.code, 0, r.stderr);
+    const id = r.stdout.toString().trim();
+    assert.match(id, /^t-\S+$/);
+    const out = await runBach(["task-output", id, ...on()], { cwd: awkTask });
+    assert.equal(out.code, 0, out.stderr);
+    assert.ok(out.stdout.equals(expectAwk));
+    const missing = await runBach(["task-output", "t-no-such", ...on()], { cwd: awkTask });
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /^bach: no task t-no-such$/m);
+  });
+
   test("stdin falls back to gRPC when the data port cannot be reached", async () => {
     // The data stream listens on 127.0.0.2 only, so the CLI's connection to 127.0.0.1 is refused.
     const other = await startCluster({ workers: 1, slots: 2, dataListen: "127.0.0.2:0" });
