@@ -13,6 +13,7 @@ import { taskList, taskReport, workerList } from "../coordinator/report";
 import { RemoteApi } from "./api";
 import { bachHome } from "./embedded";
 import { formatReport, formatTasks, formatWorkers } from "./format";
+import { htmlReport } from "./html-report";
 import { taskOutput, taskRun } from "./task-run";
 
 const EXIT_STATUSES = `
@@ -148,11 +149,13 @@ ${EXIT_STATUSES}`,
     .command("task-report [task]")
     .description("planned against done for a task (default: the latest): chunks per state, attempts, retries, bytes, workers, failures")
     .option("--json", "print the report as JSON")
+    .option("--html <file>", "also write a page with a timeline of attempts per worker (e.g. --html report.html)")
     .addOption(coordinatorOption())
     .addOption(tokenOption())
-    .addHelpText("after", "\nExamples:\n  bach task-report                    the latest task run on this machine\n  bach task-report t-20261124-1a2b3c --json\n  bach task-report --coordinator 192.168.0.10:7070 --token s3cret")
-    .action(async (task: string | undefined, o: { json?: boolean; coordinator?: string; token?: string }) => {
+    .addHelpText("after", "\nExamples:\n  bach task-report                    the latest task run on this machine\n  bach task-report t-20261124-1a2b3c --json\n  bach task-report --html report.html  a timeline of chunks per worker\n  bach task-report --coordinator 192.168.0.10:7070 --token s3cret")
+    .action(async (task: string | undefined, o: { json?: boolean; html?: string; coordinator?: string; token?: string }) => {
       const r = await query(o, (api) => api.report(task ?? null), (l) => taskReport(l, task ?? null));
+      if (o.html) fs.writeFileSync(o.html, htmlReport(r));
       process.stdout.write(`${o.json ? JSON.stringify(r, null, 2) : formatReport(r)}\n`);
     });
 

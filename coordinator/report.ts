@@ -57,6 +57,15 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
     bytesOut: chunks.reduce((n, c) => n + (c.bytes_out ?? 0), 0),
     workers: [...shares.values()],
     failures,
+    timeline: attempts.slice(0, 5000).map((a) => ({
+      chunk: a.seq,
+      attempt: a.id,
+      worker: a.worker_id,
+      state: a.state,
+      startMs: a.started_at - task.created_at,
+      endMs: a.ended_at === null ? null : a.ended_at - task.created_at,
+      bytes: bySeq.get(a.seq)?.length ?? 0,
+    })),
     notes,
   };
 }

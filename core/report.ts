@@ -41,7 +41,19 @@ export interface TaskReport {
   workers: WorkerShare[];
   /** Attempts that did not succeed, newest last (at most 50). */
   failures: FailureLine[];
+  /** Every attempt (at most 5000), in milliseconds from the task's start: for the --html timeline. */
+  timeline: TimelineBar[];
   notes: string[];
+}
+
+export interface TimelineBar {
+  chunk: number;
+  attempt: number;
+  worker: string;
+  state: string;
+  startMs: number;
+  endMs: number | null;
+  bytes: number;
 }
 
 export interface TaskSummary {

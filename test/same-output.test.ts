@@ -6,7 +6,7 @@ import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import type { AddressInfo } from "node:net";
-import { exampleDir, gdeltFile, runBach, runOnce, startCluster, waitFor, type Cluster } from "./harness";
+import { exampleDir, gdeltFile, runBach, runOnce, startCluster, tempDir, waitFor, type Cluster } from "./harness";
 
 const nodeTask = exampleDir("gdelt-filter");
 const awkTask = exampleDir("awk-filter");
@@ -142,6 +142,13 @@ describe("cluster on loopback", () => {
     assert.equal(report.chunks.byState.committed, report.chunks.planned);
     assert.equal(report.workers.reduce((n, w) => n + w.committed, 0), report.chunks.planned);
     assert.equal(report.workers.filter((w) => w.committed > 0).length, 2, "both workers, network and local spool, committed chunks");
+    const page = path.join(tempDir(), "report.html");
+    const html = await runBach(["task-report", ...on(), "--html", page], { cwd: nodeTask });
+    assert.equal(html.code, 0, html.stderr);
+    const text = fs.readFileSync(page, "utf8");
+    assert.match(text, /<svg [^>]*>/);
+    const attempts = Object.values((JSON.parse(r.stdout.toString()) as { attempts: { byState: Record<string, number> } }).attempts.byState).reduce((a, b) => a + b, 0);
+    assert.equal(text.match(/<rect /g)?.length, attempts, "one bar per attempt");
     const list = await runBach(["task-list", ...on()], { cwd: nodeTask });
     assert.match(list.stdout.toString(), /succeeded/);
     const workers = await runBach(["workers", ...on()], { cwd: nodeTask });

@@ -1,0 +1,66 @@
+// `bach task-report --html FILE`: one self-contained page, the report's figures and a timeline of
+// attempts per worker (one lane per attempt running at once), coloured by how each attempt ended.
+import type { TaskReport, TimelineBar } from "../core/report";
+import { formatBytes } from "../core/sizes";
+
+const COLOURS: Record<string, string> = { succeeded: "#3a7d44", failed: "#c0392b", lost: "#e67e22", cancelled: "#95a5a6", running: "#2e86c1" };
+
+function escape(text: string): string {
+  return text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c] ?? c);
+}
+
+/** Lanes per worker: an attempt goes into the first lane free at its start. */
+function lanes(bars: TimelineBar[], now: number): { worker: string; lane: number; bar: TimelineBar }[] {
+  const placed: { worker: string; lane: number; bar: TimelineBar }[] = [];
+  const ends = new Map<string, number[]>();
+  for (const bar of [...bars].sort((a, b) => a.startMs - b.startMs)) {
+    const free = ends.get(bar.worker) ?? [];
+    let lane = free.findIndex((end) => end <= bar.startMs);
+    if (lane < 0) lane = free.push(0) - 1;
+    free[lane] = bar.endMs ?? now;
+    ends.set(bar.worker, free);
+    placed.push({ worker: bar.worker, lane, bar });
+  }
+  return placed;
+}
+
+export function htmlReport(r: TaskReport): string {
+  const now = r.wallSeconds * 1000;
+  const placed = lanes(r.timeline, now);
+  const workers = [...new Set(placed.map((p) => p.worker))].sort();
+  const laneCount = new Map(workers.map((w) => [w, Math.max(...placed.filter((p) => p.worker === w).map((p) => p.lane)) + 1]));
+  const rowTop = new Map<string, number>();
+  let y = 20;
+  for (const w of workers) {
+    rowTop.set(w, y);
+    y += (laneCount.get(w) ?? 1) * 18 + 10;
+  }
+  const width = 1000;
+  const x = (ms: number) => 120 + (ms / Math.max(now, 1)) * (width - 140);
+  const rects = placed.map(({ worker, lane, bar }) => {
+    const top = (rowTop.get(worker) ?? 0) + lane * 18;
+    const end = bar.endMs ?? now;
+    const tip = `chunk ${bar.chunk}, attempt ${bar.attempt}: ${bar.state}, ${formatBytes(bar.bytes)}, ${((end - bar.startMs) / 1000).toFixed(2)} s`;
+    return `<rect x="${x(bar.startMs).toFixed(1)}" y="${top}" width="${Math.max(1, x(end) - x(bar.startMs)).toFixed(1)}" height="14" fill="${COLOURS[bar.state] ?? "#555"}"><title>${escape(tip)}</title></rect>`;
+  });
+  const labels = workers.map((w) => `<text x="4" y="${(rowTop.get(w) ?? 0) + 11}">${escape(r.workers.find((s) => s.worker === w)?.name ?? w)}</text>`);
+  const rows = r.workers.map((w) => `<tr><td>${escape(w.worker)}</td><td>${escape(w.name)}</td><td>${w.attempts}</td><td>${w.committed}</td><td>${w.failed}</td><td>${w.lost}</td><td>${formatBytes(w.bytesIn)}</td><td>${w.bytesPerSecond ? `${formatBytes(w.bytesPerSecond)}/s` : "-"}</td></tr>`);
+  const failures = r.failures.map((f) => `<li>chunk ${f.chunk} (bytes ${f.offset}-${f.offset + f.length}), attempt ${f.attempt} on ${escape(f.worker)}: ${escape(f.state)}: ${escape(f.reason)}${f.stderr.trim() ? `<pre>${escape(f.stderr.trimEnd())}</pre>` : ""}</li>`);
+  return `<!doctype html>
+<html><head><meta charset="utf-8"><title>bach task ${escape(r.id)}</title>
+<style>body{font:14px sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}svg text{font:12px sans-serif}pre{background:#f4f4f4;padding:4px}</style></head>
+<body><h1>Task ${escape(r.id)} (${escape(r.name)}): ${escape(r.state)}</h1>
+${r.error ? `<pre>${escape(r.error)}</pre>` : ""}
+<p>Input ${escape(r.input.kind === "path" ? r.input.path : "streamed")}, ${formatBytes(r.input.bytes)}; output ${formatBytes(r.bytesOut)};
+${r.chunks.planned} chunks (${Object.entries(r.chunks.byState).map(([s, n]) => `${n} ${s}`).join(", ")});
+${r.attempts.total} attempts, ${r.attempts.retries} retries; ${r.wallSeconds.toFixed(1)} s from ${escape(r.createdAt)}.</p>
+<h2>Timeline of attempts</h2>
+<svg width="${width}" height="${y + 10}" xmlns="http://www.w3.org/2000/svg">${labels.join("")}${rects.join("")}</svg>
+<p>${Object.entries(COLOURS).map(([s, c]) => `<span style="color:${c}">&#9632;</span> ${s}`).join(" &nbsp; ")}</p>
+<h2>Workers</h2>
+<table><tr><th>worker</th><th>name</th><th>attempts</th><th>committed</th><th>failed</th><th>lost</th><th>in</th><th>throughput</th></tr>${rows.join("")}</table>
+${failures.length ? `<h2>Failed attempts</h2><ul>${failures.join("")}</ul>` : ""}
+${r.notes.map((n) => `<p>Note: ${escape(n)}</p>`).join("")}
+</body></html>
+`;
+}
