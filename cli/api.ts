@@ -4,24 +4,17 @@ import fs from "node:fs";
 import { once } from "node:events";
 import type { Readable } from "node:stream";
 import { connectivityState } from "@grpc/grpc-js";
-import type { Bachfile } from "../core/bachfile";
 import type { CoordinatorClient, OutputFrame } from "../core/generated/bach";
 import type { OutputEvent, TaskReport, TaskSummary, WorkerSummary } from "../core/report";
 import { FRAME_BYTES, connect, userError } from "../core/rpc";
 import { frames } from "../core/frames";
 import { CoordinatorUnreachableError, InputError } from "../core/errors";
 import net from "node:net";
-import type { Coordinator } from "../coordinator/coordinator";
+import type { Coordinator, NewTaskRequest } from "../coordinator/coordinator";
 import { taskList, taskReport, workerList } from "../coordinator/report";
 
-export interface TaskRequest {
-  bachfile: Bachfile;
-  bundleHash: string;
-  parallelism: number;
-  chunkSize: number | null;
-  input: { kind: "stream" } | { kind: "path"; path: string };
-  dataStreams: number;
-}
+/** What a task needs to start: the same request the coordinator's domain takes. */
+export type TaskRequest = NewTaskRequest;
 
 export interface CoordinatorApi {
   readonly address: string;
