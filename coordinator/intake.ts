@@ -3,7 +3,7 @@
 // on disk); a file input is scanned in place. It never holds more than one read buffer of input.
 import fs from "node:fs";
 import path from "node:path";
-import { Chunker, type Cut } from "../core/chunker";
+import { Chunker, delimiterOverlapsItself, planCuts, type Cut } from "../core/chunker";
 import type { ChunkSizer } from "../core/chunk-size";
 import { InputError } from "../core/errors";
 import type { Ledger } from "./ledger";
@@ -104,14 +104,17 @@ export class Intake {
   private bytesIn = 0;
   private done = false;
 
+  private readonly delimiter: Buffer;
+
   constructor(
     private readonly task: string,
     delimiter: string,
-    sizer: ChunkSizer,
+    private readonly sizer: ChunkSizer,
     private readonly ledger: Ledger,
     private readonly hooks: IntakeHooks,
   ) {
-    this.chunker = new Chunker(Buffer.from(delimiter, "utf8"), (i) => sizer.next(i));
+    this.delimiter = Buffer.from(delimiter, "utf8");
+    this.chunker = new Chunker(this.delimiter, (i) => sizer.next(i));
   }
 
   get received(): number {
@@ -146,21 +149,44 @@ export class Intake {
     this.record(cuts, true);
   }
 
-  /** Plans chunks over a file every worker can read, reading it only to find record boundaries. */
+  /**
+   * Plans chunks over a file every worker can read. With a delimiter that cannot overlap itself it
+   * reads only small windows around each chunk's limit; otherwise it scans the file.
+   */
   async scanFile(file: string): Promise<void> {
     const handle = await fs.promises.open(file, "r");
     try {
-      const buffer = Buffer.allocUnsafe(READ_BUFFER);
-      for (;;) {
-        await this.hooks.room();
-        const { bytesRead } = await handle.read(buffer, 0, buffer.length, this.bytesIn);
-        if (bytesRead === 0) break;
-        const cuts = this.chunker.push(buffer.subarray(0, bytesRead));
-        this.bytesIn += bytesRead;
-        this.record(cuts, false);
-      }
+      if (delimiterOverlapsItself(this.delimiter)) await this.scanAll(handle);
+      else await this.planByWindows(handle);
     } finally {
       await handle.close();
+    }
+  }
+
+  private async planByWindows(handle: fs.promises.FileHandle): Promise<void> {
+    const total = (await handle.stat()).size;
+    const read = async (offset: number, length: number) => {
+      const buffer = Buffer.allocUnsafe(length);
+      const { bytesRead } = await handle.read(buffer, 0, length, offset);
+      return buffer.subarray(0, bytesRead);
+    };
+    for await (const cut of planCuts(read, total, this.delimiter, (i) => this.sizer.next(i))) {
+      await this.hooks.room();
+      this.bytesIn = cut.offset + cut.length;
+      this.record([cut], this.bytesIn >= total);
+    }
+    if (!this.done) this.record([], true);
+  }
+
+  private async scanAll(handle: fs.promises.FileHandle): Promise<void> {
+    const buffer = Buffer.allocUnsafe(READ_BUFFER);
+    for (;;) {
+      await this.hooks.room();
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, this.bytesIn);
+      if (bytesRead === 0) break;
+      const cuts = this.chunker.push(buffer.subarray(0, bytesRead));
+      this.bytesIn += bytesRead;
+      this.record(cuts, false);
     }
     this.record(this.chunker.end(), true);
   }

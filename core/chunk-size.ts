@@ -14,6 +14,7 @@ const FIXED_COST_SHARE = 19;
 const PRIOR_FIXED_SECONDS = 0.1;
 const PRIOR_BYTES_PER_SECOND = 400e6;
 const CHUNKS_PER_SLOT = 8;
+const EVEN_SLACK = 1.01;
 
 export interface Observation {
   bytes: number;
@@ -72,9 +73,15 @@ export class ChunkSizer {
     if (this.opts.totalBytes !== null) {
       // Known size: several chunks per slot when the fixed cost allows it, never below efficient,
       // and never so big that a slot gets nothing.
-      const spread = Math.ceil(this.opts.totalBytes / (slots * CHUNKS_PER_SLOT));
-      const oneEach = Math.ceil(this.opts.totalBytes / slots);
-      return clamp(Math.min(Math.max(spread, efficient), oneEach), MIN_CHUNK, MAX_CHUNK);
+      const total = this.opts.totalBytes;
+      const spread = Math.ceil(total / (slots * CHUNKS_PER_SLOT));
+      const oneEach = Math.ceil(total / slots);
+      const target = clamp(Math.min(Math.max(spread, efficient), oneEach), MIN_CHUNK, MAX_CHUNK);
+      // Split evenly, so the input does not end in a sliver that costs a whole process (1 GiB and
+      // 32 KiB in 256 MiB chunks was 5 chunks). The 1% slack absorbs chunks ending a little short of
+      // their size at a record boundary, which would otherwise push a sliver to the end again.
+      const count = Math.max(1, Math.round(total / target));
+      return Math.max(MIN_CHUNK, Math.ceil((total / count) * EVEN_SLACK));
     }
     const ramp = FIRST_CHUNK * 2 ** Math.min(index, 20);
     return clamp(Math.min(ramp, efficient), MIN_CHUNK, MAX_CHUNK);

@@ -132,3 +132,46 @@ export class Chunker {
     this.size = Math.max(1, this.nextSize(this.index));
   }
 }
+
+/** Reads `length` bytes at `offset` (fewer only at the end of the input). */
+export type ReadAt = (offset: number, length: number) => Promise<Buffer>;
+
+/**
+ * The same cuts as Chunker, for an input that can be read at any offset (a file), reading only small
+ * windows around each chunk's limit instead of every byte. Only for delimiters that cannot overlap
+ * themselves: their occurrences are then the same wherever a search starts.
+ */
+export async function* planCuts(read: ReadAt, total: number, delimiter: Buffer, nextSize: (index: number) => number, window = 64 * 1024): AsyncGenerator<Cut> {
+  if (delimiterOverlapsItself(delimiter)) throw new Error("planCuts needs a delimiter that cannot overlap itself");
+  const d = delimiter.length;
+  const step = Math.max(window, 2 * d);
+  let start = 0;
+  for (let index = 0; start < total; index++) {
+    const limit = start + Math.max(1, nextSize(index));
+    let end = limit >= total ? total : await lastRecordEnd(read, start, limit, delimiter, step);
+    if (end < 0) end = await firstRecordEnd(read, Math.max(start, limit - d + 1), total, delimiter, step);
+    yield { index, offset: start, length: end - start };
+    start = end;
+  }
+}
+
+/** The end of the last delimiter lying wholly in [start, limit], or -1. */
+async function lastRecordEnd(read: ReadAt, start: number, limit: number, delimiter: Buffer, step: number): Promise<number> {
+  for (let hi = limit; hi - start >= delimiter.length; ) {
+    const lo = Math.max(start, hi - step);
+    const i = (await read(lo, hi - lo)).lastIndexOf(delimiter);
+    if (i >= 0) return lo + i + delimiter.length;
+    if (lo === start) break;
+    hi = lo + delimiter.length - 1; // windows overlap so a delimiter across their edge is seen
+  }
+  return -1;
+}
+
+/** The end of the first delimiter starting at or after `from`, or `total` when there is none. */
+async function firstRecordEnd(read: ReadAt, from: number, total: number, delimiter: Buffer, step: number): Promise<number> {
+  for (let lo = from; lo < total; lo += step - delimiter.length + 1) {
+    const i = (await read(lo, Math.min(step, total - lo))).indexOf(delimiter);
+    if (i >= 0) return lo + i + delimiter.length;
+  }
+  return total;
+}

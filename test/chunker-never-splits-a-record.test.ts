@@ -92,3 +92,21 @@ test("a delimiter split across two pushes, and self-overlapping delimiters", () 
   assert.ok(delimiterOverlapsItself(Buffer.from("\n\n")));
   assert.ok(!delimiterOverlapsItself(Buffer.from("\r\n")));
 });
+
+test("planCuts, reading windows of a file, cuts exactly where the streaming chunker does", async () => {
+  const { planCuts } = await import("../core/chunker");
+  const plain = delimiter.filter((d) => !delimiterOverlapsItself(d));
+  await fc.assert(
+    fc.asyncProperty(
+      plain.chain((d) => fc.tuple(fc.constant(d), inputFor(d), fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 20 }), fc.integer({ min: 1, max: 12 }))),
+      async ([d, input, sizes, window]) => {
+        const size = (i: number) => sizes[i % sizes.length];
+        const read = async (offset: number, length: number) => input.subarray(offset, offset + length);
+        const planned: Cut[] = [];
+        for await (const c of planCuts(read, input.length, d, size, window)) planned.push(c);
+        assert.deepEqual(planned, run(input, d, size, [input.length || 1]));
+      },
+    ),
+    { numRuns: 1000 },
+  );
+});
