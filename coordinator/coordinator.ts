@@ -13,9 +13,10 @@ import { InputError } from "../core/errors";
 import type { AttemptResult, CoordinatorMessage, WorkerHello } from "../core/generated/bach";
 import { ChunkState, TaskState } from "../core/states";
 import { Intake } from "./intake";
-import { Ledger, type AttemptEnd, type ChunkRow, type TaskRow } from "./ledger";
+import { Ledger, type AttemptEnd, type TaskRow } from "./ledger";
 import { placeChunks, type TaskView } from "./scheduler";
 import { Spool } from "./spool";
+import { ChunkData } from "./chunk-data";
 
 export interface CoordinatorOptions {
   dataDir: string;
@@ -58,10 +59,11 @@ const PLAN_AHEAD = 2;
 export class Coordinator {
   readonly ledger: Ledger;
   readonly spool: Spool;
+  /** Where chunk bytes and attempt outputs are, for the servers that move them. */
+  readonly data: ChunkData;
   private readonly live = new Map<string, LiveTask>();
   private readonly workers = new Map<string, WorkerSession>();
   private readonly changes = new EventEmitter();
-  private readonly streamGates = new Map<string, { active: number; waiting: (() => void)[] }>();
   private dispatchQueued = false;
   private readonly heartbeatTimer: NodeJS.Timeout;
 
@@ -69,6 +71,7 @@ export class Coordinator {
     fs.mkdirSync(opts.dataDir, { recursive: true });
     this.ledger = new Ledger(path.join(opts.dataDir, "ledger.sqlite"));
     this.spool = new Spool(path.join(opts.dataDir, "spool"));
+    this.data = new ChunkData(this.ledger, this.spool);
     this.changes.setMaxListeners(0);
     this.heartbeatTimer = setInterval(() => this.checkHeartbeats(), Math.max(50, Math.floor(opts.heartbeatMs / 2)));
     this.heartbeatTimer.unref();
@@ -426,54 +429,11 @@ export class Coordinator {
           chunk: seq,
           bundleHash: t.row.bundle_hash,
           bachfileJson: t.row.bachfile,
-          source: local ? this.chunkBytes(t.row, chunk) : { path: "", offset: chunk.offset, length: chunk.length },
+          source: local ? this.data.bytesOf(t.row, chunk) : { path: "", offset: chunk.offset, length: chunk.length },
           outputPath: local ? this.spool.attemptOutput(attemptId) : "",
         },
       },
     });
-  }
-
-  /** Where a chunk's bytes are: its own spool file for streamed input, a range of the file otherwise. */
-  private chunkBytes(row: TaskRow, c: ChunkRow): { path: string; offset: number; length: number } {
-    return row.input_kind === "stream"
-      ? { path: this.spool.inputChunk(row.id, c.seq), offset: 0, length: c.length }
-      : { path: row.input_path, offset: c.offset, length: c.length };
-  }
-
-  /** Where an attempt's chunk bytes are, for workers that fetch them; refuses attempts no longer running. */
-  chunkSource(attempt: number): { path: string; offset: number; length: number; task: string } {
-    const a = this.ledger.attempt(attempt);
-    if (a.state !== "running") throw new InputError(`attempt ${attempt} is no longer running`);
-    const row = this.ledger.task(a.task_id);
-    const c = this.ledger.chunk(a.task_id, a.seq);
-    return { ...this.chunkBytes(row, c), task: a.task_id };
-  }
-
-  /**
-   * Serves one attempt's chunk bytes through `send`, as one of the task's data streams: with --lb N, at
-   * most N are served at once and the rest wait their turn.
-   */
-  async serveChunkData(attempt: number, send: (src: { path: string; offset: number; length: number }) => Promise<void>): Promise<void> {
-    const src = this.chunkSource(attempt);
-    const cap = this.ledger.task(src.task).data_streams;
-    const gate = this.streamGates.get(src.task) ?? { active: 0, waiting: [] };
-    this.streamGates.set(src.task, gate);
-    while (cap > 0 && gate.active >= cap) await new Promise<void>((resolve) => gate.waiting.push(resolve));
-    gate.active++;
-    try {
-      await send(src);
-    } finally {
-      gate.active--;
-      gate.waiting.shift()?.();
-      if (gate.active === 0 && gate.waiting.length === 0) this.streamGates.delete(src.task);
-    }
-  }
-
-  /** Where a remote worker's upload of an attempt's output goes; refuses attempts no longer running. */
-  outputTarget(attempt: number): string {
-    const a = this.ledger.attempt(attempt);
-    if (a.state !== "running") throw new InputError(`attempt ${attempt} is no longer running`);
-    return this.spool.attemptOutput(attempt);
   }
 }
 

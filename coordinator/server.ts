@@ -119,7 +119,7 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
     fetchChunk(call) {
       const refused = refusal(call.metadata, token);
       if (refused) return call.emit("error", refused);
-      c.serveChunkData(call.request.attemptId, (src) => sendFile(call, src.path, src.offset, src.length, (data) => ({ data }))).catch((err) =>
+      c.data.serve(call.request.attemptId, (src) => sendFile(call, src.path, src.offset, src.length, (data) => ({ data }))).catch((err) =>
         call.emit("error", failure(err)),
       );
     },
@@ -208,7 +208,7 @@ async function receiveOutput(c: Coordinator, frames: AsyncIterable<{ attemptId: 
   const iterator = frames[Symbol.asyncIterator]();
   const first = await iterator.next();
   if (first.done) return;
-  const file = c.outputTarget(first.value.attemptId);
+  const file = c.data.outputTarget(first.value.attemptId);
   async function* rest(): AsyncGenerator<Buffer> {
     yield first.value.data;
     for (let r = await iterator.next(); !r.done; r = await iterator.next()) yield r.value.data;
