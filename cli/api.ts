@@ -2,6 +2,7 @@
 // one in this process (called directly, so streamed input does not pay for gRPC twice on one machine).
 import fs from "node:fs";
 import { once } from "node:events";
+import { pipeline } from "node:stream/promises";
 import type { Readable } from "node:stream";
 import { connectivityState } from "@grpc/grpc-js";
 import type { CoordinatorClient, OutputFrame } from "../core/generated/bach";
@@ -20,6 +21,9 @@ export interface CoordinatorApi {
   readonly address: string;
   hasBundle(hash: string): Promise<boolean>;
   putBundle(hash: string, file: string): Promise<void>;
+  hasImage(id: string): Promise<boolean>;
+  /** Streams a `docker save` tar of the image to the coordinator. */
+  putImage(id: string, tar: Readable): Promise<void>;
   createTask(req: TaskRequest): Promise<string>;
   /** Streams the input with backpressure; resolves with the bytes the coordinator took. */
   putInput(task: string, source: Readable): Promise<number>;
@@ -40,6 +44,16 @@ export class EmbeddedApi implements CoordinatorApi {
 
   async putBundle(hash: string, file: string): Promise<void> {
     await fs.promises.copyFile(file, this.c.spool.bundle(hash));
+  }
+
+  async hasImage(id: string): Promise<boolean> {
+    return this.c.spool.hasImage(id);
+  }
+
+  async putImage(id: string, tar: Readable): Promise<void> {
+    const part = `${this.c.spool.image(id)}.part`;
+    await pipeline(tar, fs.createWriteStream(part));
+    await fs.promises.rename(part, this.c.spool.image(id));
   }
 
   async createTask(req: TaskRequest): Promise<string> {
@@ -129,12 +143,31 @@ export class RemoteApi implements CoordinatorApi {
     });
   }
 
+  async hasImage(id: string): Promise<boolean> {
+    return (await this.call<{ present: boolean }>((cb) => this.client.hasImage({ id }, cb))).present;
+  }
+
+  async putImage(id: string, tar: Readable): Promise<void> {
+    await this.call<{ id: string }>((cb) => {
+      const stream = this.client.putImage(cb);
+      (async () => {
+        let first = true;
+        for await (const data of frames(tar)) {
+          if (!stream.write({ id: first ? id : "", data })) await once(stream, "drain");
+          first = false;
+        }
+        stream.end();
+      })().catch((err: Error) => stream.destroy(err));
+    });
+  }
+
   async createTask(req: TaskRequest): Promise<string> {
     const reply = await this.call<{ taskId: string; dataPort: number }>((cb) =>
       this.client.createTask(
         {
           bachfileJson: JSON.stringify(req.bachfile),
           bundleHash: req.bundleHash,
+          imageId: req.imageId,
           parallelism: req.parallelism,
           chunkSize: req.chunkSize ?? 0,
           inputKind: req.input.kind,

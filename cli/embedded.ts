@@ -8,6 +8,7 @@ import type { Server } from "@grpc/grpc-js";
 import { Coordinator } from "../coordinator/coordinator";
 import { startServer } from "../coordinator/server";
 import { makeLogger } from "../core/log";
+import { isAlive } from "../core/pids";
 import { WorkerAgent } from "../worker/agent";
 import { EmbeddedApi } from "./api";
 
@@ -48,21 +49,13 @@ function claimDataDir(home: string): { dir: string; release(): void } {
   return { dir: own, release: () => fs.rmSync(own, { recursive: true, force: true }) };
 }
 
-function isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 export async function startEmbedded(opts: { slots: number; listenIp: string | null }): Promise<Embedded> {
   const log = makeLogger("bach", "warn");
   const home = bachHome();
   const claim = claimDataDir(home);
-  const coordinator = new Coordinator({ dataDir: claim.dir, heartbeatMs: 1000, lostAfterMs: 5000, log });
+  // Its worker uses this machine's engine, so a task's image needs no upload unless others may join.
+  const coordinator = new Coordinator({ dataDir: claim.dir, heartbeatMs: 1000, lostAfterMs: 5000, log, sharesEngine: opts.listenIp === null });
   const token = randomBytes(16).toString("hex");
   const host = opts.listenIp ?? "127.0.0.1";
   const bracketed = host.includes(":") ? `[${host}]` : host;
@@ -76,16 +69,17 @@ export async function startEmbedded(opts: { slots: number; listenIp: string | nu
     dataDir: path.join(home, "worker"),
     localFiles: true,
     interruptible: false,
+    runtime: "auto",
     log,
   });
-  worker.start();
+  await worker.start();
   return {
     api: new EmbeddedApi(coordinator, address),
     coordinator,
     joinAddress: address,
     token,
     stop: async () => {
-      worker.stop();
+      await worker.stop();
       await shutdown(server);
       coordinator.close();
       claim.release();

@@ -4,7 +4,6 @@ import fs from "node:fs";
 import path from "node:path";
 import { Command, Option } from "commander";
 import { bachfileTemplate, loadBachfile } from "../core/bachfile";
-import { packBundle } from "../core/bundle";
 import { coordinatorAddress, positiveInt, runMain, tokenFrom } from "../core/cli-common";
 import { InputError } from "../core/errors";
 import { formatBytes } from "../core/sizes";
@@ -13,7 +12,10 @@ import { taskList, taskReport, workerList } from "../coordinator/report";
 import { RemoteApi } from "./api";
 import { bachHome } from "./embedded";
 import { formatReport, formatTasks, formatWorkers } from "./format";
+import { BASE_IMAGE } from "../core/docker";
+import { buildBaseImage } from "./base-image";
 import { htmlReport } from "./html-report";
+import { prepareTask, uploadTask } from "./prepare";
 import { taskOutput, taskRun } from "./task-run";
 
 const EXIT_STATUSES = `
@@ -71,20 +73,22 @@ ${EXIT_STATUSES}`,
     .addOption(coordinatorOption())
     .addOption(tokenOption())
     .addHelpText("after", "\nExamples:\n  bach task-build\n  bach task-build --task examples/gdelt-filter --coordinator 192.168.0.10:7070 --token s3cret   also upload the bundle")
-    .action(async (o: { task: string; coordinator?: string; token?: string }) => {
+    .option("--quiet", "do not show docker build's output")
+    .action(async (o: { task: string; coordinator?: string; token?: string; quiet?: boolean }) => {
       const dir = path.resolve(o.task);
-      const b = loadBachfile(dir);
-      const bundle = await packBundle(dir, path.join(bachHome(), "bundles"));
+      const task = await prepareTask(dir, (line) => o.quiet || process.stderr.write(`${line}\n`));
+      const { bachfile: b, bundle } = task;
       let where = "";
       const address = coordinatorAddress(o.coordinator);
       if (address) {
         const api = new RemoteApi(address, tokenFrom(o.token));
         await api.ready();
-        if (!(await api.hasBundle(bundle.hash))) await api.putBundle(bundle.hash, bundle.file);
+        await uploadTask(api, task, true);
         api.close();
         where = `, uploaded to ${address}`;
       }
-      process.stdout.write(`${b.logicalName}: bundle ${bundle.hash.slice(0, 16)} (${bundle.files} file${bundle.files === 1 ? "" : "s"}, ${formatBytes(bundle.bytes)})${where}\n`);
+      const image = task.image ? `, image ${task.image.name} ${task.image.id.slice(0, 19)}` : "";
+      process.stdout.write(`${b.logicalName}: bundle ${bundle.hash.slice(0, 16)} (${bundle.files} file${bundle.files === 1 ? "" : "s"}, ${formatBytes(bundle.bytes)})${image}${where}\n`);
     });
 
   bach
@@ -198,6 +202,22 @@ ${EXIT_STATUSES}`,
       const workers = await query(o, (api) => api.listWorkers(), workerList);
       process.stdout.write(`${o.json ? JSON.stringify(workers, null, 2) : formatWorkers(workers)}\n`);
     });
+
+  bach
+    .command("image-base")
+    .description("build the base image (bach/base) that the examples and tests run in: this machine's node, sh and text tools, imported, never pulled")
+    .option("--tag <name>", "the image name to give it", BASE_IMAGE)
+    .addHelpText("after", `
+Docker tasks need an image in the local engine, and Bach never pulls from a registry. This builds one from
+this machine's own files; a Dockerfile in a task folder can start FROM it.
+
+Examples:
+  bach image base                      build bach/base:latest
+  bach image-base --tag my/base:1      under another name`)
+    .action(async (o: { tag: string }) => {
+      const id = await buildBaseImage(o.tag);
+      process.stdout.write(`${o.tag}: ${id}\n`);
+    });
   return bach;
 }
 
@@ -223,10 +243,10 @@ async function query<T>(o: { coordinator?: string; token?: string }, remote: (ap
   }
 }
 
-/** The seed's spelling, `bach task run`, is the same command as `bach task-run`. */
+/** The seed's spelling, `bach task run`, is the same command as `bach task-run` (and `bach image base`, `bach image-base`). */
 function seedSpelling(argv: string[]): string[] {
   const [node, script, first, second, ...rest] = argv;
-  if (first === "task" && second && !second.startsWith("-")) return [node, script, `task-${second}`, ...rest];
+  if ((first === "task" || first === "image") && second && !second.startsWith("-")) return [node, script, `${first}-${second}`, ...rest];
   return argv;
 }
 

@@ -5,11 +5,11 @@ import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import { loadBachfile, type Bachfile } from "../core/bachfile";
-import { packBundle } from "../core/bundle";
 import { InputError, TaskFailedError } from "../core/errors";
 import { parseSize } from "../core/sizes";
 import { RemoteApi, type CoordinatorApi, type TaskRequest } from "./api";
-import { bachHome, startEmbedded, type Embedded } from "./embedded";
+import { startEmbedded, type Embedded } from "./embedded";
+import { prepareTask, uploadTask } from "./prepare";
 import { Progress } from "./progress";
 
 export interface RunOptions {
@@ -55,9 +55,6 @@ export function resolveInput(data: string | null): Input {
 
 /** Features named in the bachfile that this version cannot honour fail before anything runs. */
 function refuseAbsentFeatures(b: Bachfile): void {
-  if (b.image || b.dockerfile) {
-    throw new InputError(`bachfile.json: ${b.image ? "image" : "dockerfile"}: containers are not available in this version of bach yet; remove the field to run the program as a plain process`, { field: b.image ? "image" : "dockerfile" });
-  }
   if (b.reduce) throw new InputError("bachfile.json: reduce: map-reduce tasks are not available in this version of bach yet", { field: "reduce" });
 }
 
@@ -153,11 +150,11 @@ export async function taskRun(opts: RunOptions): Promise<void> {
   if (opts.detach && !opts.coordinator) {
     throw new InputError("--detach needs --coordinator: an embedded run ends with this process (start a coordinator with bach-coordinator start)");
   }
-  const bachfile = loadBachfile(opts.taskDir);
-  refuseAbsentFeatures(bachfile);
+  refuseAbsentFeatures(loadBachfile(opts.taskDir));
   const input = resolveInput(opts.data);
   const chunkSize = opts.chunkSize === "auto" ? null : parseSize(opts.chunkSize, "--chunk-size");
-  const bundle = await packBundle(opts.taskDir, path.join(bachHome(), "bundles"));
+  const prepared = await prepareTask(opts.taskDir);
+  const { bachfile, bundle } = prepared;
 
   let embedded: Embedded | null = null;
   let api: CoordinatorApi;
@@ -177,10 +174,12 @@ export async function taskRun(opts: RunOptions): Promise<void> {
   }
   let taskId = "";
   try {
-    if (!(await api.hasBundle(bundle.hash))) await api.putBundle(bundle.hash, bundle.file);
+    // The embedded worker shares this engine; only workers on other machines need the image sent.
+    await uploadTask(api, prepared, !embedded || opts.ip !== null);
     const req: TaskRequest = {
       bachfile,
       bundleHash: bundle.hash,
+      imageId: prepared.image?.id ?? "",
       parallelism: opts.parallelism ?? 0,
       chunkSize,
       input: embedded && input.kind === "file" ? { kind: "path", path: input.path } : { kind: "stream" },

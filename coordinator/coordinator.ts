@@ -14,7 +14,7 @@ import type { AttemptResult, CoordinatorMessage, WorkerHello } from "../core/gen
 import { ChunkState, TaskState } from "../core/states";
 import { Intake } from "./intake";
 import { Ledger, type AttemptEnd, type TaskRow } from "./ledger";
-import { placeChunks, type TaskView } from "./scheduler";
+import { neverFits, placeChunks, take, type Needs, type Resources, type TaskView, type WorkerView } from "./scheduler";
 import { Spool } from "./spool";
 import { ChunkData } from "./chunk-data";
 
@@ -25,12 +25,15 @@ export interface CoordinatorOptions {
   /** A worker silent this long is declared lost and its chunks run again elsewhere. */
   lostAfterMs: number;
   log: Logger;
+  /** Workers use the same Docker Engine as whoever creates tasks (the embedded case): images need no upload. */
+  sharesEngine?: boolean;
 }
 
 export interface WorkerSession {
   id: string;
   hello: WorkerHello;
-  running: Set<number>;
+  /** Its running attempts, with what each takes from it. */
+  running: Map<number, Needs>;
   lastSeen: number;
   send(msg: CoordinatorMessage): void;
   close(reason: string): void;
@@ -39,6 +42,8 @@ export interface WorkerSession {
 export interface NewTaskRequest {
   bachfile: Bachfile;
   bundleHash: string;
+  /** The container image's digest ("" runs plain processes); the coordinator must hold the image. */
+  imageId: string;
   parallelism: number;
   chunkSize: number | null;
   input: { kind: "stream" } | { kind: "path"; path: string };
@@ -51,6 +56,7 @@ interface LiveTask {
   sizer: ChunkSizer;
   intake: Intake;
   running: number;
+  needs: Needs;
 }
 
 /** Unstarted chunks a task may have planned ahead of its slots before the reader is held back. */
@@ -100,6 +106,7 @@ export class Coordinator {
 
   createTask(req: NewTaskRequest): string {
     if (!this.spool.hasBundle(req.bundleHash)) throw new InputError(`bundle ${req.bundleHash.slice(0, 12)} was not uploaded`);
+    if (req.imageId && !this.opts.sharesEngine && !this.spool.hasImage(req.imageId)) throw new InputError(`image ${req.imageId.slice(0, 19)} was not uploaded`);
     let totalBytes: number | null = null;
     if (req.input.kind === "path") {
       const stat = fs.statSync(req.input.path, { throwIfNoEntry: false });
@@ -114,6 +121,7 @@ export class Coordinator {
       name: req.bachfile.logicalName,
       bachfile: JSON.stringify(req.bachfile),
       bundleHash: req.bundleHash,
+      imageId: req.imageId,
       parallelism: req.parallelism,
       chunkSize: req.chunkSize ?? 0,
       inputKind: req.input.kind,
@@ -124,7 +132,7 @@ export class Coordinator {
       room: () => this.roomToPlan(id, slots),
       recorded: () => this.afterInput(id),
     });
-    this.live.set(id, { row: this.ledger.task(id), bachfile: req.bachfile, sizer, intake, running: 0 });
+    this.live.set(id, { row: this.ledger.task(id), bachfile: req.bachfile, sizer, intake, running: 0, needs: needsOf(req.bachfile, req.imageId) });
     this.opts.log.info({ task: id, name: req.bachfile.logicalName, input: req.input }, "task created");
     if (req.input.kind === "path") {
       intake.scanFile(req.input.path).catch((err: Error) => this.failTask(id, `reading ${req.input.kind === "path" ? req.input.path : ""}: ${err.message}`));
@@ -264,6 +272,8 @@ export class Coordinator {
       w?.running.delete(a.id);
       w?.send({ kind: { $case: "cancel", value: { attemptId: a.id, reason: `task ${state}` } } });
     }
+    // Workers drop what they kept for the task (its containers).
+    for (const w of this.workers.values()) w.send({ kind: { $case: "taskEnded", value: { taskId: task } } });
     const t = this.live.get(task);
     this.live.delete(task);
     if (t?.row.input_kind === "stream") this.spool.removeInput(task);
@@ -291,9 +301,12 @@ export class Coordinator {
       slots: hello.slots,
       cpus: hello.cpus,
       memory_mb: hello.memoryMb,
+      disk_mb: hello.diskMb,
+      gpus: hello.gpus,
+      docker: hello.docker ? 1 : 0,
       interruptible: hello.interruptible ? 1 : 0,
     });
-    const session: WorkerSession = { id, hello, running: new Set(), lastSeen: Date.now(), send, close };
+    const session: WorkerSession = { id, hello, running: new Map(), lastSeen: Date.now(), send, close };
     this.workers.set(id, session);
     send({ kind: { $case: "welcome", value: { workerId: id, heartbeatMs: this.opts.heartbeatMs, spoolProbe: this.spool.probeFile, spoolToken: this.spool.probeToken } } });
     this.opts.log.info({ worker: id, name: hello.name, slots: hello.slots }, "worker joined");
@@ -318,7 +331,7 @@ export class Coordinator {
     this.ledger.workerLost(session.id, reason);
     const level = session.running.size > 0 ? "warn" : "info";
     this.opts.log[level]({ worker: session.id, reason, running: session.running.size }, "worker lost");
-    for (const attempt of session.running) {
+    for (const attempt of session.running.keys()) {
       this.endAttempt(attempt, "lost", { ...lostEnd, reason: `worker ${session.id} lost: ${reason}` });
     }
     session.running.clear();
@@ -395,7 +408,17 @@ export class Coordinator {
   }
 
   private dispatch(): void {
-    const workers = [...this.workers.values()].map((w) => ({ id: w.id, freeSlots: w.hello.slots - w.running.size }));
+    const workers: WorkerView[] = [...this.workers.values()].map((w) => {
+      const capacity = capacityOf(w.hello);
+      return { id: w.id, freeSlots: w.hello.slots - w.running.size, capacity, free: [...w.running.values()].reduce(take, capacity), docker: w.hello.docker };
+    });
+    for (const t of [...this.live.values()]) {
+      const why = neverFits(
+        [...this.workers.values()].map((w) => ({ name: `${w.id} ${w.hello.name}`, docker: w.hello.docker, capacity: capacityOf(w.hello) })),
+        t.needs,
+      );
+      if (why) this.failTask(t.row.id, why);
+    }
     const free = workers.reduce((n, w) => n + Math.max(0, w.freeSlots), 0);
     if (free === 0) return;
     const tasks: TaskView[] = [];
@@ -404,7 +427,7 @@ export class Coordinator {
       if (room <= 0) continue;
       // A few more than the free slots: a retry waiting for another worker must not hold back the rest.
       const pending = this.ledger.pendingChunks(t.row.id, Math.min(room, free) + 16);
-      tasks.push({ id: t.row.id, room, pending: pending.map((c) => ({ seq: c.seq, avoid: this.ledger.failedOn(t.row.id, c.seq) })) });
+      tasks.push({ id: t.row.id, room, needs: t.needs, pending: pending.map((c) => ({ seq: c.seq, avoid: this.ledger.failedOn(t.row.id, c.seq) })) });
     }
     for (const p of placeChunks(workers, tasks)) this.assign(p.worker, p.task, p.seq);
   }
@@ -418,7 +441,7 @@ export class Coordinator {
     t.running++;
     // A chunk leaving pending makes room for the reader to plan more.
     this.notify(task);
-    w.running.add(attemptId);
+    w.running.set(attemptId, t.needs);
     const local = w.hello.localFiles;
     w.send({
       kind: {
@@ -431,10 +454,26 @@ export class Coordinator {
           bachfileJson: t.row.bachfile,
           source: local ? this.data.bytesOf(t.row, chunk) : { path: "", offset: chunk.offset, length: chunk.length },
           outputPath: local ? this.spool.attemptOutput(attemptId) : "",
+          imageId: t.row.image_id,
         },
       },
     });
   }
+}
+
+/** What one attempt of the task takes from a worker: the bachfile's minimums, and an engine for an image. */
+function needsOf(b: Bachfile, imageId: string): Needs {
+  return {
+    cpu: b.hardware.cpu.min,
+    memoryMb: b.hardware.memory.min,
+    diskMb: Math.ceil(b.hardware.disk.min / 2 ** 20),
+    gpus: b.hardware.graphics?.count ?? 0,
+    docker: imageId !== "",
+  };
+}
+
+function capacityOf(hello: WorkerHello): Resources {
+  return { cpu: hello.cpus, memoryMb: hello.memoryMb, diskMb: hello.diskMb, gpus: hello.gpus };
 }
 
 const lostEnd: AttemptEnd = { exitCode: -1, reason: "", stderr: "", bytesIn: 0, bytesOut: 0, seconds: 0 };

@@ -12,7 +12,7 @@ import {
   canMoveTask,
 } from "../core/states";
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 const schemaV1 = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -43,14 +43,26 @@ CREATE TABLE events (
 CREATE INDEX events_task ON events(task_id);
 `;
 
+/** Version 2: tasks that run in containers name their image; workers report disk, GPUs and Docker. */
+const schemaV2 = `
+ALTER TABLE tasks ADD COLUMN image_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE workers ADD COLUMN disk_mb INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN gpus INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE workers ADD COLUMN docker INTEGER NOT NULL DEFAULT 0;
+`;
+
 /** Migrations by the version they produce; a later issue appends to this list, never edits it. */
-const migrations: { version: number; sql: string }[] = [{ version: 1, sql: schemaV1 }];
+const migrations: { version: number; sql: string }[] = [
+  { version: 1, sql: schemaV1 },
+  { version: 2, sql: schemaV2 },
+];
 
 export interface TaskRow {
   id: string;
   name: string;
   bachfile: string;
   bundle_hash: string;
+  image_id: string;
   state: TaskState;
   parallelism: number;
   chunk_size: number;
@@ -101,6 +113,9 @@ export interface WorkerRow {
   slots: number;
   cpus: number;
   memory_mb: number;
+  disk_mb: number;
+  gpus: number;
+  docker: number;
   interruptible: number;
   state: "connected" | "lost";
   joined_at: number;
@@ -121,6 +136,8 @@ export interface NewTask {
   name: string;
   bachfile: string;
   bundleHash: string;
+  /** The container image's digest, or "" for a task that runs plain processes. */
+  imageId: string;
   parallelism: number;
   chunkSize: number;
   inputKind: string;
@@ -220,10 +237,10 @@ export class Ledger {
     this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT INTO tasks(id, name, bachfile, bundle_hash, state, parallelism, chunk_size, input_kind, input_path, data_streams, created_at)
-           VALUES (?,?,?,?,?,?,?,?,?,?,?)`,
+          `INSERT INTO tasks(id, name, bachfile, bundle_hash, image_id, state, parallelism, chunk_size, input_kind, input_path, data_streams, created_at)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
         )
-        .run(t.id, t.name, t.bachfile, t.bundleHash, TaskState.running, t.parallelism, t.chunkSize, t.inputKind, t.inputPath, t.dataStreams, this.now());
+        .run(t.id, t.name, t.bachfile, t.bundleHash, t.imageId, TaskState.running, t.parallelism, t.chunkSize, t.inputKind, t.inputPath, t.dataStreams, this.now());
       this.event("task-created", { task: t.id, detail: `${t.inputKind} ${t.inputPath}`.trim() });
     })();
   }
@@ -389,10 +406,10 @@ export class Ledger {
     this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT INTO workers(id, name, host, slots, cpus, memory_mb, interruptible, state, joined_at, last_seen)
-           VALUES (@id, @name, @host, @slots, @cpus, @memory_mb, @interruptible, 'connected', @now, @now)
+          `INSERT INTO workers(id, name, host, slots, cpus, memory_mb, disk_mb, gpus, docker, interruptible, state, joined_at, last_seen)
+           VALUES (@id, @name, @host, @slots, @cpus, @memory_mb, @disk_mb, @gpus, @docker, @interruptible, 'connected', @now, @now)
            ON CONFLICT(id) DO UPDATE SET name=@name, host=@host, slots=@slots, cpus=@cpus, memory_mb=@memory_mb,
-             interruptible=@interruptible, state='connected', last_seen=@now`,
+             disk_mb=@disk_mb, gpus=@gpus, docker=@docker, interruptible=@interruptible, state='connected', last_seen=@now`,
         )
         .run({ ...w, now: this.now() });
       this.event("worker-joined", { worker: w.id, detail: `${w.name} on ${w.host}, ${w.slots} slots` });

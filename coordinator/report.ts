@@ -39,8 +39,10 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
     }));
   const bachfile = JSON.parse(task.bachfile) as { hardware?: { cpu?: { max: number | null }; memory?: { max: number | null } } };
   const notes: string[] = [];
-  if (bachfile.hardware?.cpu?.max || bachfile.hardware?.memory?.max) {
-    notes.push("process runtime: hardware.cpu.max and hardware.memory.max are not enforced on plain processes");
+  if (task.image_id) {
+    notes.push(`ran in containers of image ${task.image_id.slice(0, 19)}, under the bachfile's hardware limits`);
+  } else if (bachfile.hardware?.cpu?.max || bachfile.hardware?.memory?.max) {
+    notes.push("process runtime: hardware.cpu.max and hardware.memory.max are not enforced on plain processes (give the task an image to enforce them)");
   }
   return {
     id: task.id,

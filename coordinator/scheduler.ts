@@ -1,9 +1,28 @@
 // The scheduler's decisions: which pending chunk goes to which free slot. A pure function of a view of
 // the ledger and the connected workers, so it can be tested and changed without gRPC or SQLite.
 
+/** What a worker has (or has left), and what one attempt of a task takes from it while it runs. */
+export interface Resources {
+  cpu: number;
+  memoryMb: number;
+  diskMb: number;
+  gpus: number;
+}
+
+/** A task's placement requirements: the bachfile's hardware minimums, and an engine if it has an image. */
+export interface Needs extends Resources {
+  docker: boolean;
+}
+
+export const NO_NEEDS: Needs = { cpu: 0, memoryMb: 0, diskMb: 0, gpus: 0, docker: false };
+
 export interface WorkerView {
   id: string;
   freeSlots: number;
+  /** All it has, and what its running attempts have not taken. */
+  capacity: Resources;
+  free: Resources;
+  docker: boolean;
 }
 
 export interface PendingChunk {
@@ -18,6 +37,7 @@ export interface TaskView {
   room: number;
   /** Pending chunks in input order. */
   pending: readonly PendingChunk[];
+  needs: Needs;
 }
 
 export interface Placement {
@@ -30,29 +50,84 @@ export interface Placement {
  * Fills free slots in task order (oldest task first), chunks in input order, so output in order flows
  * early. Slots are taken round-robin across workers so a task spreads over machines. A retry waits for
  * a worker it has not failed on while one is connected; only when every worker has failed it does it
- * run again where it failed before.
+ * run again where it failed before. An attempt goes only where the task's needs fit in what the worker
+ * has left (cores, memory, disk, GPUs, an engine), so a worker never runs more than fits at once.
  */
 export function placeChunks(workers: readonly WorkerView[], tasks: readonly TaskView[]): Placement[] {
-  const connected = workers.map((w) => w.id);
-  const free = new Map(workers.filter((w) => w.freeSlots > 0).map((w) => [w.id, w.freeSlots]));
+  const state = new Map(workers.filter((w) => w.freeSlots > 0).map((w) => [w.id, { slots: w.freeSlots, free: { ...w.free }, docker: w.docker }]));
   const placements: Placement[] = [];
   let turn = 0;
   for (const task of tasks) {
     let room = task.room;
+    const able = workers.filter((w) => canEverRun(w, task.needs)).map((w) => w.id);
     for (const chunk of task.pending) {
-      if (room <= 0 || free.size === 0) break;
-      const ids = [...free.keys()];
+      if (room <= 0) break;
+      const ids = [...state.keys()].filter((id) => fits(state.get(id), task.needs));
+      if (ids.length === 0) break;
       const rotated = ids.slice(turn % ids.length).concat(ids.slice(0, turn % ids.length));
-      const elsewhere = connected.some((id) => !chunk.avoid.includes(id));
+      const elsewhere = able.some((id) => !chunk.avoid.includes(id));
       const worker = elsewhere ? rotated.find((id) => !chunk.avoid.includes(id)) : rotated[0];
       if (worker === undefined) continue;
       placements.push({ worker, task: task.id, seq: chunk.seq });
       turn++;
       room--;
-      const left = (free.get(worker) ?? 0) - 1;
-      if (left > 0) free.set(worker, left);
-      else free.delete(worker);
+      const w = state.get(worker);
+      if (!w) continue;
+      w.slots--;
+      w.free = take(w.free, task.needs);
+      if (w.slots <= 0) state.delete(worker);
     }
   }
   return placements;
+}
+
+function fits(w: { slots: number; free: Resources; docker: boolean } | undefined, needs: Needs): boolean {
+  return w !== undefined && w.slots > 0 && (w.docker || !needs.docker) && covers(w.free, needs);
+}
+
+/** A worker that could run the task if it were idle. */
+function canEverRun(w: { docker: boolean; capacity: Resources }, needs: Needs): boolean {
+  return (w.docker || !needs.docker) && covers(w.capacity, needs);
+}
+
+const EPSILON = 1e-9;
+
+function covers(have: Resources, needs: Resources): boolean {
+  return have.cpu + EPSILON >= needs.cpu && have.memoryMb >= needs.memoryMb && have.diskMb >= needs.diskMb && have.gpus >= needs.gpus;
+}
+
+export function take(have: Resources, needs: Resources): Resources {
+  return { cpu: have.cpu - needs.cpu, memoryMb: have.memoryMb - needs.memoryMb, diskMb: have.diskMb - needs.diskMb, gpus: have.gpus - needs.gpus };
+}
+
+export interface WorkerCapacity {
+  name: string;
+  docker: boolean;
+  capacity: Resources;
+}
+
+/**
+ * Why no connected worker could ever run a task even when idle, naming the first requirement that
+ * nothing meets and the largest worker for it; null when some worker could. With no worker connected
+ * it answers null: a worker that fits may still join.
+ */
+export function neverFits(workers: readonly WorkerCapacity[], needs: Needs): string | null {
+  if (workers.length === 0 || workers.some((w) => canEverRun(w, needs))) return null;
+  const largest = (pick: (w: WorkerCapacity) => number) => workers.reduce((a, b) => (pick(b) > pick(a) ? b : a));
+  const checks: { need: number; have: (w: WorkerCapacity) => number; field: string; unit: (n: number) => string }[] = [
+    { need: needs.cpu, have: (w) => w.capacity.cpu, field: "hardware.cpu.min", unit: (n) => `${n} core${n === 1 ? "" : "s"}` },
+    { need: needs.memoryMb, have: (w) => w.capacity.memoryMb, field: "hardware.memory.min", unit: (n) => `${n} MiB` },
+    { need: needs.diskMb, have: (w) => w.capacity.diskMb, field: "hardware.disk.min", unit: (n) => `${n} MiB free disk` },
+    { need: needs.gpus, have: (w) => w.capacity.gpus, field: "hardware.graphics", unit: (n) => `${n} GPU${n === 1 ? "" : "s"}` },
+  ];
+  for (const c of checks) {
+    const best = largest(c.have);
+    if (c.have(best) + EPSILON < c.need) {
+      return `no connected worker can ever run it: ${c.field} asks for ${c.unit(c.need)}, and the largest worker (${best.name}) has ${c.unit(c.have(best))}`;
+    }
+  }
+  if (needs.docker) {
+    return `no connected worker can run containers (the task has an image; workers: ${workers.map((w) => w.name).join(", ")}): start Docker Engine on a worker, or remove "image"/"dockerfile" from the bachfile`;
+  }
+  return `no connected worker has room for all it asks at once (${needs.cpu} cores, ${needs.memoryMb} MiB, ${needs.diskMb} MiB disk, ${needs.gpus} GPUs)`;
 }

@@ -7,6 +7,7 @@ import { pipeline } from "node:stream/promises";
 import { Server, ServerCredentials, status, type Metadata, type ServerErrorResponse } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { Bachfile } from "../core/bachfile";
+import { InputError } from "../core/errors";
 import { CoordinatorService, type CoordinatorServer, type WorkerMessage } from "../core/generated/bach";
 import { FRAME_BYTES, channelOptions, statusFor, tokenOf } from "../core/rpc";
 import type { Coordinator, WorkerSession } from "./coordinator";
@@ -44,6 +45,7 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
       taskId: c.createTask({
         bachfile: JSON.parse(req.bachfileJson) as Bachfile,
         bundleHash: req.bundleHash,
+        imageId: req.imageId,
         parallelism: req.parallelism,
         chunkSize: req.chunkSize > 0 ? req.chunkSize : null,
         input: req.inputKind === "path" ? { kind: "path", path: req.inputPath } : { kind: "stream" },
@@ -52,6 +54,7 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
       dataPort: dataPort(),
     })),
     hasBundle: unary((req) => ({ present: c.spool.hasBundle(req.hash) })),
+    hasImage: unary((req) => ({ present: c.spool.hasImage(req.id) })),
     report: unary((req) => ({ json: JSON.stringify(taskReport(c.ledger, req.taskId || null)) })),
     listTasks: unary(() => ({ json: JSON.stringify(taskList(c.ledger)) })),
     listWorkers: unary(() => ({ json: JSON.stringify(workerList(c.ledger)) })),
@@ -107,6 +110,21 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
       const refused = refusal(call.metadata, token);
       if (refused) return cb(refused);
       receiveBundle(c, call).then((hash) => cb(null, { hash }), (err) => cb(failure(err)));
+    },
+
+    putImage(call, cb) {
+      const refused = refusal(call.metadata, token);
+      if (refused) return cb(refused);
+      receiveImage(c, call).then((id) => cb(null, { id }), (err) => cb(failure(err)));
+    },
+
+    fetchImage(call) {
+      const refused = refusal(call.metadata, token);
+      if (refused) return call.emit("error", refused);
+      const { id } = call.request;
+      if (!c.spool.hasImage(id)) return call.emit("error", failure(new InputError(`the coordinator has no image ${id}`)));
+      const file = c.spool.image(id);
+      sendFile(call, file, 0, fs.statSync(file).size, (data) => ({ id, data })).catch((err) => call.emit("error", failure(err)));
     },
 
     fetchBundle(call) {
@@ -180,6 +198,28 @@ async function sendFile<T>(
     }
   }
   call.end();
+}
+
+/**
+ * Stores a `docker save` tar under the image's digest. The tar's own bytes are not the digest (the
+ * engine computes it from the image config), so the worker that loads it checks the digest instead.
+ */
+async function receiveImage(c: Coordinator, frames: AsyncIterable<{ id: string; data: Buffer }>): Promise<string> {
+  let id = "";
+  const part = path.join(c.spool.dir, "images", `upload-${randomBytes(6).toString("hex")}.part`);
+  async function* data(): AsyncGenerator<Buffer> {
+    for await (const f of frames) {
+      id ||= f.id;
+      yield f.data;
+    }
+  }
+  try {
+    await pipeline(data(), fs.createWriteStream(part));
+    await fs.promises.rename(part, c.spool.image(id));
+    return id;
+  } finally {
+    await fs.promises.rm(part, { force: true });
+  }
 }
 
 async function receiveBundle(c: Coordinator, frames: AsyncIterable<{ hash: string; data: Buffer }>): Promise<string> {

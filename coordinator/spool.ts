@@ -1,6 +1,6 @@
 // The spool: the coordinator's directory of bytes. Streamed input is appended to one log file per task
 // (chunks are byte ranges of it, so a re-run can read them again), attempt outputs are written aside
-// under their attempt id, and code bundles are stored by content hash. It never decides what is committed.
+// under their attempt id, code bundles are stored by content hash, and images by their digest. It never decides what is committed.
 import fs from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
@@ -11,7 +11,7 @@ export class Spool {
   readonly probeFile: string;
 
   constructor(readonly dir: string) {
-    for (const sub of ["input", "attempts", "bundles"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
+    for (const sub of ["input", "attempts", "bundles", "images"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
     this.probeFile = path.join(dir, "probe");
     fs.writeFileSync(this.probeFile, this.probeToken);
   }
@@ -36,6 +36,17 @@ export class Spool {
 
   hasBundle(hash: string): boolean {
     return fs.existsSync(this.bundle(hash));
+  }
+
+  /** A `docker save` tar of an image, named by the image's digest. */
+  image(id: string): string {
+    const m = /^sha256:([0-9a-f]{64})$/.exec(id);
+    if (!m) throw new Error(`not an image digest: ${id}`);
+    return path.join(this.dir, "images", `${m[1]}.tar`);
+  }
+
+  hasImage(id: string): boolean {
+    return fs.existsSync(this.image(id));
   }
 
   removeQuietly(file: string): void {

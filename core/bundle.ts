@@ -39,8 +39,11 @@ export function listTaskFiles(dir: string): string[] {
   return out.sort();
 }
 
-/** Packs `dir` into `cacheDir/<hash>.tar` and returns the bundle. */
-export async function packBundle(dir: string, cacheDir: string): Promise<Bundle> {
+/**
+ * Packs `dir` into `cacheDir/<hash>.tar` and returns the bundle. `extra` adds generated files (say, the
+ * digest of the task's image) after the folder's own, so they are part of what the hash names.
+ */
+export async function packBundle(dir: string, cacheDir: string, extra: Record<string, string> = {}): Promise<Bundle> {
   fs.mkdirSync(cacheDir, { recursive: true });
   const files = listTaskFiles(dir);
   const part = path.join(cacheDir, `pack-${randomBytes(6).toString("hex")}.part`);
@@ -53,6 +56,9 @@ export async function packBundle(dir: string, cacheDir: string): Promise<Bundle>
     const entry = pack.entry({ name, size: stat.size, mode, mtime: new Date(0), uid: 0, gid: 0 });
     await pipeline(fs.createReadStream(full), entry);
   }
+  for (const name of Object.keys(extra).sort()) {
+    pack.entry({ name, mode: 0o644, mtime: new Date(0), uid: 0, gid: 0 }, extra[name]);
+  }
   pack.finalize();
   await writing;
   const hash = createHash("sha256");
@@ -61,7 +67,7 @@ export async function packBundle(dir: string, cacheDir: string): Promise<Bundle>
   const bytes = fs.statSync(part).size;
   const file = path.join(cacheDir, `${digest}.tar`);
   fs.renameSync(part, file);
-  return { hash: digest, file, files: files.length, bytes };
+  return { hash: digest, file, files: files.length + Object.keys(extra).length, bytes };
 }
 
 /** Unpacks a bundle tar into `target` (atomically: a half-unpacked bundle is never seen). */

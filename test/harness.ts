@@ -26,10 +26,10 @@ export function tempDir(prefix = "bach-test-"): string {
 }
 
 /** Polls `check` until it returns a value, or fails after `deadlineMs` naming what it waited for. */
-export async function waitFor<T>(what: string, check: () => T | null | undefined | false, deadlineMs = 20_000): Promise<T> {
+export async function waitFor<T>(what: string, check: () => T | null | undefined | false | Promise<T | null | undefined | false>, deadlineMs = 20_000): Promise<T> {
   const until = Date.now() + deadlineMs;
   for (;;) {
-    const v = check();
+    const v = await check();
     if (v) return v;
     if (Date.now() > until) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
@@ -69,8 +69,11 @@ export interface Cluster {
   dataDir: string;
   coordinator: Daemon;
   workers: Daemon[];
-  /** A worker; by default it fetches chunks over gRPC as a worker on another machine would. */
-  addWorker(opts?: { slots?: number; name?: string; localSpool?: boolean }): Promise<Daemon>;
+  /**
+   * A worker; by default it fetches chunks over gRPC as a worker on another machine would. `dataDir`
+   * reuses a worker's folder (a restart), `env` sets e.g. DOCKER_HOST, `args` adds flags.
+   */
+  addWorker(opts?: { slots?: number; name?: string; localSpool?: boolean; dataDir?: string; env?: NodeJS.ProcessEnv; args?: string[] }): Promise<Daemon>;
   stop(): Promise<void>;
 }
 
@@ -90,7 +93,7 @@ export async function startCluster(opts: { workers?: number; slots?: number; hea
     async addWorker(w = {}) {
       const name = w.name ?? `worker-${workers.length + 1}`;
       const d = daemon([bin.worker, "join", address, "--token", token, "--slots", String(w.slots ?? opts.slots ?? 1), "--name", name,
-        "--data-dir", tempDir("bach-worker-"), ...(w.localSpool ? [] : ["--no-local-spool"])], { BACH_LOG_LEVEL: "info" });
+        "--data-dir", w.dataDir ?? tempDir("bach-worker-"), ...(w.localSpool ? [] : ["--no-local-spool"]), ...(w.args ?? [])], { BACH_LOG_LEVEL: "info", ...w.env });
       await waitFor(`worker ${name} to join`, () => d.stderr().includes('"msg":"joined"'));
       workers.push(d);
       return d;

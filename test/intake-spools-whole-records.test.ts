@@ -14,7 +14,7 @@ import { tempDir } from "./harness";
 async function spool(input: Buffer, frames: number[], size: number): Promise<Buffer[]> {
   const dir = tempDir();
   const ledger = new Ledger(path.join(dir, "ledger.sqlite"));
-  ledger.createTask({ id: "t", name: "t", bachfile: "{}", bundleHash: "h", parallelism: 0, chunkSize: size, inputKind: "stream", inputPath: "", dataStreams: 0 });
+  ledger.createTask({ id: "t", name: "t", bachfile: "{}", bundleHash: "h", imageId: "", parallelism: 0, chunkSize: size, inputKind: "stream", inputPath: "", dataStreams: 0 });
   const intake = new Intake("t", "\n", new ChunkSizer({ explicit: size, totalBytes: null, slots: 1 }), ledger, { room: async () => undefined, recorded: () => undefined });
   const file = (seq: number) => path.join(dir, "input", String(seq));
   let at = 0;

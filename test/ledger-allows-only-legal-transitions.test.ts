@@ -11,9 +11,9 @@ const end = { exitCode: 0, reason: "", stderr: "", bytesIn: 10, bytesOut: 5, sec
 
 function freshLedger(): Ledger {
   const l = new Ledger(path.join(tempDir(), "ledger.sqlite"));
-  l.createTask({ id: "t1", name: "n", bachfile: "{}", bundleHash: "h", parallelism: 0, chunkSize: 0, inputKind: "stream", inputPath: "", dataStreams: 0 });
+  l.createTask({ id: "t1", name: "n", bachfile: "{}", bundleHash: "h", imageId: "", parallelism: 0, chunkSize: 0, inputKind: "stream", inputPath: "", dataStreams: 0 });
   l.addChunks("t1", [{ seq: 0, offset: 0, length: 10 }, { seq: 1, offset: 10, length: 10 }], 20, true);
-  l.workerJoined({ id: "w1", name: "a", host: "h", slots: 1, cpus: 1, memory_mb: 1, interruptible: 0 });
+  l.workerJoined({ id: "w1", name: "a", host: "h", slots: 1, cpus: 1, memory_mb: 1, disk_mb: 1, gpus: 0, docker: 0, interruptible: 0 });
   return l;
 }
 

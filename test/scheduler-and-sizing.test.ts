@@ -1,32 +1,61 @@
 // The pure decisions: which chunk goes to which slot, and how big auto chunks are.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { placeChunks } from "../coordinator/scheduler";
+import { NO_NEEDS, neverFits, placeChunks, type Resources, type WorkerView } from "../coordinator/scheduler";
 import { ChunkSizer, MAX_CHUNK, MIN_CHUNK, fitCost } from "../core/chunk-size";
+
+const roomy: Resources = { cpu: 2, memoryMb: 4096, diskMb: 10_000, gpus: 0 };
+/** A worker with `slots` free and nothing running. */
+function idle(id: string, slots: number, capacity: Resources = roomy, docker = false): WorkerView {
+  return { id, freeSlots: slots, capacity, free: capacity, docker };
+}
 
 test("fills free slots in input order, spreading across workers, within the task's room", () => {
   const p = placeChunks(
-    [{ id: "a", freeSlots: 2 }, { id: "b", freeSlots: 2 }],
-    [{ id: "t", room: 3, pending: [0, 1, 2, 3].map((seq) => ({ seq, avoid: [] })) }],
+    [idle("a", 2), idle("b", 2)],
+    [{ id: "t", room: 3, pending: [0, 1, 2, 3].map((seq) => ({ seq, avoid: [] })), needs: NO_NEEDS }],
   );
   assert.deepEqual(p.map((x) => x.seq), [0, 1, 2]);
   assert.deepEqual(new Set(p.map((x) => x.worker)), new Set(["a", "b"]));
 });
 
 test("a retry prefers a worker it has not failed on", () => {
-  const p = placeChunks([{ id: "a", freeSlots: 1 }, { id: "b", freeSlots: 1 }], [{ id: "t", room: 1, pending: [{ seq: 5, avoid: ["a"] }] }]);
+  const p = placeChunks([idle("a", 1), idle("b", 1)], [{ id: "t", room: 1, pending: [{ seq: 5, avoid: ["a"] }], needs: NO_NEEDS }]);
   assert.deepEqual(p, [{ worker: "b", task: "t", seq: 5 }]);
   const busy = placeChunks(
-    [{ id: "a", freeSlots: 1 }, { id: "b", freeSlots: 0 }],
-    [{ id: "t", room: 2, pending: [{ seq: 5, avoid: ["a"] }, { seq: 6, avoid: [] }] }],
+    [idle("a", 1), idle("b", 0)],
+    [{ id: "t", room: 2, pending: [{ seq: 5, avoid: ["a"] }, { seq: 6, avoid: [] }], needs: NO_NEEDS }],
   );
   assert.deepEqual(busy, [{ worker: "a", task: "t", seq: 6 }], "the retry waits for b; a takes other work");
-  const only = placeChunks([{ id: "a", freeSlots: 1 }], [{ id: "t", room: 1, pending: [{ seq: 5, avoid: ["a"] }] }]);
+  const only = placeChunks([idle("a", 1)], [{ id: "t", room: 1, pending: [{ seq: 5, avoid: ["a"] }], needs: NO_NEEDS }]);
   assert.deepEqual(only, [{ worker: "a", task: "t", seq: 5 }], "with no other worker connected it runs where it failed");
 });
 
 test("no free slot, no placement", () => {
-  assert.deepEqual(placeChunks([{ id: "a", freeSlots: 0 }], [{ id: "t", room: 4, pending: [{ seq: 0, avoid: [] }] }]), []);
+  assert.deepEqual(placeChunks([idle("a", 0)], [{ id: "t", room: 4, pending: [{ seq: 0, avoid: [] }], needs: NO_NEEDS }]), []);
+});
+
+test("an attempt goes only where the task's minimums fit in what the worker has left", () => {
+  const needs = { cpu: 0.5, memoryMb: 1500, diskMb: 0, gpus: 0, docker: false };
+  const pending = [0, 1, 2, 3].map((seq) => ({ seq, avoid: [] }));
+  const p = placeChunks([idle("a", 8)], [{ id: "t", room: 8, pending, needs }]);
+  assert.equal(p.length, 2, "4096 MiB holds two attempts of 1500 MiB, whatever the slots");
+  const busy: WorkerView = { ...idle("a", 8), free: { ...roomy, memoryMb: 1000 } };
+  assert.deepEqual(placeChunks([busy], [{ id: "t", room: 8, pending, needs }]), [], "what runs already counts");
+  const image = placeChunks([idle("p", 2), idle("d", 2, roomy, true)], [{ id: "t", room: 4, pending, needs: { ...needs, memoryMb: 0, docker: true } }]);
+  assert.deepEqual(new Set(image.map((x) => x.worker)), new Set(["d"]), "a task with an image runs only where an engine answers");
+});
+
+test("a task no worker could ever fit is named with the requirement and the largest worker", () => {
+  const workers = [
+    { name: "small", docker: false, capacity: { ...roomy, memoryMb: 1024 } },
+    { name: "big", docker: false, capacity: { ...roomy, memoryMb: 2048 } },
+  ];
+  assert.equal(neverFits(workers, { ...NO_NEEDS, memoryMb: 2048 }), null);
+  assert.match(neverFits(workers, { ...NO_NEEDS, memoryMb: 4096 }) ?? "", /hardware\.memory\.min asks for 4096 MiB, and the largest worker \(big\) has 2048 MiB/);
+  assert.match(neverFits(workers, { ...NO_NEEDS, gpus: 1 }) ?? "", /hardware\.graphics asks for 1 GPU.*has 0 GPUs/);
+  assert.match(neverFits(workers, { ...NO_NEEDS, docker: true }) ?? "", /no connected worker can run containers/);
+  assert.equal(neverFits([], { ...NO_NEEDS, memoryMb: 1 << 20 }), null, "with nobody connected, wait for a worker that fits");
 });
 
 test("fitCost recovers fixed cost and rate", () => {

@@ -13,7 +13,14 @@ import type { Bachfile } from "../core/bachfile";
 import { unpackBundle } from "../core/bundle";
 import type { Assign, CoordinatorClient, CoordinatorMessage, WorkerMessage } from "../core/generated/bach";
 import { FRAME_BYTES, connect } from "../core/rpc";
+import { createHash } from "node:crypto";
+import { connectDocker, dockerAnswers, DockerUnavailableError } from "../core/docker";
+import { measureCapacity, type Capacity } from "./capacity";
+import { DockerRuntime } from "./docker-runtime";
 import { runProcess, type AttemptOutcome, type ChunkInput, type RunningAttempt } from "./process-runtime";
+
+/** auto: containers when a Docker Engine answers; docker: an engine is required; process: never containers. */
+export type RuntimeChoice = "auto" | "docker" | "process";
 
 export interface WorkerOptions {
   coordinator: string;
@@ -26,6 +33,9 @@ export interface WorkerOptions {
   /** Look for the coordinator's spool on this filesystem and use it in place when found (default true). */
   probeSpool?: boolean;
   interruptible: boolean;
+  runtime: RuntimeChoice;
+  /** What this worker offers, when less than the machine has. */
+  offered?: { cpus?: number; memoryMb?: number; gpus?: number };
   log: Logger;
   /** Longest wait between reconnection tries. */
   maxBackoffMs?: number;
@@ -43,23 +53,46 @@ export class WorkerAgent {
   private backoffMs = 100;
   private readonly bundles = new Map<string, Promise<string>>();
   private sharedSpool = false;
+  private containers: DockerRuntime | null = null;
+  private capacity: Capacity | null = null;
 
   constructor(private readonly opts: WorkerOptions) {
     this.client = connect(opts.coordinator, opts.token);
     for (const sub of ["bundles", "attempts"]) fs.mkdirSync(path.join(opts.dataDir, sub), { recursive: true });
   }
 
-  start(): void {
+  /** Finds the engine (removing containers an earlier run of this worker left), then joins. */
+  async start(): Promise<void> {
+    if (this.opts.runtime !== "process") {
+      const docker = connectDocker();
+      if (await dockerAnswers(docker)) {
+        this.containers = new DockerRuntime(docker, {
+          dataDir: this.opts.dataDir,
+          key: createHash("sha256").update(`${os.hostname()}\0${path.resolve(this.opts.dataDir)}`).digest("hex").slice(0, 16),
+          log: this.opts.log,
+          fetchImage: (id) => this.fetchImage(id),
+        });
+        await this.containers.removeLeftovers();
+      } else if (this.opts.runtime === "docker") {
+        throw new DockerUnavailableError("bach-worker --runtime docker");
+      } else {
+        this.opts.log.info("no Docker Engine answers: tasks with an image will not be placed here");
+      }
+    }
+    this.capacity = measureCapacity(this.opts.dataDir, this.opts.offered);
     this.open();
   }
 
-  /** Stops at once: running attempts are killed (the coordinator runs their chunks again). */
-  stop(): void {
+  /** Stops at once: running attempts are killed (the coordinator runs their chunks again), containers removed. */
+  async stop(): Promise<void> {
     this.stopping = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
-    for (const a of this.running.values()) a.kill("worker stopping");
+    const running = [...this.running.values()];
+    for (const a of running) a.kill("worker stopping");
     this.stream?.end();
     this.client.close();
+    await Promise.all(running.map((a) => a.done));
+    await this.containers?.close();
   }
 
   private open(): void {
@@ -72,8 +105,11 @@ export class WorkerAgent {
           name: this.opts.name,
           host: os.hostname(),
           slots: this.opts.slots,
-          cpus: os.availableParallelism(),
-          memoryMb: Math.round(os.totalmem() / 2 ** 20),
+          cpus: this.capacity?.cpus ?? os.availableParallelism(),
+          memoryMb: this.capacity?.memoryMb ?? Math.round(os.totalmem() / 2 ** 20),
+          diskMb: this.capacity?.diskMb ?? 0,
+          gpus: this.capacity?.gpus ?? 0,
+          docker: this.containers !== null,
           localFiles: this.opts.localFiles,
           version: "0.1.0",
           interruptible: this.opts.interruptible,
@@ -156,6 +192,9 @@ export class WorkerAgent {
       case "cancel":
         this.running.get(kind.value.attemptId)?.kill(kind.value.reason);
         break;
+      case "taskEnded":
+        this.containers?.taskEnded(kind.value.taskId);
+        break;
     }
   }
 
@@ -177,14 +216,16 @@ export class WorkerAgent {
     const input: ChunkInput = local
       ? { kind: "range", path: a.source?.path ?? "", offset: a.source?.offset ?? 0, length: a.source?.length ?? 0 }
       : { kind: "stream", stream: this.fetchChunk(a.attemptId) };
-    const attempt = runProcess({
+    const run = {
       bachfile,
       cwd,
       input,
       outputFile,
       workerName: this.opts.name,
       env: { BACH_TASK: a.taskId, BACH_CHUNK: String(a.chunk), BACH_ATTEMPT: String(a.attemptId) },
-    });
+    };
+    if (a.imageId && !this.containers) throw new Error(`worker ${this.opts.name} runs no containers (no Docker Engine answered when it started)`);
+    const attempt = a.imageId && this.containers ? this.containers.run({ ...run, taskId: a.taskId, imageId: a.imageId }) : runProcess(run);
     this.running.set(a.attemptId, attempt);
     const outcome = await attempt.done;
     if (!local) {
@@ -195,6 +236,13 @@ export class WorkerAgent {
       }
     }
     return outcome;
+  }
+
+  private fetchImage(id: string): Readable {
+    const call = this.client.fetchImage({ id });
+    return Readable.from((async function* () {
+      for await (const frame of call) yield (frame as { data: Buffer }).data;
+    })());
   }
 
   private fetchChunk(attemptId: number): Readable {

@@ -8,6 +8,12 @@ import { CoordinatorUnreachableError, InputError } from "../core/errors";
 import { makeLogger } from "../core/log";
 import { WorkerAgent } from "./agent";
 
+function nonNegativeInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InputError(`${flag} ${value}: expected a whole number, 0 or more`);
+  return n;
+}
+
 function program(): Command {
   const cmd = new Command("bach-worker")
     .description("A Bach worker: joins a coordinator and runs chunks of its tasks.")
@@ -20,7 +26,10 @@ function program(): Command {
     .option("--slots <n>", "attempts run at once (default: one per core)")
     .option("--name <name>", "how reports name this worker (default: the host name)")
     .option("--data-dir <dir>", "where bundles and attempt outputs are cached", path.join(os.homedir(), ".bach", "worker"))
-    .option("--runtime <runtime>", "how chunks run: process (containers come in a later version)", "process")
+    .option("--runtime <runtime>", "auto: tasks with an image run in containers when a Docker Engine answers (DOCKER_HOST or the local socket); docker: refuse to start without one; process: never run containers", "auto")
+    .option("--cpus <n>", "cores to offer (default: all of them; e.g. --cpus 6)")
+    .option("--memory <mib>", "memory to offer, in MiB (default: all of it; e.g. --memory 8192)")
+    .option("--gpus <n>", "GPUs to offer (default: what nvidia-smi -L lists)")
     .option("--no-local-spool", "always fetch chunks over the network, even on the coordinator's own machine (where the spool is otherwise read in place)")
     .option("--interruptible", "this machine may be taken back (spare machines); tasks that forbid it are not placed here")
     .addHelpText(
@@ -28,11 +37,19 @@ function program(): Command {
       `
 Examples:
   bach-worker join 192.168.0.10:7070 --token s3cret
-  BACH_TOKEN=s3cret bach-worker join 192.168.0.10:7070 --slots 4 --name attic-pc`,
+  BACH_TOKEN=s3cret bach-worker join 192.168.0.10:7070 --slots 4 --name attic-pc
+  bach-worker join 192.168.0.10:7070 --token s3cret --runtime docker --cpus 6 --memory 16384
+  DOCKER_HOST=unix:///run/user/1000/docker.sock bach-worker join 192.168.0.10:7070 --token s3cret
+
+Tasks with an "image" or "dockerfile" run in containers (one per slot, a fresh process per chunk), under
+the bachfile's hardware limits; a worker whose engine lacks the image loads it from the coordinator.
+A chunk is placed only where its hardware minimums fit in what the worker offers and has free.`,
     )
-    .action(async (address: string, o: { token?: string; slots?: string; name?: string; dataDir: string; runtime: string; interruptible?: boolean; localSpool: boolean }) => {
+    .action(async (address: string, o: { token?: string; slots?: string; name?: string; dataDir: string; runtime: string; interruptible?: boolean; localSpool: boolean; cpus?: string; memory?: string; gpus?: string }) => {
       const coordinator = coordinatorAddress(address) ?? address;
-      if (o.runtime !== "process") throw new InputError(`--runtime ${o.runtime}: only "process" is available in this version`);
+      if (o.runtime !== "auto" && o.runtime !== "docker" && o.runtime !== "process") throw new InputError(`--runtime ${o.runtime}: expected auto, docker or process`);
+      const cpus = o.cpus === undefined ? undefined : Number(o.cpus);
+      if (cpus !== undefined && !(cpus > 0)) throw new InputError(`--cpus ${o.cpus}: expected a number of cores above 0, e.g. --cpus 2 or --cpus 0.5`);
       const agent = new WorkerAgent({
         coordinator,
         token: tokenFrom(o.token),
@@ -42,16 +59,17 @@ Examples:
         localFiles: false,
         probeSpool: o.localSpool,
         interruptible: o.interruptible === true,
+        runtime: o.runtime,
+        offered: { cpus, memoryMb: o.memory ? positiveInt(o.memory, "--memory") : undefined, gpus: o.gpus === undefined ? undefined : nonNegativeInt(o.gpus, "--gpus") },
         log: makeLogger("bach-worker", "info"),
         onRefused: (message) => refused(new CoordinatorUnreachableError(message, coordinator)),
       });
       let refused: (err: Error) => void = () => undefined;
-      agent.start();
+      await agent.start();
       await new Promise<void>((resolve, reject) => {
         refused = reject;
         const stop = () => {
-          agent.stop();
-          resolve();
+          agent.stop().then(resolve, reject);
         };
         process.once("SIGINT", stop);
         process.once("SIGTERM", stop);

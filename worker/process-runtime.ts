@@ -9,7 +9,7 @@ import type { Bachfile } from "../core/bachfile";
 import { formatDuration } from "../core/sizes";
 
 /** Enough stderr to show a user what went wrong, bounded so a chatty program cannot fill memory. */
-const STDERR_KEPT = 64 * 1024;
+export const STDERR_KEPT = 64 * 1024;
 
 /** A chunk's bytes: a range of a file this machine can read, or a stream from the coordinator. */
 export type ChunkInput = { kind: "range"; path: string; offset: number; length: number } | { kind: "stream"; stream: Readable };
@@ -155,7 +155,7 @@ export function runProcess(run: AttemptRun): RunningAttempt {
   return { done, kill };
 }
 
-function firstLine(text: string): string {
+export function firstLine(text: string): string {
   const line = text.trim().split("\n")[0] ?? "";
   return line.length > 200 ? `${line.slice(0, 200)}...` : line;
 }

@@ -1,0 +1,399 @@
+// The Docker runtime: a task with an image runs each chunk in a container under the bachfile's limits.
+//
+// One long-lived container per slot and task, and a fresh program process per chunk through `docker
+// exec` (measured here: an exec costs ~0.1 s, a new container ~0.6 s). The chunk reaches the program's
+// stdin through a named pipe in a folder bind-mounted at /bach, fed on this side by dd, and its stdout
+// goes to a file there: no chunk byte passes through dockerd. The container's memory limit holds one
+// program at a time, so an out-of-memory kill is read from the container's memory cgroup.
+//
+// Containers run as an unprivileged user, without new privileges or capabilities, with a pids limit,
+// and carry labels naming this worker, so a restarted worker removes what a killed one left behind.
+import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { Writable, type Readable } from "node:stream";
+import type Docker from "dockerode";
+import type { Logger } from "pino";
+import type { Bachfile } from "../core/bachfile";
+import { CONTAINER_USER, imageId, LABEL, loadImage, statusCode } from "../core/docker";
+import { isAlive } from "../core/pids";
+import { formatDuration } from "../core/sizes";
+import { firstLine, STDERR_KEPT, type AttemptOutcome, type AttemptRun, type RunningAttempt } from "./process-runtime";
+
+const PID_LABEL = "org.bach.pid";
+const TASK_LABEL = "org.bach.task";
+/** Each chunk's program: stdin from the pipe, stdout to the file, both in the bind-mounted folder. */
+const RUNNER = 'exec "$0" "$@" </bach/in >/bach/out';
+
+export interface ContainerRun extends AttemptRun {
+  taskId: string;
+  imageId: string;
+}
+
+interface SlotContainer {
+  name: string;
+  task: string;
+  container: Docker.Container;
+  /** On this machine: the folder mounted at /bach (the pipe, the output) and its scratch space. */
+  dir: string;
+  /** The container's memory cgroup file that counts OOM kills, when this machine can read it. */
+  oomFile: string | null;
+  /** Killed or dead: removed instead of reused. */
+  broken: boolean;
+}
+
+export interface DockerRuntimeOptions {
+  dataDir: string;
+  /** Names this worker's containers across its restarts (host and data dir). */
+  key: string;
+  log: Logger;
+  /** The coordinator's copy of an image, as a `docker save` tar stream. */
+  fetchImage(id: string): Readable;
+}
+
+export class DockerRuntime {
+  private readonly idle = new Map<string, SlotContainer[]>();
+  private readonly busy = new Set<SlotContainer>();
+  private readonly endedTasks = new Set<string>();
+  private readonly images = new Map<string, Promise<void>>();
+  private made = 0;
+  /** Removals under way, so close() can wait for them. */
+  private readonly removing = new Set<Promise<void>>();
+  private readonly root: string;
+
+  constructor(
+    private readonly docker: Docker,
+    private readonly opts: DockerRuntimeOptions,
+  ) {
+    this.root = path.join(opts.dataDir, "containers");
+    fs.mkdirSync(this.root, { recursive: true });
+  }
+
+  /** Removes containers that this worker's earlier lives left (they were killed before cleaning up). */
+  async removeLeftovers(): Promise<number> {
+    const list = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL}=${this.opts.key}`] } });
+    const orphans = list.filter((c) => !isAlive(Number(c.Labels[PID_LABEL])) || Number(c.Labels[PID_LABEL]) === process.pid);
+    await Promise.all(orphans.map((c) => this.remove(c.Id, (c.Names[0] ?? "").replace(/^\//, ""))));
+    if (orphans.length > 0) this.opts.log.info({ removed: orphans.length }, "removed containers an earlier run of this worker left behind");
+    return orphans.length;
+  }
+
+  run(r: ContainerRun): RunningAttempt {
+    const started = process.hrtime.bigint();
+    let killedFor = "";
+    let slot: SlotContainer | null = null;
+    let feeder: ChildProcess | null = null;
+    const kill = (reason: string) => {
+      if (killedFor) return;
+      killedFor = reason;
+      feeder?.kill("SIGKILL");
+      if (slot) {
+        slot.broken = true;
+        slot.container.kill().catch((err: Error) => this.opts.log.debug({ err: err.message }, "container already stopped"));
+      }
+    };
+    const outcome = (o: Partial<AttemptOutcome> & { reason: string }): AttemptOutcome => ({
+      ok: o.reason === "",
+      exitCode: -1,
+      signal: "",
+      stderr: "",
+      bytesIn: 0,
+      bytesOut: 0,
+      seconds: Number(process.hrtime.bigint() - started) / 1e9,
+      ...o,
+    });
+
+    const done = (async (): Promise<AttemptOutcome> => {
+      try {
+        await this.ensureImage(r.imageId);
+      } catch (err) {
+        return outcome({ reason: `image missing and could not be loaded: ${(err as Error).message}` });
+      }
+      if (killedFor) return outcome({ reason: killedFor });
+      try {
+        slot = await this.takeSlot(r);
+      } catch (err) {
+        return outcome({ reason: `could not start a container of ${r.imageId.slice(0, 19)} on worker ${r.workerName}: ${dockerMessage(err)}` });
+      }
+      if (killedFor) {
+        this.giveBack(slot);
+        return outcome({ reason: killedFor });
+      }
+      try {
+        return await this.runIn(slot, r, started, kill, (f) => (feeder = f), () => killedFor);
+      } finally {
+        this.giveBack(slot);
+      }
+    })();
+    return { done, kill };
+  }
+
+  private async runIn(
+    slot: SlotContainer,
+    r: ContainerRun,
+    started: bigint,
+    kill: (reason: string) => void,
+    setFeeder: (f: ChildProcess) => void,
+    killedFor: () => string,
+  ): Promise<AttemptOutcome> {
+    const { bachfile } = r;
+    const out = path.join(slot.dir, "out");
+    fs.rmSync(out, { force: true });
+    emptyFolder(path.join(slot.dir, "scratch"));
+    const oomBefore = readOomKills(slot.oomFile);
+    const binary = bachfile.binary.includes("/") ? path.posix.resolve("/task", bachfile.binary) : bachfile.binary;
+    const env = { ...bachfile.env, ...r.env, TMPDIR: "/scratch", HOME: "/scratch" };
+    const exec = await slot.container.exec({
+      Cmd: ["sh", "-c", RUNNER, binary, ...bachfile.args],
+      AttachStdout: true,
+      AttachStderr: true,
+      WorkingDir: "/task",
+      Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+    });
+    const stream = await exec.start({ Detach: false, Tty: false });
+
+    const feeding = feed(r, path.join(slot.dir, "in"));
+    setFeeder(feeding.process);
+    let stderr = "";
+    let wroteStderr = false;
+    const stderrSink = new Writable({
+      write: (b: Buffer, _enc, cb) => {
+        if (stderr.length < STDERR_KEPT) stderr += b.toString("utf8", 0, Math.min(b.length, STDERR_KEPT - stderr.length));
+        wroteStderr = true;
+        if (bachfile.stderr === "fail") kill("wrote to stderr");
+        cb();
+      },
+    });
+    const ignored = new Writable({ write: (_b, _enc, cb) => cb() });
+    this.docker.modem.demuxStream(stream, ignored, stderrSink);
+    const timer = bachfile.timeoutMs ? setTimeout(() => kill(`timeout after ${formatDuration(bachfile.timeoutMs ?? 0)}`), bachfile.timeoutMs) : null;
+    await new Promise<void>((resolve) => {
+      stream.on("end", resolve);
+      stream.on("close", resolve);
+      stream.on("error", resolve);
+    });
+    if (timer) clearTimeout(timer);
+    // The program has gone, so the pipe has no reader: a feeder still waiting to open it never will.
+    feeding.process.kill("SIGKILL");
+    const fed = await feeding.done;
+
+    const info = await exec.inspect().catch(() => null);
+    const exitCode = info && !info.Running && info.ExitCode !== null ? info.ExitCode : -1;
+    const oom = readOomKills(slot.oomFile) > oomBefore;
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const limit = bachfile.hardware.memory.max;
+    let reason = killedFor();
+    if (oom || (!reason && exitCode === 137 && slot.oomFile === null && limit !== null)) {
+      reason = oom ? `killed: out of memory (limit ${limit ?? "none"} MiB)` : `killed by SIGKILL, most likely out of memory (limit ${limit} MiB)`;
+    } else if (!reason && bachfile.stderr === "fail" && wroteStderr) {
+      reason = `stderr: ${firstLine(stderr)}`;
+    } else if (!reason && exitCode === 127 && /not found/.test(stderr)) {
+      reason = `program not found in image ${r.imageId.slice(0, 19)}: ${bachfile.binary} (bachfile field binary)`;
+    } else if (!reason && exitCode !== 0) {
+      reason = exitCode === -1 ? "the container stopped before the program ended" : exitCode > 128 ? `killed by signal ${exitCode - 128} (exit ${exitCode})` : `exit ${exitCode}`;
+    } else if (!reason && fed.error) {
+      reason = `reading the chunk failed: ${fed.error}`;
+    }
+    if (exitCode !== 0) slot.broken ||= !(await this.running(slot));
+
+    let bytesOut = 0;
+    if (reason === "") {
+      bytesOut = fs.statSync(out, { throwIfNoEntry: false })?.size ?? 0;
+      await moveFile(out, r.outputFile);
+    } else {
+      fs.rmSync(out, { force: true });
+    }
+    return { ok: reason === "", exitCode, signal: "", reason, stderr, bytesIn: fed.bytes, bytesOut, seconds };
+  }
+
+  /** The task is over: its idle containers go now, busy ones when their attempt ends. */
+  taskEnded(task: string): void {
+    this.endedTasks.add(task);
+    const idle = this.idle.get(task) ?? [];
+    this.idle.delete(task);
+    for (const s of idle) this.removeLater(s);
+  }
+
+  /** Removes every container this worker made. */
+  async close(): Promise<void> {
+    const all = [...this.busy, ...[...this.idle.values()].flat()];
+    this.idle.clear();
+    this.busy.clear();
+    await Promise.all([...all.map((s) => this.remove(s.container.id, s.name)), ...this.removing]);
+  }
+
+  private removeLater(slot: SlotContainer): void {
+    const p = this.remove(slot.container.id, slot.name).finally(() => this.removing.delete(p));
+    this.removing.add(p);
+  }
+
+  private async takeSlot(r: ContainerRun): Promise<SlotContainer> {
+    this.endedTasks.delete(r.taskId);
+    const reuse = this.idle.get(r.taskId)?.pop();
+    const slot = reuse ?? (await this.create(r));
+    this.busy.add(slot);
+    return slot;
+  }
+
+  private giveBack(slot: SlotContainer): void {
+    this.busy.delete(slot);
+    if (slot.broken || this.endedTasks.has(slot.task)) {
+      this.removeLater(slot);
+      return;
+    }
+    const list = this.idle.get(slot.task) ?? [];
+    list.push(slot);
+    this.idle.set(slot.task, list);
+  }
+
+  private async create(r: ContainerRun): Promise<SlotContainer> {
+    const hw = r.bachfile.hardware;
+    const name = `bach-${r.taskId}-${this.opts.key.slice(0, 8)}-${process.pid}-${++this.made}`;
+    const dir = path.join(this.root, name);
+    fs.mkdirSync(path.join(dir, "scratch"), { recursive: true });
+    // The program runs as another user: it must be able to read the pipe and write the output here.
+    fs.chmodSync(dir, 0o777);
+    fs.chmodSync(path.join(dir, "scratch"), 0o1777);
+    execFileSync("mkfifo", ["-m", "0666", path.join(dir, "in")]);
+    const memory = hw.memory.max === null ? undefined : hw.memory.max * 2 ** 20;
+    const container = await this.docker.createContainer({
+      name,
+      Image: r.imageId,
+      // Keeps the container up between chunks: a shell waiting on a stdin that never speaks.
+      Cmd: ["sh", "-c", "read _"],
+      OpenStdin: true,
+      User: CONTAINER_USER,
+      WorkingDir: "/task",
+      Labels: { [LABEL]: this.opts.key, [PID_LABEL]: String(process.pid), [TASK_LABEL]: r.taskId },
+      HostConfig: {
+        Binds: [`${r.cwd}:/task:ro`, `${dir}:/bach`, `${path.join(dir, "scratch")}:/scratch`],
+        NetworkMode: hw.network === "none" ? "none" : "default",
+        NanoCpus: hw.cpu.max === null ? undefined : Math.round(hw.cpu.max * 1e9),
+        Memory: memory,
+        MemorySwap: memory, // the same as Memory: no swap beyond the limit
+        PidsLimit: 512,
+        SecurityOpt: ["no-new-privileges"],
+        CapDrop: ["ALL"],
+        DeviceRequests: hw.graphics ? [{ Driver: "", Count: hw.graphics.count, Capabilities: [["gpu"]] }] : undefined,
+      },
+    });
+    await container.start();
+    const info = await container.inspect();
+    if (!info.State.Running) {
+      const logs = (await container.logs({ stdout: true, stderr: true, tail: 5 })).toString().replace(/[\x00-\x08]/g, "").trim();
+      await this.remove(container.id, name);
+      throw new Error(`its keeper process (sh) exited at once${logs ? `: ${logs}` : ""}; Bach needs /bin/sh in the image`);
+    }
+    return { name, task: r.taskId, container, dir, oomFile: oomCounterFile(info.State.Pid), broken: false };
+  }
+
+  private async running(slot: SlotContainer): Promise<boolean> {
+    const info = await slot.container.inspect().catch(() => null);
+    return info?.State.Running === true;
+  }
+
+  private async remove(id: string, name: string): Promise<void> {
+    try {
+      await this.docker.getContainer(id).remove({ force: true, v: true });
+    } catch (err) {
+      if (statusCode(err) !== 404 && statusCode(err) !== 409) this.opts.log.warn({ container: name, err: dockerMessage(err) }, "could not remove a container");
+    }
+    if (name) fs.rmSync(path.join(this.root, name), { recursive: true, force: true });
+  }
+
+  /** Loads the image from the coordinator when this engine lacks it; once per image at a time. */
+  private ensureImage(id: string): Promise<void> {
+    let p = this.images.get(id);
+    if (!p) {
+      p = (async () => {
+        if (await imageId(this.docker, id)) return;
+        this.opts.log.info({ image: id }, "loading the task's image from the coordinator");
+        await loadImage(this.docker, this.opts.fetchImage(id));
+        if (!(await imageId(this.docker, id))) throw new Error(`the engine loaded the coordinator's copy but has no ${id}`);
+      })();
+      this.images.set(id, p);
+      p.catch(() => this.images.delete(id));
+    }
+    return p;
+  }
+}
+
+/** Feeds the chunk into the named pipe from a dd process: a file range as it is, or a stream through dd's stdin. */
+function feed(r: ContainerRun, fifo: string): { process: ChildProcess; done: Promise<{ bytes: number; error: string }> } {
+  const input = r.input;
+  const args =
+    input.kind === "range"
+      ? [`if=${input.path}`, "iflag=skip_bytes,count_bytes", `skip=${input.offset}`, `count=${input.length}`]
+      : [];
+  const dd = spawn("dd", [...args, `of=${fifo}`, "bs=1M", "status=none"], { stdio: [input.kind === "stream" ? "pipe" : "ignore", "ignore", "pipe"] });
+  let bytes = input.kind === "range" ? input.length : 0;
+  let error = "";
+  let ddStderr = "";
+  dd.stderr?.on("data", (b: Buffer) => (ddStderr += b.toString()));
+  if (input.kind === "stream" && dd.stdin) {
+    dd.stdin.on("error", () => input.stream.destroy()); // the program stopped reading: its exit status decides
+    input.stream.on("data", (b: Buffer) => (bytes += b.length));
+    input.stream.on("error", (err) => {
+      error = err.message;
+      dd.kill("SIGKILL");
+    });
+    input.stream.pipe(dd.stdin);
+  }
+  const done = new Promise<{ bytes: number; error: string }>((resolve) => {
+    dd.on("error", (err) => {
+      error ||= `could not start dd: ${err.message}`;
+      resolve({ bytes, error });
+    });
+    dd.on("close", (code, signal) => {
+      if (input.kind === "stream") input.stream.destroy();
+      // SIGPIPE or EPIPE: the program stopped reading early, which is its right; SIGKILL: we stopped it.
+      if (code !== 0 && signal === null && !/Broken pipe/.test(ddStderr)) error ||= `dd: ${ddStderr.trim() || `exit ${code}`}`;
+      resolve({ bytes, error });
+    });
+  });
+  return { process: dd, done };
+}
+
+/** The file that counts OOM kills in a container's memory cgroup (v1 or v2), found from its first process. */
+function oomCounterFile(pid: number): string | null {
+  try {
+    for (const line of fs.readFileSync(`/proc/${pid}/cgroup`, "utf8").split("\n")) {
+      const [, controllers, where] = line.split(":");
+      if (controllers === undefined || where === undefined) continue;
+      const candidates =
+        controllers === "" ? [path.join("/sys/fs/cgroup", where, "memory.events")]
+        : controllers.split(",").includes("memory") ? [path.join("/sys/fs/cgroup/memory", where, "memory.oom_control")]
+        : [];
+      for (const file of candidates) if (fs.existsSync(file)) return file;
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  return null;
+}
+
+function readOomKills(file: string | null): number {
+  if (!file) return 0;
+  const m = /^oom_kill (\d+)$/m.exec(fs.readFileSync(file, "utf8"));
+  return m ? Number(m[1]) : 0;
+}
+
+function emptyFolder(dir: string): void {
+  for (const name of fs.readdirSync(dir)) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+}
+
+/** Renames into place, or copies when the two paths are on different filesystems. */
+async function moveFile(from: string, to: string): Promise<void> {
+  try {
+    await fs.promises.rename(from, to);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
+    await fs.promises.copyFile(from, to);
+    await fs.promises.rm(from, { force: true });
+  }
+}
+
+function dockerMessage(err: unknown): string {
+  const e = err as { json?: { message?: string }; message?: string };
+  return (e.json?.message ?? e.message ?? String(err)).trim();
+}
