@@ -1,12 +1,14 @@
 // The benchmark: 1 GiB of GDELT-like rows through a light mapper, side by side in one run: one mapper
 // process, GNU parallel, and Bach embedded (file and stdin) and on a loopback cluster (stdin). Prints
-// wall time, MB/s, the ratio to one process, and peak RSS of the CLI and the coordinator.
+// wall time, MB/s, the ratio to one process, and peak RSS of the CLI and the coordinator. With a Docker
+// Engine it adds the same task in containers, and the per-chunk cost of a container attempt.
 // Usage: npm run bench -- [--bytes N] [--runs N] [--only name,...] [--network-workers]
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { once } from "node:events";
+import { BASE_IMAGE, connectDocker, dockerAnswers, imageId } from "../core/docker";
 
 const root = path.resolve(__dirname, "..", "..");
 const shared = path.resolve(root, "..", "shared", "bench");
@@ -99,6 +101,37 @@ async function startCluster(): Promise<{ address: string; coordinator: ChildProc
   };
 }
 
+/** A Docker Engine answers and has (or can build) the base image. */
+async function dockerReady(): Promise<boolean> {
+  const docker = connectDocker();
+  if (!(await dockerAnswers(docker))) {
+    process.stderr.write("bench: no Docker Engine answers: no container rows\n");
+    return false;
+  }
+  if (!(await imageId(docker, BASE_IMAGE))) spawnSync(process.execPath, [bach, "image", "base"], { stdio: "inherit" });
+  return (await imageId(docker, BASE_IMAGE)) !== null;
+}
+
+/**
+ * The fixed cost of one attempt, in containers and as plain processes: 200 chunks of 4 KiB through
+ * `cat`, -p 2; the difference per chunk (times the 2 slots) is what a container adds to each chunk.
+ */
+async function perChunkCost(env: NodeJS.ProcessEnv): Promise<string> {
+  const chunks = 200;
+  const small = path.join(work, "small.txt");
+  fs.writeFileSync(small, Array.from({ length: chunks * 64 }, (_, i) => `${String(i).padStart(63, "0")}\n`).join(""));
+  const wallOf = async (bachfile: object) => {
+    const dir = fs.mkdtempSync(path.join(work, "cat-"));
+    fs.writeFileSync(path.join(dir, "bachfile.json"), JSON.stringify(bachfile));
+    const r = await timed(process.execPath, [bach, "task-run", "-p", "2", "--data", small, "--chunk-size", "4k"], { env, cwd: dir });
+    return r.wall;
+  };
+  const plain = await wallOf({ binary: "cat" });
+  const contained = await wallOf({ binary: "cat", image: BASE_IMAGE, hardware: { network: null } });
+  const perChunk = ((contained - plain) * 2 * 1000) / chunks;
+  return `per-chunk cost, ${chunks} chunks of 4 KiB through cat, -p 2: plain processes ${((plain * 2 * 1000) / chunks).toFixed(0)} ms of slot time per chunk, containers ${((contained * 2 * 1000) / chunks).toFixed(0)} ms: a container adds ${perChunk.toFixed(0)} ms per chunk`;
+}
+
 async function main(): Promise<void> {
   process.stderr.write(`bench: generating ${BYTES} bytes with ${path.relative(root, gen)}\n`);
   spawnSync(process.execPath, [gen, String(BYTES), data], { stdio: "inherit" });
@@ -108,6 +141,15 @@ async function main(): Promise<void> {
   const home = path.join(work, "home");
   const env = { BACH_HOME: home };
   const hasParallel = spawnSync("parallel", ["--version"]).status === 0;
+  const docker = await dockerReady();
+  const dockerTask = path.join(work, "task-docker");
+  fs.mkdirSync(dockerTask);
+  fs.copyFileSync(mapperFile, path.join(dockerTask, "mapper.js"));
+  fs.writeFileSync(path.join(dockerTask, "bachfile.json"), JSON.stringify({ "logical-name": "bench-military-docker", binary: "node", args: ["mapper.js"], image: BASE_IMAGE, hardware: { network: null } }));
+  const embedded = (task: string, extra: string[], o: { catFile?: string } = {}) => async () => {
+    const r = await timed(process.execPath, [bach, "task-run", "-p", "2", ...extra], { env, cwd: task, ...o });
+    return { wall: r.wall, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
+  };
 
   const rows: { name: string; run: () => Promise<Omit<Row, "name">> }[] = [
     { name: "one process: node mapper < file", run: async () => ({ ...(await sh(`node ${taskDir}/mapper.js < ${data}`)), cliRss: 0, coordRss: 0 }) },
@@ -138,6 +180,12 @@ async function main(): Promise<void> {
         return { wall: r.wall, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
       },
     },
+    ...(docker
+      ? [
+          { name: "bach task-run -p 2 --data FILE (embedded, in containers of bach/base)", run: embedded(dockerTask, ["--data", data]) },
+          { name: "cat FILE | bach task-run -p 2 (embedded, in containers of bach/base)", run: embedded(dockerTask, [], { catFile: data }) },
+        ]
+      : []),
     {
       name: `cat FILE | bach task-run (cluster: coordinator + 2 workers on loopback${NETWORK_WORKERS ? ", chunks over gRPC" : ""})`,
       run: async () => {
@@ -174,6 +222,10 @@ async function main(): Promise<void> {
       `| ${r.name} | ${r.wall.toFixed(2)} | ${(BYTES / 1e6 / r.wall).toFixed(0)} | ${(base.wall / r.wall).toFixed(2)} | ${r.md5 === base.md5 ? "yes" : "NO"} | ${mb(r.cliRss)} | ${mb(r.coordRss)} |`,
     ),
   ];
+  const processRow = results.find((r) => r.name.startsWith("bach task-run -p 2 --data FILE (embedded)"));
+  const dockerRow = results.find((r) => r.name.startsWith("bach task-run -p 2 --data FILE (embedded, in containers"));
+  if (processRow && dockerRow) lines.push("", `containers against plain processes, --data FILE -p 2: ${(dockerRow.wall / processRow.wall).toFixed(2)}x the wall time (target: at most 1.3x)`);
+  if (docker) lines.push(await perChunkCost(env));
   process.stdout.write(`${lines.join("\n")}\n`);
   fs.rmSync(work, { recursive: true, force: true });
 }
