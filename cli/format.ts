@@ -51,7 +51,10 @@ export function formatTasks(tasks: TaskSummary[]): string {
 export function formatWorkers(workers: WorkerSummary[]): string {
   if (!workers.length) return "no workers have joined";
   return table([
-    ["worker", "name", "host", "state", "slots", "cpus", "memory", "interruptible", "last seen"],
-    ...workers.map((w) => [w.id, w.name, w.host, w.state, `${w.slots}`, `${w.cpus}`, `${w.memoryMb} MiB`, w.interruptible ? "yes" : "no", w.lastSeen]),
+    ["worker", "name", "host", "state", "slots", "cpus", "memory", "free disk", "gpus", "containers", "interruptible", "last seen"],
+    ...workers.map((w) => [
+      w.id, w.name, w.host, w.state, `${w.slots}`, `${w.cpus}`, `${w.memoryMb} MiB`, `${(w.diskMb / 1024).toFixed(1)} GiB`, `${w.gpus}`,
+      w.docker ? "yes" : "no", w.interruptible ? "yes" : "no", w.lastSeen,
+    ]),
   ]);
 }

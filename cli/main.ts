@@ -51,6 +51,7 @@ Examples:
   bach task-run --data events.tsv -p 8       run over a file, 8 chunks at once, output to stdout
   cat events.tsv | bach task-run -p 8        run over stdin
   bach task-report                           what the last task did
+  bach image base                            build the base image for tasks that run in containers
 ${EXIT_STATUSES}`,
     );
 
@@ -68,11 +69,22 @@ ${EXIT_STATUSES}`,
 
   bach
     .command("task-build")
-    .description("validate bachfile.json and pack the task folder (minus .bachignore) into a content-addressed bundle")
+    .description("validate bachfile.json, build its dockerfile if it has one, and pack the task folder (minus .bachignore) into a content-addressed bundle")
     .option("--task <dir>", "the task folder (e.g. --task examples/json-searcher)", ".")
     .addOption(coordinatorOption())
     .addOption(tokenOption())
-    .addHelpText("after", "\nExamples:\n  bach task-build\n  bach task-build --task examples/gdelt-filter --coordinator 192.168.0.10:7070 --token s3cret   also upload the bundle")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  bach task-build
+  bach task-build --task examples/gdelt-filter --coordinator 192.168.0.10:7070 --token s3cret   also upload the bundle
+
+A bachfile with "dockerfile": "Dockerfile" is built here (FROM bach/base: see bach image base), tagged
+bach-task/NAME:latest, and its digest recorded in the bundle; with "image": "NAME" the local image is
+used. With --coordinator the image is uploaded too when the coordinator lacks it, so workers without
+it load it from there: no registry is needed.`,
+    )
     .option("--quiet", "do not show docker build's output")
     .action(async (o: { task: string; coordinator?: string; token?: string; quiet?: boolean }) => {
       const dir = path.resolve(o.task);

@@ -47,6 +47,7 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
   return {
     id: task.id,
     name: task.name,
+    image: task.image_id || null,
     state: task.state,
     error: task.error,
     createdAt: new Date(task.created_at).toISOString(),
@@ -82,7 +83,7 @@ export function taskList(ledger: Ledger): TaskSummary[] {
 export function workerList(ledger: Ledger): WorkerSummary[] {
   return ledger.workers().map((w) => ({
     id: w.id, name: w.name, host: w.host, state: w.state, slots: w.slots, cpus: w.cpus,
-    memoryMb: w.memory_mb, interruptible: w.interruptible === 1, lastSeen: new Date(w.last_seen).toISOString(),
+    memoryMb: w.memory_mb, diskMb: w.disk_mb, gpus: w.gpus, docker: w.docker === 1, interruptible: w.interruptible === 1, lastSeen: new Date(w.last_seen).toISOString(),
   }));
 }
 

@@ -35,6 +35,8 @@ export interface TaskReport {
   wallSeconds: number;
   input: { kind: string; path: string; bytes: number; done: boolean };
   parallelism: number;
+  /** The container image's digest, or null when the task ran plain processes. */
+  image: string | null;
   chunks: { planned: number; byState: Record<string, number> };
   attempts: { total: number; byState: Record<string, number>; retries: number };
   bytesOut: number;
@@ -74,6 +76,10 @@ export interface WorkerSummary {
   slots: number;
   cpus: number;
   memoryMb: number;
+  diskMb: number;
+  gpus: number;
+  /** A Docker Engine answered when it joined: tasks with an image may run there. */
+  docker: boolean;
   interruptible: boolean;
   lastSeen: string;
 }
