@@ -25,9 +25,15 @@ export interface CoordinatorApi {
   /** Streams a `docker save` tar of the image to the coordinator. */
   putImage(id: string, tar: Readable): Promise<void>;
   createTask(req: TaskRequest): Promise<string>;
-  /** Streams the input with backpressure; resolves with the bytes the coordinator took. */
-  putInput(task: string, source: Readable): Promise<number>;
-  output(task: string, fromChunk: number, keepOrder: boolean): AsyncIterable<OutputEvent>;
+  /**
+   * Streams the input with backpressure, `source` starting at byte `offset` of it; resolves with the
+   * bytes the coordinator took. Rejects with CoordinatorUnreachableError when the connection breaks.
+   */
+  putInput(task: string, source: AsyncIterable<Buffer>, offset: number): Promise<number>;
+  /** Where the task's input continues (after a lost connection). */
+  inputStatus(task: string): Promise<{ offset: number; inputDone: boolean }>;
+  /** The task's output from chunk `fromChunk` (in the order asked for), less its first `skipBytes`. */
+  output(task: string, fromChunk: number, keepOrder: boolean, skipBytes: number): AsyncIterable<OutputEvent>;
   report(task: string | null): Promise<TaskReport>;
   listTasks(): Promise<TaskSummary[]>;
   listWorkers(): Promise<WorkerSummary[]>;
@@ -60,8 +66,8 @@ export class EmbeddedApi implements CoordinatorApi {
     return this.c.createTask(req);
   }
 
-  async putInput(task: string, source: Readable): Promise<number> {
-    let offset = 0;
+  async putInput(task: string, source: AsyncIterable<Buffer>, from: number): Promise<number> {
+    let offset = from;
     for await (const data of frames(source)) {
       await this.c.appendInput(task, offset, data);
       offset += data.length;
@@ -69,8 +75,12 @@ export class EmbeddedApi implements CoordinatorApi {
     return this.c.endInput(task);
   }
 
-  output(task: string, fromChunk: number, keepOrder: boolean): AsyncIterable<OutputEvent> {
-    return this.c.streamOutput(task, fromChunk, keepOrder);
+  inputStatus(task: string): Promise<{ offset: number; inputDone: boolean }> {
+    return this.c.inputStatus(task);
+  }
+
+  output(task: string, fromChunk: number, keepOrder: boolean, skipBytes: number): AsyncIterable<OutputEvent> {
+    return this.c.streamOutput(task, fromChunk, keepOrder, skipBytes);
   }
 
   async report(task: string | null): Promise<TaskReport> {
@@ -95,7 +105,7 @@ export class EmbeddedApi implements CoordinatorApi {
 }
 
 export class RemoteApi implements CoordinatorApi {
-  private readonly client: CoordinatorClient;
+  private client: CoordinatorClient;
   /** Each task's TCP data port, as CreateTask told it (0: bytes go through gRPC). */
   private readonly dataPorts = new Map<string, number>();
 
@@ -120,6 +130,25 @@ export class RemoteApi implements CoordinatorApi {
       };
       check();
     });
+  }
+
+  /** Waits for a coordinator that went away to answer again, until `deadline` (ms since the epoch). */
+  async waitUntilBack(deadline: number): Promise<void> {
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new CoordinatorUnreachableError(`coordinator ${this.address} did not come back in time`, this.address);
+      // A fresh channel each try: grpc-js's old one may hang on a coordinator restarted on the same
+      // port (grpc/grpc-node#2785).
+      this.client.close();
+      this.client = connect(this.address, this.token);
+      try {
+        await this.ready(Math.min(2000, left));
+        return;
+      } catch (err) {
+        if (!(err instanceof CoordinatorUnreachableError)) throw err;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(500, Math.max(0, deadline - Date.now()))));
+      }
+    }
   }
 
   /** Wraps a callback-style unary call into a promise that rejects with a user error. */
@@ -182,18 +211,26 @@ export class RemoteApi implements CoordinatorApi {
     return reply.taskId;
   }
 
-  async putInput(task: string, source: Readable): Promise<number> {
+  async putInput(task: string, source: AsyncIterable<Buffer>, offset: number): Promise<number> {
     const port = this.dataPorts.get(task) ?? 0;
     if (port > 0) {
-      const sent = await this.putInputTcp(task, source, port);
+      const sent = await this.putInputTcp(task, source, offset, port);
       if (sent !== null) return sent;
       process.stderr.write(`bach: the coordinator's data port ${port} did not answer; sending the input over gRPC (slower)\n`);
+      this.dataPorts.set(task, 0);
     }
-    return this.putInputGrpc(task, source);
+    return this.putInputGrpc(task, source, offset);
+  }
+
+  async inputStatus(task: string): Promise<{ offset: number; inputDone: boolean }> {
+    const s = await this.call<{ offset: number; dataPort: number; inputDone: boolean }>((cb) => this.client.getInputStatus({ taskId: task }, cb));
+    this.dataPorts.set(task, s.dataPort);
+    return s;
   }
 
   /** Streams the input over the coordinator's TCP data port; null when the port cannot be reached. */
-  private putInputTcp(task: string, source: Readable, port: number): Promise<number | null> {
+  /** Sends the bytes in blocks (a 4-byte length, then the bytes; length 0 ends the input), so a stream that breaks off is never taken for the end. */
+  private putInputTcp(task: string, source: AsyncIterable<Buffer>, offset: number, port: number): Promise<number | null> {
     const host = this.address.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
     return new Promise((resolve, reject) => {
       const socket = net.connect({ host, port });
@@ -201,30 +238,34 @@ export class RemoteApi implements CoordinatorApi {
       let reply = "";
       socket.on("connect", () => {
         connected = true;
-        socket.write(`${JSON.stringify({ token: this.token, task, offset: 0 })}\n`);
+        socket.write(`${JSON.stringify({ token: this.token, task, offset })}\n`);
         (async () => {
+          const length = Buffer.alloc(4);
           for await (const data of frames(source)) {
+            length.writeUInt32BE(data.length);
+            socket.write(Buffer.from(length));
             if (!socket.write(data)) await once(socket, "drain");
           }
-          socket.end();
+          socket.end(Buffer.alloc(4));
         })().catch((err: Error) => socket.destroy(err));
       });
       socket.on("data", (b: Buffer) => (reply += b.toString()));
       socket.on("error", (err) => (connected ? reject(new CoordinatorUnreachableError(`data stream to ${host}:${port} broke: ${err.message}`, this.address)) : resolve(null)));
       socket.on("close", () => {
         if (!connected) return;
-        const answer = reply.trim() ? (JSON.parse(reply.trim().split("\n")[0]) as { ok?: boolean; bytes?: number; error?: string }) : { error: "the coordinator closed the data stream" };
+        if (!reply.trim()) return reject(new CoordinatorUnreachableError(`the coordinator closed the data stream to ${host}:${port}`, this.address));
+        const answer = JSON.parse(reply.trim().split("\n")[0]) as { ok?: boolean; bytes?: number; error?: string };
         if (answer.ok) resolve(answer.bytes ?? 0);
         else reject(new InputError(answer.error ?? "data stream refused"));
       });
     });
   }
 
-  private async putInputGrpc(task: string, source: Readable): Promise<number> {
+  private async putInputGrpc(task: string, source: AsyncIterable<Buffer>, from: number): Promise<number> {
     const reply = await this.call<{ bytesReceived: number }>((cb) => {
       const stream = this.client.putInput(cb);
       (async () => {
-        let offset = 0;
+        let offset = from;
         for await (const data of frames(source)) {
           if (!stream.write({ taskId: task, offset, data, eof: false })) await once(stream, "drain");
           offset += data.length;
@@ -236,8 +277,8 @@ export class RemoteApi implements CoordinatorApi {
     return reply.bytesReceived;
   }
 
-  async *output(task: string, fromChunk: number, keepOrder: boolean): AsyncGenerator<OutputEvent> {
-    const call = this.client.streamOutput({ taskId: task, fromChunk, keepOrder });
+  async *output(task: string, fromChunk: number, keepOrder: boolean, skipBytes: number): AsyncGenerator<OutputEvent> {
+    const call = this.client.streamOutput({ taskId: task, fromChunk, keepOrder, skipBytes });
     try {
       for await (const frame of call) {
         const kind = (frame as OutputFrame).kind;

@@ -6,7 +6,7 @@ import { Command, Option } from "commander";
 import { bachfileTemplate, loadBachfile } from "../core/bachfile";
 import { coordinatorAddress, positiveInt, runMain, tokenFrom } from "../core/cli-common";
 import { InputError } from "../core/errors";
-import { formatBytes } from "../core/sizes";
+import { formatBytes, parseDuration } from "../core/sizes";
 import { Ledger } from "../coordinator/ledger";
 import { taskList, taskReport, workerList } from "../coordinator/report";
 import { RemoteApi } from "./api";
@@ -118,6 +118,7 @@ it load it from there: no registry is needed.`,
     .option("--task <dir>", "the task folder (default: the current folder)", ".")
     .option("--no-progress", "no progress line on stderr (it is shown only when stderr is a terminal)")
     .option("--detach", "with --coordinator: send the input, print the task id and return; read the output later with bach task-output")
+    .option("--reconnect <duration>", "with --coordinator: when the coordinator goes away mid-task, keep trying this long; a coordinator restarted on its data dir carries the task on (e.g. --reconnect 30m; 0: give up at once)", "10m")
     .addHelpText(
       "after",
       `
@@ -132,7 +133,7 @@ Examples:
   head -n 10000000 GDELT.dat | bach task-run -p 4 --ip 192.168.0.10 --lb 4       let LAN workers join
 ${EXIT_STATUSES}`,
     )
-    .action(async (o: { data?: string; parallelism?: string; coordinator?: string; token?: string; ip?: string; lb?: string; keepOrder: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean }) => {
+    .action(async (o: { data?: string; parallelism?: string; coordinator?: string; token?: string; ip?: string; lb?: string; keepOrder: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean; reconnect: string }) => {
       await taskRun({
         data: o.data ?? null,
         parallelism: o.parallelism ? positiveInt(o.parallelism, "-p") : null,
@@ -145,6 +146,7 @@ ${EXIT_STATUSES}`,
         taskDir: path.resolve(o.task),
         progress: o.progress && process.stderr.isTTY === true,
         detach: o.detach === true,
+        reconnectMs: parseDuration(o.reconnect, "--reconnect"),
       });
     });
 
@@ -152,13 +154,14 @@ ${EXIT_STATUSES}`,
     .command("task-output <task>")
     .description("print a task's committed output from a coordinator, in input order, waiting for chunks still running")
     .option("--no-keep-order", "print chunks in the order they committed")
+    .option("--reconnect <duration>", "when the coordinator goes away, keep trying this long (e.g. --reconnect 30m; 0: give up at once)", "10m")
     .addOption(coordinatorOption())
     .addOption(tokenOption())
     .addHelpText("after", "\nExamples:\n  bach task-output t-20261124-1a2b3c --coordinator 192.168.0.10:7070 --token s3cret > result.tsv\n  ID=$(bach task-run --detach --data big.tsv) && bach task-output $ID | head\n" + EXIT_STATUSES)
-    .action(async (task: string, o: { keepOrder: boolean; coordinator?: string; token?: string }) => {
+    .action(async (task: string, o: { keepOrder: boolean; coordinator?: string; token?: string; reconnect: string }) => {
       const address = coordinatorAddress(o.coordinator);
       if (!address) throw new InputError("task-output needs --coordinator (an embedded run prints its output as it runs)");
-      await taskOutput(address, tokenFrom(o.token), task, o.keepOrder);
+      await taskOutput(address, tokenFrom(o.token), task, o.keepOrder, parseDuration(o.reconnect, "--reconnect"));
     });
 
   bach

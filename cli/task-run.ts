@@ -11,6 +11,7 @@ import { RemoteApi, type CoordinatorApi, type TaskRequest } from "./api";
 import { startEmbedded, type Embedded } from "./embedded";
 import { prepareTask, uploadTask } from "./prepare";
 import { Progress } from "./progress";
+import { feedInput, followOutput, ReplayableInput, type Reconnecting } from "./reconnect";
 
 export interface RunOptions {
   data: string | null;
@@ -25,6 +26,16 @@ export interface RunOptions {
   progress: boolean;
   /** Submit, send the input, print the task id and return; the output waits on the coordinator. */
   detach: boolean;
+  /** How long to keep trying when a remote coordinator goes away mid-task (0: give up at once). */
+  reconnectMs: number;
+}
+
+/** A remote coordinator may come back (restarted on its data dir); an embedded one ends with us. */
+function reconnecting(remote: RemoteApi | null, forMs: number): Reconnecting {
+  return {
+    forMs: remote ? forMs : 0,
+    waitForCoordinator: (deadline) => (remote ? remote.waitUntilBack(deadline) : Promise.reject(new Error("no coordinator to wait for"))),
+  };
 }
 
 type Input = { kind: "stdin" } | { kind: "file"; path: string; size: number } | { kind: "url"; url: string };
@@ -114,9 +125,9 @@ function writeOutput(data: Buffer): boolean {
 }
 
 /** Prints a task's committed output to stdout as it commits, until the task ends; returns how it ended. */
-export async function printOutput(api: CoordinatorApi, task: string, keepOrder: boolean, progress: Progress | null): Promise<{ state: string; error: string }> {
+export async function printOutput(api: CoordinatorApi, task: string, keepOrder: boolean, progress: Progress | null, reconnect: Reconnecting): Promise<{ state: string; error: string }> {
   let end = { state: "failed", error: "the output stream ended early" };
-  for await (const ev of api.output(task, 0, keepOrder)) {
+  for await (const ev of followOutput(api, task, keepOrder, reconnect)) {
     if (ev.kind === "data") {
       // Not events.once: it would reject on EPIPE, which stopTaskWithUs handles (it ends the run).
       if (!writeOutput(ev.data)) await new Promise((resolve) => process.stdout.once("drain", resolve));
@@ -131,7 +142,7 @@ export async function printOutput(api: CoordinatorApi, task: string, keepOrder: 
 }
 
 /** `bach task-output TASK`: the committed output of a task on a coordinator (waiting while it runs). */
-export async function taskOutput(address: string, token: string, task: string, keepOrder: boolean): Promise<void> {
+export async function taskOutput(address: string, token: string, task: string, keepOrder: boolean, reconnectMs: number): Promise<void> {
   const api = new RemoteApi(address, token);
   try {
     await api.ready();
@@ -139,7 +150,7 @@ export async function taskOutput(address: string, token: string, task: string, k
       if (err.code !== "EPIPE") throw err;
       process.exit(141);
     });
-    const end = await printOutput(api, task, keepOrder, null);
+    const end = await printOutput(api, task, keepOrder, null, reconnecting(api, reconnectMs));
     if (end.state !== "succeeded") throw new TaskFailedError(`task ${task} ${end.state}: ${end.error}`, task);
   } finally {
     api.close();
@@ -188,7 +199,8 @@ export async function taskRun(opts: RunOptions): Promise<void> {
     const task = await api.createTask(req);
     taskId = task;
     stopTaskWithUs(api, task, embedded);
-    const feeding = req.input.kind === "stream" ? api.putInput(task, await openInput(input)) : Promise.resolve(0);
+    const reconnect = reconnecting(embedded ? null : (api as RemoteApi), opts.reconnectMs);
+    const feeding = req.input.kind === "stream" ? feedInput(api, task, new ReplayableInput(await openInput(input)), reconnect) : Promise.resolve();
     // An upload that breaks ends the task (a no-op when the coordinator already failed it), so the
     // output below ends too instead of waiting for input that will not come.
     const fed = feeding.then(
@@ -205,7 +217,7 @@ export async function taskRun(opts: RunOptions): Promise<void> {
       return;
     }
     const progress = opts.progress ? new Progress(input.kind === "file" ? input.size : null) : null;
-    const end = await printOutput(api, task, opts.keepOrder, progress);
+    const end = await printOutput(api, task, opts.keepOrder, progress, reconnect);
     const inputError = await fed;
     if (end.state !== "succeeded") {
       if (inputError && end.state !== "failed") throw inputError;

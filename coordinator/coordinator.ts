@@ -11,8 +11,8 @@ import type { OutputEvent } from "../core/report";
 import { ChunkSizer } from "../core/chunk-size";
 import { InputError } from "../core/errors";
 import type { AttemptResult, CoordinatorMessage, WorkerHello } from "../core/generated/bach";
-import { ChunkState, TaskState } from "../core/states";
-import { Intake } from "./intake";
+import { AttemptState, ChunkState, TaskState } from "../core/states";
+import { Intake, type IntakeResume } from "./intake";
 import { Ledger, type AttemptEnd, type TaskRow } from "./ledger";
 import { neverFits, placeChunks, take, type Needs, type Resources, type TaskView, type WorkerView } from "./scheduler";
 import { Spool } from "./spool";
@@ -57,6 +57,8 @@ interface LiveTask {
   intake: Intake;
   running: number;
   needs: Needs;
+  /** Settles once a restarted task's intake has its spooled bytes back (at once for a new task). */
+  ready: Promise<void>;
 }
 
 /** Unstarted chunks a task may have planned ahead of its slots before the reader is held back. */
@@ -81,19 +83,63 @@ export class Coordinator {
     this.changes.setMaxListeners(0);
     this.heartbeatTimer = setInterval(() => this.checkHeartbeats(), Math.max(50, Math.floor(opts.heartbeatMs / 2)));
     this.heartbeatTimer.unref();
-    this.closeWhatTheLastRunLeftOpen();
+    this.carryOnWhatTheLastRunLeftOpen();
   }
 
   /**
-   * Tasks still running in the ledger belong to a coordinator process that ended before they did.
-   * This version cannot carry them on, so it ends them plainly rather than leave them running forever.
+   * Tasks still running in the ledger belong to a coordinator process that stopped before they ended
+   * (killed, or its machine restarted): they carry on from the ledger and the spool. Attempts that were
+   * running are lost and their chunks run again; planning continues after the last recorded chunk;
+   * streamed input continues after the last spooled byte, when its CLI reconnects.
    */
-  private closeWhatTheLastRunLeftOpen(): void {
+  private carryOnWhatTheLastRunLeftOpen(): void {
     for (const w of this.ledger.workers().filter((w) => w.state === "connected")) this.ledger.workerLost(w.id, "coordinator restarted");
-    for (const t of this.ledger.runningTasks()) {
-      this.ledger.finishTask(t.id, TaskState.failed, "interrupted: the coordinator stopped before the task finished (this version cannot resume it)");
-      this.spool.removeInput(t.id);
+    for (const row of this.ledger.runningTasks()) {
+      const bachfile = JSON.parse(row.bachfile) as Bachfile;
+      for (const a of this.ledger.runningAttemptsOfTask(row.id)) {
+        this.ledger.failAttempt(a.id, "lost", { ...lostEnd, reason: "the coordinator restarted" }, bachfile.retries);
+        this.spool.removeQuietly(this.spool.attemptOutput(a.id));
+      }
+      const resume = { index: row.chunks_planned, offset: this.ledger.plannedEnd(row.id), openChunkSize: row.open_chunk_size, spooled: row.spooled };
+      const totalBytes = row.input_kind === "path" ? (fs.statSync(row.input_path, { throwIfNoEntry: false })?.size ?? null) : null;
+      const t = this.goLive(this.ledger.task(row.id), bachfile, totalBytes, row.input_done === 1 ? null : resume);
+      for (const a of this.ledger.attempts(row.id)) {
+        if (a.state === AttemptState.succeeded && a.bytes_in !== null && a.seconds !== null) t.sizer.observe({ bytes: a.bytes_in, seconds: a.seconds });
+      }
+      this.opts.log.info({ task: row.id, chunks: row.chunks_planned, committed: row.commits, inputDone: row.input_done === 1 }, "carrying on a task the last run left open");
+      this.finishIfDone(row.id);
     }
+  }
+
+  /** A task the coordinator runs: its sizer, its intake (resumed after a restart), its needs. */
+  private goLive(row: TaskRow, bachfile: Bachfile, totalBytes: number | null, resume: IntakeResume | null): LiveTask {
+    const id = row.id;
+    const slots = row.parallelism > 0 ? row.parallelism : Math.max(1, this.totalSlots());
+    const explicit = row.chunk_size > 0 ? row.chunk_size : bachfile.chunkSize === "auto" ? null : bachfile.chunkSize;
+    const sizer = new ChunkSizer({ explicit, totalBytes, slots });
+    const intake = new Intake(id, bachfile.delimiter, sizer, this.ledger, { room: () => this.roomToPlan(id, slots), recorded: () => this.afterInput(id) }, resume);
+    const t: LiveTask = { row, bachfile, sizer, intake, running: 0, needs: needsOf(bachfile, row.image_id), ready: Promise.resolve() };
+    this.live.set(id, t);
+    if (row.input_done === 1) return t;
+    if (row.input_kind === "path") {
+      intake.scanFile(row.input_path).catch((err: Error) => this.failTask(id, `reading ${row.input_path}: ${err.message}`));
+    } else if (resume) {
+      t.ready = intake.resumeStream((seq) => this.spool.inputChunk(id, seq)).then((kept) => {
+        this.opts.log.info({ task: id, chunk: resume.index, kept, offset: intake.received }, "streamed input resumes after the last spooled byte");
+      });
+      t.ready.catch((err: Error) => this.failTask(id, `reading back the spooled input: ${err.message}`));
+    }
+    return t;
+  }
+
+  /** Where the task's streamed input continues, for a CLI that lost its coordinator. */
+  async inputStatus(task: string): Promise<{ offset: number; inputDone: boolean }> {
+    const row = this.ledger.findTask(task);
+    if (!row) throw new InputError(`no task ${task}`);
+    const t = this.live.get(task);
+    if (!t) return { offset: row.bytes_in, inputDone: true };
+    await t.ready;
+    return { offset: t.intake.received, inputDone: t.intake.finished };
   }
 
   close(): void {
@@ -114,8 +160,6 @@ export class Coordinator {
       totalBytes = stat.size;
     }
     const id = `t-${new Date().toISOString().slice(0, 10).replace(/-/g, "")}-${randomBytes(3).toString("hex")}`;
-    const slots = req.parallelism > 0 ? req.parallelism : Math.max(1, this.totalSlots());
-    const sizer = new ChunkSizer({ explicit: req.chunkSize ?? (req.bachfile.chunkSize === "auto" ? null : req.bachfile.chunkSize), totalBytes, slots });
     this.ledger.createTask({
       id,
       name: req.bachfile.logicalName,
@@ -128,26 +172,21 @@ export class Coordinator {
       inputPath: req.input.kind === "path" ? req.input.path : "",
       dataStreams: req.dataStreams,
     });
-    const intake = new Intake(id, req.bachfile.delimiter, sizer, this.ledger, {
-      room: () => this.roomToPlan(id, slots),
-      recorded: () => this.afterInput(id),
-    });
-    this.live.set(id, { row: this.ledger.task(id), bachfile: req.bachfile, sizer, intake, running: 0, needs: needsOf(req.bachfile, req.imageId) });
     this.opts.log.info({ task: id, name: req.bachfile.logicalName, input: req.input }, "task created");
-    if (req.input.kind === "path") {
-      intake.scanFile(req.input.path).catch((err: Error) => this.failTask(id, `reading ${req.input.kind === "path" ? req.input.path : ""}: ${err.message}`));
-    }
+    this.goLive(this.ledger.task(id), req.bachfile, totalBytes, null);
     return id;
   }
 
   async appendInput(task: string, offset: number, data: Buffer): Promise<void> {
     const t = this.liveTask(task);
+    await t.ready;
     if (t.row.input_kind !== "stream") throw new InputError(`task ${task} reads a file; it takes no streamed input`);
     await this.spooling(task, t.intake.append((seq) => this.spool.inputChunk(task, seq), offset, data));
   }
 
   async endInput(task: string): Promise<number> {
     const t = this.liveTask(task);
+    await t.ready;
     await this.spooling(task, t.intake.endStream((seq) => this.spool.inputChunk(task, seq)));
     return t.intake.received;
   }
@@ -170,17 +209,19 @@ export class Coordinator {
   }
 
   /** The task's committed output, chunk by chunk, waiting for commits, until the task ends. */
-  async *streamOutput(task: string, fromChunk: number, keepOrder: boolean): AsyncGenerator<OutputEvent> {
+  async *streamOutput(task: string, fromChunk: number, keepOrder: boolean, skipBytes = 0): AsyncGenerator<OutputEvent> {
     if (!this.ledger.findTask(task)) throw new InputError(`no task ${task}`);
     let next = fromChunk;
+    let skip = skipBytes;
     let lastProgress = 0;
     for (;;) {
       const row = this.ledger.task(task);
       const chunk = keepOrder ? this.ledger.findChunk(task, next) : this.ledger.chunkByCommitOrder(task, next);
       if (chunk && chunk.state === ChunkState.committed && chunk.committed_attempt !== null) {
-        for await (const data of fs.createReadStream(this.spool.attemptOutput(chunk.committed_attempt), { highWaterMark: 1 << 20 })) {
+        for await (const data of fs.createReadStream(this.spool.attemptOutput(chunk.committed_attempt), { highWaterMark: 1 << 20, start: skip })) {
           yield { kind: "data", data: data as Buffer };
         }
+        skip = 0;
         yield { kind: "chunk-done", seq: chunk.seq };
         next++;
         continue;

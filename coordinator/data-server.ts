@@ -1,8 +1,10 @@
 // The data stream: streamed input for a task over a plain TCP connection, the seed's "tcp connection
 // for data streams". gRPC carries control; bytes through grpc-js and protobuf cost ~5x more CPU than a
 // socket (measured here: 1 GiB in ~7 s against ~1.5 s), so a CLI uploads here when it can.
-// Protocol: one JSON line {"token","task","offset"}, then the bytes until the client half-closes;
-// the answer is one JSON line, {"ok":true,"bytes":N} or {"error":"..."}.
+// Protocol: one JSON line {"token","task","offset"}, then the bytes in blocks (a 4-byte big-endian
+// length, then that many bytes) and an empty block for the end of the input; the answer is one JSON
+// line, {"ok":true,"bytes":N} or {"error":"..."}. A connection that ends without the empty block broke
+// off (its CLI died, or the network): the input has not ended, and a CLI may resume it.
 import net from "node:net";
 import { PassThrough, type Readable } from "node:stream";
 import { timingSafeEqual } from "node:crypto";
@@ -47,7 +49,39 @@ async function readHeader(input: Readable): Promise<{ header: DataHeader; rest: 
   }
 }
 
-async function serve(c: Coordinator, token: string, socket: net.Socket): Promise<number> {
+/** The bytes of the blocks; `ended` says whether the empty block came. */
+function unblock(source: AsyncIterable<Buffer>): { data: AsyncGenerator<Buffer>; ended: () => boolean } {
+  let ended = false;
+  async function* data(): AsyncGenerator<Buffer> {
+    let left = 0;
+    let head = Buffer.alloc(0);
+    for await (const received of source) {
+      let buf = received;
+      while (buf.length > 0) {
+        if (left === 0) {
+          const take = Math.min(4 - head.length, buf.length);
+          head = Buffer.concat([head, buf.subarray(0, take)]);
+          buf = buf.subarray(take);
+          if (head.length < 4) break;
+          left = head.readUInt32BE(0);
+          head = Buffer.alloc(0);
+          if (left === 0) {
+            ended = true;
+            return;
+          }
+          continue;
+        }
+        const n = Math.min(left, buf.length);
+        yield buf.subarray(0, n);
+        left -= n;
+        buf = buf.subarray(n);
+      }
+    }
+  }
+  return { data: data(), ended: () => ended };
+}
+
+async function serve(c: Coordinator, token: string, socket: net.Socket, log: Logger): Promise<number> {
   // Read through a PassThrough: iterating the socket itself would destroy it at the end of the input,
   // before the answer is written. pipe() keeps the backpressure.
   const input = new PassThrough();
@@ -57,9 +91,14 @@ async function serve(c: Coordinator, token: string, socket: net.Socket): Promise
     throw new InputError(header.token ? "wrong token (give the coordinator's --token or BACH_TOKEN)" : "a token is required (--token or BACH_TOKEN)");
   }
   let offset = header.offset;
-  for await (const frame of frames(rest)) {
+  const blocks = unblock(rest);
+  for await (const frame of frames(blocks.data)) {
     await c.appendInput(header.task, offset, frame);
     offset += frame.length;
+  }
+  if (!blocks.ended()) {
+    log.warn({ task: header.task, offset }, "the input stream broke off before its end; waiting for the CLI to resume it");
+    return offset;
   }
   return c.endInput(header.task);
 }
@@ -68,7 +107,7 @@ export function startDataServer(c: Coordinator, host: string, port: number, toke
   // Half-open: the client ends its side when the input ends, then waits for our answer on ours.
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     socket.on("error", (err) => log.warn({ err: err.message }, "data stream broke"));
-    serve(c, token, socket).then(
+    serve(c, token, socket, log).then(
       (bytes) => socket.end(`${JSON.stringify({ ok: true, bytes })}\n`),
       (err: Error) => {
         if (!(err instanceof InputError)) log.warn({ err: err.message }, "data stream failed");

@@ -38,8 +38,20 @@ class ChunkFiles {
   /** Every input byte before this offset is in some chunk file (or on its way there). */
   private written = 0;
   private inflight: Promise<void>[] = [];
+  /** The open chunk's file holds spooled bytes from before a restart: open it without truncating. */
+  private keep = false;
 
   constructor(private readonly pathOf: (seq: number) => string) {}
+
+  /** Carries on after a restart: chunk `seq` starts at `start`, and its file holds the bytes up to `written`. */
+  static resumed(pathOf: (seq: number) => string, seq: number, start: number, written: number): ChunkFiles {
+    const files = new ChunkFiles(pathOf);
+    files.seq = seq;
+    files.start = start;
+    files.written = written;
+    files.keep = written > start;
+    return files;
+  }
 
   /** Writes `data` (input bytes from `dataOffset`, which is where writing has come to), split at `cuts`. */
   async write(data: Buffer, dataOffset: number, cuts: Cut[]): Promise<void> {
@@ -75,7 +87,8 @@ class ChunkFiles {
     if (this.inflight.length >= WRITES_IN_FLIGHT) await this.inflight.shift();
   }
 
-  private async settle(): Promise<void> {
+  /** Resolves when every queued write is on disk (in the page cache: a coordinator crash keeps it). */
+  async settle(): Promise<void> {
     const pending = this.inflight;
     this.inflight = [];
     await Promise.all(pending);
@@ -86,7 +99,8 @@ class ChunkFiles {
       const file = this.pathOf(this.seq);
       await fs.promises.mkdir(path.dirname(file), { recursive: true });
       // Read as well as written: a cut behind what was written reads the partial record back.
-      this.file = await fs.promises.open(file, "w+");
+      this.file = await fs.promises.open(file, this.keep ? "r+" : "w+");
+      this.keep = false;
     }
     return this.file;
   }
@@ -98,11 +112,26 @@ class ChunkFiles {
   }
 }
 
+/** How often streamed input marks how far it is spooled: what a CLI may have to send again after a restart. */
+const MARK_EVERY = 4 * 1024 * 1024;
+
+/** Where a task's input stood when its coordinator stopped, from the ledger. */
+export interface IntakeResume {
+  /** The next chunk's number, and where it starts: the end of the last recorded chunk. */
+  index: number;
+  offset: number;
+  /** The size the chunk being filled was given (0: not known). */
+  openChunkSize: number;
+  /** Streamed bytes spooled before the stop (at least `offset`). */
+  spooled: number;
+}
+
 export class Intake {
   private readonly chunker: Chunker;
   private files: ChunkFiles | null = null;
   private bytesIn = 0;
   private done = false;
+  private marked = 0;
 
   private readonly delimiter: Buffer;
 
@@ -112,9 +141,58 @@ export class Intake {
     private readonly sizer: ChunkSizer,
     private readonly ledger: Ledger,
     private readonly hooks: IntakeHooks,
+    private readonly resume: IntakeResume | null = null,
   ) {
     this.delimiter = Buffer.from(delimiter, "utf8");
-    this.chunker = new Chunker(this.delimiter, (i) => sizer.next(i));
+    this.chunker = new Chunker(this.delimiter, (i) => this.sizeOf(i), resume ?? undefined);
+    this.bytesIn = this.marked = resume?.offset ?? 0;
+  }
+
+  /** The chunk's target size; the one being filled is remembered, so a restart cuts it the same way. */
+  private sizeOf(index: number): number {
+    const size = this.resume && index === this.resume.index && this.resume.openChunkSize > 0 ? this.resume.openChunkSize : this.sizer.next(index);
+    this.ledger.setOpenChunkSize(this.task, size);
+    return size;
+  }
+
+  /**
+   * After a restart: the chunk being filled keeps the bytes spooled before the stop (replayed through
+   * the chunker, which so reaches the state it had), and streamed input continues after them.
+   */
+  async resumeStream(chunkPath: (seq: number) => string): Promise<number> {
+    if (!this.resume) return 0;
+    const { index, offset } = this.resume;
+    const file = chunkPath(index);
+    const onDisk = fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+    const kept = Math.min(Math.max(0, this.resume.spooled - offset), onDisk);
+    // Files after the open one were being written when the coordinator stopped: they are re-sent.
+    const dir = path.dirname(file);
+    for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+      if (/^\d+$/.test(name) && Number(name) > index) fs.rmSync(path.join(dir, name), { force: true });
+    }
+    if (kept === 0) {
+      fs.rmSync(file, { force: true });
+      this.files = ChunkFiles.resumed(chunkPath, index, offset, offset);
+      return 0;
+    }
+    await fs.promises.truncate(file, kept);
+    this.files = ChunkFiles.resumed(chunkPath, index, offset, offset + kept);
+    const handle = await fs.promises.open(file, "r");
+    try {
+      const buffer = Buffer.allocUnsafe(READ_BUFFER);
+      for (let at = 0; at < kept; ) {
+        const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, kept - at), at);
+        const cuts = this.chunker.push(buffer.subarray(0, bytesRead));
+        at += bytesRead;
+        this.bytesIn = offset + at;
+        if (cuts.length) await this.files.write(Buffer.alloc(0), this.bytesIn, cuts);
+        this.record(cuts, false);
+      }
+    } finally {
+      await handle.close();
+    }
+    this.marked = this.bytesIn;
+    return kept;
   }
 
   get received(): number {
@@ -138,6 +216,11 @@ export class Intake {
     await this.files.write(data, this.bytesIn, cuts);
     this.bytesIn += data.length;
     this.record(cuts, false);
+    if (this.bytesIn - this.marked >= MARK_EVERY) {
+      await this.files.settle();
+      this.ledger.setSpooled(this.task, this.bytesIn);
+      this.marked = this.bytesIn;
+    }
   }
 
   async endStream(chunkPath: (seq: number) => string): Promise<void> {
@@ -170,7 +253,7 @@ export class Intake {
       const { bytesRead } = await handle.read(buffer, 0, length, offset);
       return buffer.subarray(0, bytesRead);
     };
-    for await (const cut of planCuts(read, total, this.delimiter, (i) => this.sizer.next(i))) {
+    for await (const cut of planCuts(read, total, this.delimiter, (i) => this.sizeOf(i), this.resume ?? undefined)) {
       await this.hooks.room();
       this.bytesIn = cut.offset + cut.length;
       this.record([cut], this.bytesIn >= total);

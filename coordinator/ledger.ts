@@ -12,7 +12,7 @@ import {
   canMoveTask,
 } from "../core/states";
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 const schemaV1 = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,10 +51,20 @@ ALTER TABLE workers ADD COLUMN gpus INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE workers ADD COLUMN docker INTEGER NOT NULL DEFAULT 0;
 `;
 
+/**
+ * Version 3: how far a task's streamed input is spooled (a restarted coordinator resumes there), and
+ * the size the chunk being filled was given (so it is cut where it would have been).
+ */
+const schemaV3 = `
+ALTER TABLE tasks ADD COLUMN spooled INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN open_chunk_size INTEGER NOT NULL DEFAULT 0;
+`;
+
 /** Migrations by the version they produce; a later issue appends to this list, never edits it. */
 const migrations: { version: number; sql: string }[] = [
   { version: 1, sql: schemaV1 },
   { version: 2, sql: schemaV2 },
+  { version: 3, sql: schemaV3 },
 ];
 
 export interface TaskRow {
@@ -63,6 +73,8 @@ export interface TaskRow {
   bachfile: string;
   bundle_hash: string;
   image_id: string;
+  spooled: number;
+  open_chunk_size: number;
   state: TaskState;
   parallelism: number;
   chunk_size: number;
@@ -277,6 +289,25 @@ export class Ledger {
         .run(bytesIn, inputDone ? 1 : 0, cuts.length, task);
       if (inputDone) this.event("input-done", { task, detail: `${bytesIn} bytes` });
     })();
+  }
+
+  /** Every streamed byte before `offset` is in complete spool writes. */
+  setSpooled(task: string, offset: number): void {
+    this.db.prepare("UPDATE tasks SET spooled=? WHERE id=?").run(offset, task);
+  }
+
+  setOpenChunkSize(task: string, size: number): void {
+    this.db.prepare("UPDATE tasks SET open_chunk_size=? WHERE id=?").run(size, task);
+  }
+
+  /** Where the last recorded chunk ends (0 before the first). */
+  plannedEnd(task: string): number {
+    const row = this.db.prepare("SELECT MAX(offset + length) AS e FROM chunks WHERE task_id=?").get(task) as { e: number | null };
+    return row.e ?? 0;
+  }
+
+  runningAttemptsOfTask(task: string): AttemptRow[] {
+    return this.db.prepare("SELECT * FROM attempts WHERE task_id=? AND state='running'").all(task) as AttemptRow[];
   }
 
   /** Ends a task: succeeded, failed or cancelled. Returns the attempts still running, to be cancelled on their workers. */

@@ -53,6 +53,11 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
       }),
       dataPort: dataPort(),
     })),
+    getInputStatus(call, cb) {
+      const refused = refusal(call.metadata, token);
+      if (refused) return cb(refused);
+      c.inputStatus(call.request.taskId).then((s) => cb(null, { ...s, dataPort: dataPort() }), (err) => cb(failure(err)));
+    },
     hasBundle: unary((req) => ({ present: c.spool.hasBundle(req.hash) })),
     hasImage: unary((req) => ({ present: c.spool.hasImage(req.id) })),
     report: unary((req) => ({ json: JSON.stringify(taskReport(c.ledger, req.taskId || null)) })),
@@ -90,9 +95,9 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
     streamOutput(call) {
       const refused = refusal(call.metadata, token);
       if (refused) return call.emit("error", refused);
-      const { taskId, fromChunk, keepOrder } = call.request;
+      const { taskId, fromChunk, keepOrder, skipBytes } = call.request;
       const send = async () => {
-        for await (const ev of c.streamOutput(taskId, fromChunk, keepOrder)) {
+        for await (const ev of c.streamOutput(taskId, fromChunk, keepOrder, skipBytes)) {
           if (call.cancelled) return;
           const ok =
             ev.kind === "data" ? call.write({ kind: { $case: "data", value: ev.data } })

@@ -29,13 +29,17 @@ export class Chunker {
   private readonly overlapping: boolean;
   private cuts: Cut[] = [];
 
+  /** `from`: carry on after chunks already cut (a restart), at the end of the last one. */
   constructor(
     private readonly delimiter: Buffer,
     private readonly nextSize: (index: number) => number,
+    from: { index: number; offset: number } = { index: 0, offset: 0 },
   ) {
     if (delimiter.length === 0) throw new Error("empty delimiter");
     this.overlapping = delimiterOverlapsItself(delimiter);
-    this.size = Math.max(1, nextSize(0));
+    this.index = from.index;
+    this.pos = this.chunkStart = this.matchFrom = from.offset;
+    this.size = Math.max(1, nextSize(from.index));
   }
 
   get position(): number {
@@ -141,12 +145,19 @@ export type ReadAt = (offset: number, length: number) => Promise<Buffer>;
  * windows around each chunk's limit instead of every byte. Only for delimiters that cannot overlap
  * themselves: their occurrences are then the same wherever a search starts.
  */
-export async function* planCuts(read: ReadAt, total: number, delimiter: Buffer, nextSize: (index: number) => number, window = 64 * 1024): AsyncGenerator<Cut> {
+export async function* planCuts(
+  read: ReadAt,
+  total: number,
+  delimiter: Buffer,
+  nextSize: (index: number) => number,
+  from: { index: number; offset: number } = { index: 0, offset: 0 },
+  window = 64 * 1024,
+): AsyncGenerator<Cut> {
   if (delimiterOverlapsItself(delimiter)) throw new Error("planCuts needs a delimiter that cannot overlap itself");
   const d = delimiter.length;
   const step = Math.max(window, 2 * d);
-  let start = 0;
-  for (let index = 0; start < total; index++) {
+  let start = from.offset;
+  for (let index = from.index; start < total; index++) {
     const limit = start + Math.max(1, nextSize(index));
     let end = limit >= total ? total : await lastRecordEnd(read, start, limit, delimiter, step);
     if (end < 0) end = await firstRecordEnd(read, Math.max(start, limit - d + 1), total, delimiter, step);

@@ -40,10 +40,15 @@ export class BachfileError extends InputError {
   }
 }
 
-/** The coordinator could not be reached, or refused us (wrong token). */
+/** The coordinator could not be reached (or the connection broke), or it refused us (wrong token). */
 export class CoordinatorUnreachableError extends BachError {
-  constructor(message: string, readonly address: string) {
-    super(message, ExitStatus.unreachable, "unreachable");
+  constructor(
+    message: string,
+    readonly address: string,
+    /** It answered and said no: trying again cannot help. */
+    readonly refused = false,
+  ) {
+    super(message, ExitStatus.unreachable, refused ? "refused" : "unreachable");
   }
 }
 

@@ -53,7 +53,7 @@ export function userError(err: unknown, address: string): Error {
   if (err instanceof BachError || !isServiceError(err)) return err as Error;
   switch (err.code) {
     case status.UNAUTHENTICATED:
-      return new CoordinatorUnreachableError(`coordinator ${address} refused us: ${err.details}`, address);
+      return new CoordinatorUnreachableError(`coordinator ${address} refused us: ${err.details}`, address, true);
     case status.UNAVAILABLE:
     case status.DEADLINE_EXCEEDED:
       return new CoordinatorUnreachableError(`coordinator ${address} unreachable: ${err.details}`, address);

@@ -103,8 +103,27 @@ test("planCuts, reading windows of a file, cuts exactly where the streaming chun
         const size = (i: number) => sizes[i % sizes.length];
         const read = async (offset: number, length: number) => input.subarray(offset, offset + length);
         const planned: Cut[] = [];
-        for await (const c of planCuts(read, input.length, d, size, window)) planned.push(c);
+        for await (const c of planCuts(read, input.length, d, size, undefined, window)) planned.push(c);
         assert.deepEqual(planned, run(input, d, size, [input.length || 1]));
+      },
+    ),
+    { numRuns: 1000 },
+  );
+});
+
+test("a chunker resumed at the end of any chunk (a restarted coordinator) cuts the rest as before", () => {
+  fc.assert(
+    fc.property(
+      delimiter.chain((d) => fc.tuple(fc.constant(d), inputFor(d), fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 20 }), fc.nat())),
+      ([d, input, sizes, pick]) => {
+        const size = (i: number) => sizes[i % sizes.length];
+        const whole = run(input, d, size, [input.length || 1]);
+        if (whole.length < 2) return;
+        const resumeAt = whole[pick % (whole.length - 1)];
+        const from = { index: resumeAt.index + 1, offset: resumeAt.offset + resumeAt.length };
+        const chunker = new Chunker(d, size, from);
+        const rest = [...chunker.push(input.subarray(from.offset)), ...chunker.end()];
+        assert.deepEqual(rest, whole.slice(from.index));
       },
     ),
     { numRuns: 1000 },

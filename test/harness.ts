@@ -74,14 +74,18 @@ export interface Cluster {
    * reuses a worker's folder (a restart), `env` sets e.g. DOCKER_HOST, `args` adds flags.
    */
   addWorker(opts?: { slots?: number; name?: string; localSpool?: boolean; dataDir?: string; env?: NodeJS.ProcessEnv; args?: string[] }): Promise<Daemon>;
+  /** SIGKILLs the coordinator and starts a new one on the same ports and data dir. */
+  restartCoordinator(pauseMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
 export async function startCluster(opts: { workers?: number; slots?: number; heartbeat?: string; lostAfter?: string; dataListen?: string } = {}): Promise<Cluster> {
   const dataDir = tempDir("bach-coord-");
   const token = randomBytes(8).toString("hex");
-  const coordinator = daemon([bin.coordinator, "start", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--token", token,
-    "--heartbeat", opts.heartbeat ?? "200ms", "--lost-after", opts.lostAfter ?? "2s", ...(opts.dataListen ? ["--data-listen", opts.dataListen] : [])], { BACH_LOG_LEVEL: "info" });
+  const start = (listen: string, dataListen: string | undefined) =>
+    daemon([bin.coordinator, "start", "--listen", listen, "--data-dir", dataDir, "--token", token,
+      "--heartbeat", opts.heartbeat ?? "200ms", "--lost-after", opts.lostAfter ?? "2s", ...(dataListen ? ["--data-listen", dataListen] : [])], { BACH_LOG_LEVEL: "info" });
+  const coordinator = start("127.0.0.1:0", opts.dataListen);
   const address = await waitFor("the coordinator to listen", () => /listening on (\S+)/.exec(coordinator.stdout())?.[1]);
   const workers: Daemon[] = [];
   const cluster: Cluster = {
@@ -98,9 +102,18 @@ export async function startCluster(opts: { workers?: number; slots?: number; hea
       workers.push(d);
       return d;
     },
+    async restartCoordinator(pauseMs = 500) {
+      const dataPort = /"dataPort":(\d+)/.exec(cluster.coordinator.stderr())?.[1];
+      await cluster.coordinator.stop("SIGKILL");
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      const next = start(address, dataPort ? `127.0.0.1:${dataPort}` : undefined);
+      await waitFor("the restarted coordinator to listen", () => /listening on/.test(next.stdout()) || next.proc.exitCode !== null);
+      if (next.proc.exitCode !== null) throw new Error(`the restarted coordinator exited: ${next.stderr()}`);
+      cluster.coordinator = next;
+    },
     async stop() {
       await Promise.all(workers.map((w) => w.stop("SIGKILL")));
-      await coordinator.stop();
+      await cluster.coordinator.stop();
     },
   };
   for (let i = 0; i < (opts.workers ?? 0); i++) await cluster.addWorker();

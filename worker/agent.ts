@@ -44,7 +44,7 @@ export interface WorkerOptions {
 }
 
 export class WorkerAgent {
-  private readonly client: CoordinatorClient;
+  private client: CoordinatorClient;
   private stream: ClientDuplexStream<WorkerMessage, CoordinatorMessage> | null = null;
   private workerId = "";
   private heartbeat: NodeJS.Timeout | null = null;
@@ -140,8 +140,13 @@ export class WorkerAgent {
     const wait = this.backoffMs;
     this.backoffMs = Math.min(this.backoffMs * 2, this.opts.maxBackoffMs ?? 5000);
     setTimeout(() => {
-      if (!this.stopping) this.open();
-    }, wait).unref();
+      if (this.stopping) return;
+      // A fresh channel: grpc-js's old one may hang on a coordinator restarted on the same port
+      // (grpc/grpc-node#2785).
+      this.client.close();
+      this.client = connect(this.opts.coordinator, this.opts.token);
+      this.open();
+    }, wait);
   }
 
   /** Same machine (or the same shared disk): the coordinator's probe file is here, and its spool writable. */
