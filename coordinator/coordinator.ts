@@ -35,6 +35,8 @@ export interface WorkerSession {
   /** Its running attempts, with what each takes from it. */
   running: Map<number, Needs>;
   lastSeen: number;
+  /** Leaving (SIGTERM): nothing new is placed on it. */
+  draining: boolean;
   send(msg: CoordinatorMessage): void;
   close(reason: string): void;
 }
@@ -347,7 +349,7 @@ export class Coordinator {
       docker: hello.docker ? 1 : 0,
       interruptible: hello.interruptible ? 1 : 0,
     });
-    const session: WorkerSession = { id, hello, running: new Map(), lastSeen: Date.now(), send, close };
+    const session: WorkerSession = { id, hello, running: new Map(), lastSeen: Date.now(), draining: false, send, close };
     this.workers.set(id, session);
     send({ kind: { $case: "welcome", value: { workerId: id, heartbeatMs: this.opts.heartbeatMs, spoolProbe: this.spool.probeFile, spoolToken: this.spool.probeToken } } });
     this.opts.log.info({ worker: id, name: hello.name, slots: hello.slots }, "worker joined");
@@ -359,6 +361,12 @@ export class Coordinator {
   workerSharesSpool(session: WorkerSession): void {
     session.hello.localFiles = true;
     this.opts.log.info({ worker: session.id }, "worker shares the coordinator's filesystem");
+  }
+
+  /** The worker is leaving: it finishes what it runs (or hands it back when it goes) and gets nothing new. */
+  workerDraining(session: WorkerSession, graceMs: number): void {
+    session.draining = true;
+    this.opts.log.info({ worker: session.id, running: session.running.size, graceMs }, "worker draining");
   }
 
   workerSeen(session: WorkerSession): void {
@@ -451,11 +459,12 @@ export class Coordinator {
   private dispatch(): void {
     const workers: WorkerView[] = [...this.workers.values()].map((w) => {
       const capacity = capacityOf(w.hello);
-      return { id: w.id, freeSlots: w.hello.slots - w.running.size, capacity, free: [...w.running.values()].reduce(take, capacity), docker: w.hello.docker };
+      const freeSlots = w.draining ? 0 : w.hello.slots - w.running.size;
+      return { id: w.id, freeSlots, capacity, free: [...w.running.values()].reduce(take, capacity), docker: w.hello.docker, interruptible: w.hello.interruptible };
     });
     for (const t of [...this.live.values()]) {
       const why = neverFits(
-        [...this.workers.values()].map((w) => ({ name: `${w.id} ${w.hello.name}`, docker: w.hello.docker, capacity: capacityOf(w.hello) })),
+        [...this.workers.values()].filter((w) => !w.draining).map((w) => ({ name: `${w.id} ${w.hello.name}`, docker: w.hello.docker, interruptible: w.hello.interruptible, capacity: capacityOf(w.hello) })),
         t.needs,
       );
       if (why) this.failTask(t.row.id, why);
@@ -510,6 +519,7 @@ function needsOf(b: Bachfile, imageId: string): Needs {
     diskMb: Math.ceil(b.hardware.disk.min / 2 ** 20),
     gpus: b.hardware.graphics?.count ?? 0,
     docker: imageId !== "",
+    steady: !b.interruptible,
   };
 }
 

@@ -12,9 +12,11 @@ export interface Resources {
 /** A task's placement requirements: the bachfile's hardware minimums, and an engine if it has an image. */
 export interface Needs extends Resources {
   docker: boolean;
+  /** The task says "interruptible": false: only workers that cannot be taken back may run it. */
+  steady: boolean;
 }
 
-export const NO_NEEDS: Needs = { cpu: 0, memoryMb: 0, diskMb: 0, gpus: 0, docker: false };
+export const NO_NEEDS: Needs = { cpu: 0, memoryMb: 0, diskMb: 0, gpus: 0, docker: false, steady: false };
 
 export interface WorkerView {
   id: string;
@@ -23,6 +25,7 @@ export interface WorkerView {
   capacity: Resources;
   free: Resources;
   docker: boolean;
+  interruptible: boolean;
 }
 
 export interface PendingChunk {
@@ -54,7 +57,7 @@ export interface Placement {
  * has left (cores, memory, disk, GPUs, an engine), so a worker never runs more than fits at once.
  */
 export function placeChunks(workers: readonly WorkerView[], tasks: readonly TaskView[]): Placement[] {
-  const state = new Map(workers.filter((w) => w.freeSlots > 0).map((w) => [w.id, { slots: w.freeSlots, free: { ...w.free }, docker: w.docker }]));
+  const state = new Map(workers.filter((w) => w.freeSlots > 0).map((w) => [w.id, { slots: w.freeSlots, free: { ...w.free }, docker: w.docker, interruptible: w.interruptible }]));
   const placements: Placement[] = [];
   let turn = 0;
   for (const task of tasks) {
@@ -81,13 +84,18 @@ export function placeChunks(workers: readonly WorkerView[], tasks: readonly Task
   return placements;
 }
 
-function fits(w: { slots: number; free: Resources; docker: boolean } | undefined, needs: Needs): boolean {
-  return w !== undefined && w.slots > 0 && (w.docker || !needs.docker) && covers(w.free, needs);
+function fits(w: { slots: number; free: Resources; docker: boolean; interruptible: boolean } | undefined, needs: Needs): boolean {
+  return w !== undefined && w.slots > 0 && kindFits(w, needs) && covers(w.free, needs);
 }
 
 /** A worker that could run the task if it were idle. */
-function canEverRun(w: { docker: boolean; capacity: Resources }, needs: Needs): boolean {
-  return (w.docker || !needs.docker) && covers(w.capacity, needs);
+function canEverRun(w: { docker: boolean; interruptible: boolean; capacity: Resources }, needs: Needs): boolean {
+  return kindFits(w, needs) && covers(w.capacity, needs);
+}
+
+/** An engine for a task with an image; a worker that stays for a task that must not be interrupted. */
+function kindFits(w: { docker: boolean; interruptible: boolean }, needs: Needs): boolean {
+  return (w.docker || !needs.docker) && !(needs.steady && w.interruptible);
 }
 
 const EPSILON = 1e-9;
@@ -103,6 +111,7 @@ export function take(have: Resources, needs: Resources): Resources {
 export interface WorkerCapacity {
   name: string;
   docker: boolean;
+  interruptible: boolean;
   capacity: Resources;
 }
 
@@ -125,6 +134,9 @@ export function neverFits(workers: readonly WorkerCapacity[], needs: Needs): str
     if (c.have(best) + EPSILON < c.need) {
       return `no connected worker can ever run it: ${c.field} asks for ${c.unit(c.need)}, and the largest worker (${best.name}) has ${c.unit(c.have(best))}`;
     }
+  }
+  if (needs.steady && workers.every((w) => w.interruptible)) {
+    return `the bachfile says "interruptible": false, and every connected worker is interruptible (workers: ${workers.map((w) => w.name).join(", ")}): join a worker without --interruptible`;
   }
   if (needs.docker) {
     return `no connected worker can run containers (the task has an image; workers: ${workers.map((w) => w.name).join(", ")}): start Docker Engine on a worker, or remove "image"/"dockerfile" from the bachfile`;

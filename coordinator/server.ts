@@ -174,6 +174,7 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
         c.workerSeen(session);
         if (kind.$case === "result") c.attemptResult(session, kind.value);
         if (kind.$case === "sharedSpool" && kind.value.ok) c.workerSharesSpool(session);
+        if (kind.$case === "draining") c.workerDraining(session, kind.value.graceMs);
       });
       call.on("end", () => {
         gone("disconnected");

@@ -6,8 +6,8 @@ import { ChunkSizer, MAX_CHUNK, MIN_CHUNK, fitCost } from "../core/chunk-size";
 
 const roomy: Resources = { cpu: 2, memoryMb: 4096, diskMb: 10_000, gpus: 0 };
 /** A worker with `slots` free and nothing running. */
-function idle(id: string, slots: number, capacity: Resources = roomy, docker = false): WorkerView {
-  return { id, freeSlots: slots, capacity, free: capacity, docker };
+function idle(id: string, slots: number, capacity: Resources = roomy, docker = false, interruptible = false): WorkerView {
+  return { id, freeSlots: slots, capacity, free: capacity, docker, interruptible };
 }
 
 test("fills free slots in input order, spreading across workers, within the task's room", () => {
@@ -36,7 +36,7 @@ test("no free slot, no placement", () => {
 });
 
 test("an attempt goes only where the task's minimums fit in what the worker has left", () => {
-  const needs = { cpu: 0.5, memoryMb: 1500, diskMb: 0, gpus: 0, docker: false };
+  const needs = { ...NO_NEEDS, cpu: 0.5, memoryMb: 1500 };
   const pending = [0, 1, 2, 3].map((seq) => ({ seq, avoid: [] }));
   const p = placeChunks([idle("a", 8)], [{ id: "t", room: 8, pending, needs }]);
   assert.equal(p.length, 2, "4096 MiB holds two attempts of 1500 MiB, whatever the slots");
@@ -48,14 +48,22 @@ test("an attempt goes only where the task's minimums fit in what the worker has 
 
 test("a task no worker could ever fit is named with the requirement and the largest worker", () => {
   const workers = [
-    { name: "small", docker: false, capacity: { ...roomy, memoryMb: 1024 } },
-    { name: "big", docker: false, capacity: { ...roomy, memoryMb: 2048 } },
+    { name: "small", docker: false, interruptible: true, capacity: { ...roomy, memoryMb: 1024 } },
+    { name: "big", docker: false, interruptible: true, capacity: { ...roomy, memoryMb: 2048 } },
   ];
   assert.equal(neverFits(workers, { ...NO_NEEDS, memoryMb: 2048 }), null);
   assert.match(neverFits(workers, { ...NO_NEEDS, memoryMb: 4096 }) ?? "", /hardware\.memory\.min asks for 4096 MiB, and the largest worker \(big\) has 2048 MiB/);
   assert.match(neverFits(workers, { ...NO_NEEDS, gpus: 1 }) ?? "", /hardware\.graphics asks for 1 GPU.*has 0 GPUs/);
   assert.match(neverFits(workers, { ...NO_NEEDS, docker: true }) ?? "", /no connected worker can run containers/);
   assert.equal(neverFits([], { ...NO_NEEDS, memoryMb: 1 << 20 }), null, "with nobody connected, wait for a worker that fits");
+  assert.match(neverFits(workers, { ...NO_NEEDS, steady: true }) ?? "", /"interruptible": false, and every connected worker is interruptible/);
+});
+
+test("a task that must not be interrupted goes only to workers that stay", () => {
+  const pending = [0, 1, 2, 3].map((seq) => ({ seq, avoid: [] }));
+  const p = placeChunks([idle("spare", 2, roomy, false, true), idle("server", 2)], [{ id: "t", room: 4, pending, needs: { ...NO_NEEDS, steady: true } }]);
+  assert.deepEqual(new Set(p.map((x) => x.worker)), new Set(["server"]));
+  assert.equal(p.length, 2);
 });
 
 test("fitCost recovers fixed cost and rate", () => {

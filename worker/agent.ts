@@ -54,6 +54,8 @@ export class WorkerAgent {
   private readonly bundles = new Map<string, Promise<string>>();
   private sharedSpool = false;
   private containers: DockerRuntime | null = null;
+  /** Every assigned attempt until its result is sent (drain waits for these). */
+  private readonly inflight = new Set<Promise<void>>();
   private capacity: Capacity | null = null;
 
   constructor(private readonly opts: WorkerOptions) {
@@ -83,13 +85,40 @@ export class WorkerAgent {
     this.open();
   }
 
+  /**
+   * Leaves gracefully (SIGTERM; a spare machine being taken back): tells the coordinator to place
+   * nothing more here, lets running attempts finish and report within `graceMs`, then stops; what
+   * still runs then is killed and handed back (its chunks run elsewhere).
+   */
+  async drain(graceMs: number): Promise<void> {
+    this.send({ kind: { $case: "draining", value: { graceMs } } });
+    this.opts.log.info({ running: this.running.size, graceMs }, "draining: finishing running chunks, taking no new ones");
+    const until = Date.now() + graceMs;
+    while (this.inflight.size > 0 && Date.now() < until) {
+      await Promise.race([Promise.allSettled([...this.inflight]), new Promise((resolve) => setTimeout(resolve, Math.min(200, until - Date.now())))]);
+    }
+    if (this.inflight.size > 0) this.opts.log.warn({ handedBack: this.inflight.size }, "grace period over: handing back the chunks still running");
+    await this.stop();
+  }
+
   /** Stops at once: running attempts are killed (the coordinator runs their chunks again), containers removed. */
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
     const running = [...this.running.values()];
     for (const a of running) a.kill("worker stopping");
-    this.stream?.end();
+    const stream = this.stream;
+    if (stream) {
+      // Results written just before must reach the coordinator: close the channel only once it has
+      // answered our end of the stream (or after a short wait, if it is gone).
+      const answered = new Promise((resolve) => {
+        stream.once("status", resolve);
+        stream.once("error", resolve);
+        stream.once("close", resolve);
+      });
+      stream.end();
+      await Promise.race([answered, new Promise((resolve) => setTimeout(resolve, 2000))]);
+    }
     this.client.close();
     await Promise.all(running.map((a) => a.done));
     await this.containers?.close();
@@ -188,12 +217,16 @@ export class WorkerAgent {
           this.send({ kind: { $case: "sharedSpool", value: { ok: true } } });
         }
         break;
-      case "assign":
-        this.runAttempt(kind.value).then(
-          (outcome) => this.report(kind.value.attemptId, outcome),
-          (err: Error) => this.report(kind.value.attemptId, failedBeforeStart(err)),
-        );
+      case "assign": {
+        const done: Promise<void> = this.runAttempt(kind.value)
+          .then(
+            (outcome) => this.report(kind.value.attemptId, outcome),
+            (err: Error) => this.report(kind.value.attemptId, failedBeforeStart(err)),
+          )
+          .finally(() => this.inflight.delete(done));
+        this.inflight.add(done);
         break;
+      }
       case "cancel":
         this.running.get(kind.value.attemptId)?.kill(kind.value.reason);
         break;

@@ -6,6 +6,7 @@ import { Command } from "commander";
 import { coordinatorAddress, positiveInt, runMain, tokenFrom } from "../core/cli-common";
 import { CoordinatorUnreachableError, InputError } from "../core/errors";
 import { makeLogger } from "../core/log";
+import { parseDuration } from "../core/sizes";
 import { WorkerAgent } from "./agent";
 
 function nonNegativeInt(value: string, flag: string): number {
@@ -32,6 +33,7 @@ function program(): Command {
     .option("--gpus <n>", "GPUs to offer (default: what nvidia-smi -L lists)")
     .option("--no-local-spool", "always fetch chunks over the network, even on the coordinator's own machine (where the spool is otherwise read in place)")
     .option("--interruptible", "this machine may be taken back (spare machines); tasks that forbid it are not placed here")
+    .option("--grace <duration>", "on SIGTERM, finish running chunks for at most this long before handing the rest back (e.g. --grace 2m)", "30s")
     .addHelpText(
       "after",
       `
@@ -39,13 +41,17 @@ Examples:
   bach-worker join 192.168.0.10:7070 --token s3cret
   BACH_TOKEN=s3cret bach-worker join 192.168.0.10:7070 --slots 4 --name attic-pc
   bach-worker join 192.168.0.10:7070 --token s3cret --runtime docker --cpus 6 --memory 16384
+  bach-worker join 192.168.0.10:7070 --token s3cret --interruptible --grace 1m    a spare machine
+
+SIGTERM drains: the worker takes no new chunks, finishes the running ones within --grace, hands the
+rest back (they run elsewhere) and exits 0. SIGINT (Ctrl-C) or a second SIGTERM stops at once.
   DOCKER_HOST=unix:///run/user/1000/docker.sock bach-worker join 192.168.0.10:7070 --token s3cret
 
 Tasks with an "image" or "dockerfile" run in containers (one per slot, a fresh process per chunk), under
 the bachfile's hardware limits; a worker whose engine lacks the image loads it from the coordinator.
 A chunk is placed only where its hardware minimums fit in what the worker offers and has free.`,
     )
-    .action(async (address: string, o: { token?: string; slots?: string; name?: string; dataDir: string; runtime: string; interruptible?: boolean; localSpool: boolean; cpus?: string; memory?: string; gpus?: string }) => {
+    .action(async (address: string, o: { grace: string; token?: string; slots?: string; name?: string; dataDir: string; runtime: string; interruptible?: boolean; localSpool: boolean; cpus?: string; memory?: string; gpus?: string }) => {
       const coordinator = coordinatorAddress(address) ?? address;
       if (o.runtime !== "auto" && o.runtime !== "docker" && o.runtime !== "process") throw new InputError(`--runtime ${o.runtime}: expected auto, docker or process`);
       const cpus = o.cpus === undefined ? undefined : Number(o.cpus);
@@ -65,14 +71,19 @@ A chunk is placed only where its hardware minimums fit in what the worker offers
         onRefused: (message) => refused(new CoordinatorUnreachableError(message, coordinator)),
       });
       let refused: (err: Error) => void = () => undefined;
+      const graceMs = parseDuration(o.grace, "--grace");
       await agent.start();
       await new Promise<void>((resolve, reject) => {
         refused = reject;
-        const stop = () => {
-          agent.stop().then(resolve, reject);
-        };
-        process.once("SIGINT", stop);
-        process.once("SIGTERM", stop);
+        // SIGTERM drains (a spare machine being taken back); SIGINT, or a second signal, stops at once.
+        let leaving = false;
+        const stopNow = () => agent.stop().then(resolve, reject);
+        process.on("SIGINT", stopNow);
+        process.on("SIGTERM", () => {
+          if (leaving) return void stopNow();
+          leaving = true;
+          agent.drain(graceMs).then(resolve, reject);
+        });
       });
     });
   return cmd;
