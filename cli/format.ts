@@ -17,7 +17,7 @@ export function formatReport(r: TaskReport): string {
     `task ${r.id} (${r.name}): ${r.state}${r.error ? ` - ${r.error.split("\n")[0]}` : ""}`,
     `  input     ${r.input.kind === "path" ? r.input.path : "streamed"}, ${formatBytes(r.input.bytes)}${r.input.done ? "" : " so far"}`,
     `  chunks    ${r.chunks.planned} planned${r.input.done ? "" : " so far"}: ${counts(r.chunks.byState)}`,
-    `  attempts  ${r.attempts.total}: ${counts(r.attempts.byState)}; ${r.attempts.retries} retries`,
+    `  attempts  ${r.attempts.total}: ${counts(r.attempts.byState)}; ${r.attempts.retries} retries; ${r.attempts.backups} backups (speculative, for stragglers)`,
     `  output    ${formatBytes(r.bytesOut)}`,
     `  wall      ${r.wallSeconds.toFixed(1)} s (started ${r.createdAt})`,
   ];

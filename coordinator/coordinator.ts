@@ -14,7 +14,19 @@ import type { AttemptResult, CoordinatorMessage, WorkerHello } from "../core/gen
 import { AttemptState, ChunkState, TaskState } from "../core/states";
 import { Intake, type IntakeResume } from "./intake";
 import { Ledger, type AttemptEnd, type TaskRow } from "./ledger";
-import { neverFits, placeChunks, take, type Needs, type Resources, type TaskView, type WorkerView } from "./scheduler";
+import {
+  DEFAULT_SPECULATION,
+  neverFits,
+  placeBackups,
+  placeChunks,
+  take,
+  type Needs,
+  type Resources,
+  type RunningAttemptView,
+  type Speculation,
+  type TaskView,
+  type WorkerView,
+} from "./scheduler";
 import { Spool } from "./spool";
 import { ChunkData } from "./chunk-data";
 
@@ -25,6 +37,8 @@ export interface CoordinatorOptions {
   /** A worker silent this long is declared lost and its chunks run again elsewhere. */
   lostAfterMs: number;
   log: Logger;
+  /** Backup attempts for stragglers (default on). */
+  speculation?: Speculation | false;
   /** Workers use the same Docker Engine as whoever creates tasks (the embedded case): images need no upload. */
   sharesEngine?: boolean;
 }
@@ -32,13 +46,21 @@ export interface CoordinatorOptions {
 export interface WorkerSession {
   id: string;
   hello: WorkerHello;
-  /** Its running attempts, with what each takes from it. */
-  running: Map<number, Needs>;
+  /** Its running attempts: which chunk, since when, and what each takes from it. */
+  running: Map<number, RunningAttempt>;
   lastSeen: number;
   /** Leaving (SIGTERM): nothing new is placed on it. */
   draining: boolean;
   send(msg: CoordinatorMessage): void;
   close(reason: string): void;
+}
+
+export interface RunningAttempt {
+  task: string;
+  seq: number;
+  bytes: number;
+  startedAt: number;
+  needs: Needs;
 }
 
 export interface NewTaskRequest {
@@ -61,6 +83,8 @@ interface LiveTask {
   needs: Needs;
   /** Settles once a restarted task's intake has its spooled bytes back (at once for a new task). */
   ready: Promise<void>;
+  /** Seconds per input byte of recent committed attempts: what a straggler is measured against. */
+  pace: number[];
 }
 
 /** Unstarted chunks a task may have planned ahead of its slots before the reader is held back. */
@@ -106,7 +130,7 @@ export class Coordinator {
       const totalBytes = row.input_kind === "path" ? (fs.statSync(row.input_path, { throwIfNoEntry: false })?.size ?? null) : null;
       const t = this.goLive(this.ledger.task(row.id), bachfile, totalBytes, row.input_done === 1 ? null : resume);
       for (const a of this.ledger.attempts(row.id)) {
-        if (a.state === AttemptState.succeeded && a.bytes_in !== null && a.seconds !== null) t.sizer.observe({ bytes: a.bytes_in, seconds: a.seconds });
+        if (a.state === AttemptState.succeeded && a.bytes_in !== null && a.seconds !== null) observe(t, a.bytes_in, a.seconds);
       }
       this.opts.log.info({ task: row.id, chunks: row.chunks_planned, committed: row.commits, inputDone: row.input_done === 1 }, "carrying on a task the last run left open");
       this.finishIfDone(row.id);
@@ -120,7 +144,7 @@ export class Coordinator {
     const explicit = row.chunk_size > 0 ? row.chunk_size : bachfile.chunkSize === "auto" ? null : bachfile.chunkSize;
     const sizer = new ChunkSizer({ explicit, totalBytes, slots });
     const intake = new Intake(id, bachfile.delimiter, sizer, this.ledger, { room: () => this.roomToPlan(id, slots), recorded: () => this.afterInput(id) }, resume);
-    const t: LiveTask = { row, bachfile, sizer, intake, running: 0, needs: needsOf(bachfile, row.image_id), ready: Promise.resolve() };
+    const t: LiveTask = { row, bachfile, sizer, intake, running: 0, needs: needsOf(bachfile, row.image_id), ready: Promise.resolve(), pace: [] };
     this.live.set(id, t);
     if (row.input_done === 1) return t;
     if (row.input_kind === "path") {
@@ -398,6 +422,8 @@ export class Coordinator {
         this.ledger.workerSeen(w.id, w.lastSeen);
       }
     }
+    // Time alone can make an attempt a straggler: look again.
+    if (this.live.size > 0) this.queueDispatch();
   }
 
   attemptResult(session: WorkerSession, r: AttemptResult): void {
@@ -426,7 +452,14 @@ export class Coordinator {
     }
     if (t) {
       t.running--;
-      t.sizer.observe({ bytes: end.bytesIn, seconds: end.seconds });
+      observe(t, end.bytesIn, end.seconds);
+    }
+    // A straggler and its backup: the one that lost the race is stopped.
+    for (const rival of this.ledger.cancelRivals(attempt)) {
+      const w = this.workers.get(rival.worker_id);
+      if (w?.running.delete(rival.id) && t) t.running--;
+      w?.send({ kind: { $case: "cancel", value: { attemptId: rival.id, reason: `attempt ${attempt} committed the chunk first` } } });
+      this.spool.removeQuietly(this.spool.attemptOutput(rival.id));
     }
     this.notify(a.task_id);
     this.finishIfDone(a.task_id);
@@ -457,11 +490,7 @@ export class Coordinator {
   }
 
   private dispatch(): void {
-    const workers: WorkerView[] = [...this.workers.values()].map((w) => {
-      const capacity = capacityOf(w.hello);
-      const freeSlots = w.draining ? 0 : w.hello.slots - w.running.size;
-      return { id: w.id, freeSlots, capacity, free: [...w.running.values()].reduce(take, capacity), docker: w.hello.docker, interruptible: w.hello.interruptible };
-    });
+    const workers = this.workerViews();
     for (const t of [...this.live.values()]) {
       const why = neverFits(
         [...this.workers.values()].filter((w) => !w.draining).map((w) => ({ name: `${w.id} ${w.hello.name}`, docker: w.hello.docker, interruptible: w.hello.interruptible, capacity: capacityOf(w.hello) })),
@@ -479,19 +508,56 @@ export class Coordinator {
       const pending = this.ledger.pendingChunks(t.row.id, Math.min(room, free) + 16);
       tasks.push({ id: t.row.id, room, needs: t.needs, pending: pending.map((c) => ({ seq: c.seq, avoid: this.ledger.failedOn(t.row.id, c.seq) })) });
     }
-    for (const p of placeChunks(workers, tasks)) this.assign(p.worker, p.task, p.seq);
+    const placed = placeChunks(workers, tasks);
+    for (const p of placed) this.assign(p.worker, p.task, p.seq);
+    if (placed.length < free && this.opts.speculation !== false) this.speculate(this.opts.speculation ?? DEFAULT_SPECULATION);
   }
 
-  private assign(workerId: string, task: string, seq: number): void {
+  /** Idle slots take backups of stragglers (see placeBackups). */
+  private speculate(s: Speculation): void {
+    const now = Date.now();
+    const perChunk = new Map<string, number>();
+    for (const w of this.workers.values()) for (const r of w.running.values()) perChunk.set(`${r.task}/${r.seq}`, (perChunk.get(`${r.task}/${r.seq}`) ?? 0) + 1);
+    const running: RunningAttemptView[] = [];
+    for (const w of this.workers.values()) {
+      for (const r of w.running.values()) {
+        const t = this.live.get(r.task);
+        if (!t) continue;
+        running.push({
+          task: r.task,
+          seq: r.seq,
+          worker: w.id,
+          elapsedMs: now - r.startedAt,
+          expectedMs: t.pace.length > 0 ? median(t.pace) * r.bytes * 1000 : null,
+          hasBackup: (perChunk.get(`${r.task}/${r.seq}`) ?? 0) > 1,
+          taskHasRoom: t.row.parallelism === 0 || t.running < t.row.parallelism,
+          needs: r.needs,
+        });
+      }
+    }
+    if (running.length === 0) return;
+    for (const p of placeBackups(this.workerViews(), running, s)) this.assign(p.worker, p.task, p.seq, true);
+  }
+
+  private workerViews(): WorkerView[] {
+    return [...this.workers.values()].map((w) => {
+      const capacity = capacityOf(w.hello);
+      const freeSlots = w.draining ? 0 : w.hello.slots - w.running.size;
+      return { id: w.id, freeSlots, capacity, free: [...w.running.values()].map((r) => r.needs).reduce(take, capacity), docker: w.hello.docker, interruptible: w.hello.interruptible };
+    });
+  }
+
+  private assign(workerId: string, task: string, seq: number, backup = false): void {
     const w = this.workers.get(workerId);
     const t = this.live.get(task);
     if (!w || !t) return;
     const chunk = this.ledger.chunk(task, seq);
-    const attemptId = this.ledger.startAttempt(task, seq, workerId);
+    const attemptId = backup ? this.ledger.startBackupAttempt(task, seq, workerId) : this.ledger.startAttempt(task, seq, workerId);
+    if (backup) this.opts.log.info({ task, chunk: seq, attempt: attemptId, worker: workerId }, "backup attempt for a straggler");
     t.running++;
     // A chunk leaving pending makes room for the reader to plan more.
     this.notify(task);
-    w.running.set(attemptId, t.needs);
+    w.running.set(attemptId, { task, seq, bytes: chunk.length, startedAt: Date.now(), needs: t.needs });
     const local = w.hello.localFiles;
     w.send({
       kind: {
@@ -509,6 +575,19 @@ export class Coordinator {
       },
     });
   }
+}
+
+function observe(t: LiveTask, bytes: number, seconds: number): void {
+  t.sizer.observe({ bytes, seconds });
+  if (bytes > 0) {
+    t.pace.push(seconds / bytes);
+    if (t.pace.length > 50) t.pace.shift();
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
 }
 
 /** What one attempt of the task takes from a worker: the bachfile's minimums, and an engine for an image. */

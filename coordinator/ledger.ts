@@ -12,7 +12,7 @@ import {
   canMoveTask,
 } from "../core/states";
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 const schemaV1 = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -60,11 +60,17 @@ ALTER TABLE tasks ADD COLUMN spooled INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN open_chunk_size INTEGER NOT NULL DEFAULT 0;
 `;
 
+/** Version 4: backup attempts (speculative execution) are marked, so reports can count them. */
+const schemaV4 = `
+ALTER TABLE attempts ADD COLUMN backup INTEGER NOT NULL DEFAULT 0;
+`;
+
 /** Migrations by the version they produce; a later issue appends to this list, never edits it. */
 const migrations: { version: number; sql: string }[] = [
   { version: 1, sql: schemaV1 },
   { version: 2, sql: schemaV2 },
   { version: 3, sql: schemaV3 },
+  { version: 4, sql: schemaV4 },
 ];
 
 export interface TaskRow {
@@ -116,6 +122,7 @@ export interface AttemptRow {
   bytes_in: number | null;
   bytes_out: number | null;
   seconds: number | null;
+  backup: number;
 }
 
 export interface WorkerRow {
@@ -375,6 +382,34 @@ export class Ledger {
       );
       this.event("attempt-started", { task, seq, attempt: id, worker });
       return id;
+    })();
+  }
+
+  /**
+   * A backup attempt of a chunk that is running long (speculative execution): the chunk stays running,
+   * and whichever attempt finishes first commits. A backup does not use up a retry.
+   */
+  startBackupAttempt(task: string, seq: number, worker: string): number {
+    return this.db.transaction(() => {
+      const c = this.chunk(task, seq);
+      if (c.state !== ChunkState.running) throw new Error(`chunk ${task}/${seq} is ${c.state}, not running: no backup`);
+      const id = Number(
+        this.db
+          .prepare("INSERT INTO attempts(task_id, seq, worker_id, state, started_at, backup) VALUES (?,?,?,'running',?,1)")
+          .run(task, seq, worker, this.now()).lastInsertRowid,
+      );
+      this.event("backup-started", { task, seq, attempt: id, worker });
+      return id;
+    })();
+  }
+
+  /** After a commit: the chunk's other running attempts are cancelled (they lost the race). */
+  cancelRivals(committed: number): AttemptRow[] {
+    return this.db.transaction(() => {
+      const a = this.attempt(committed);
+      const rivals = this.db.prepare("SELECT * FROM attempts WHERE task_id=? AND seq=? AND state='running' AND id<>?").all(a.task_id, a.seq, committed) as AttemptRow[];
+      for (const r of rivals) this.moveAttempt(r.id, AttemptState.cancelled, { exitCode: -1, reason: `attempt ${committed} committed the chunk first`, stderr: "", bytesIn: 0, bytesOut: 0, seconds: 0 });
+      return rivals;
     })();
   }
 

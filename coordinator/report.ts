@@ -56,7 +56,12 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
     input: { kind: task.input_kind, path: task.input_path, bytes: task.bytes_in, done: task.input_done === 1 },
     parallelism: task.parallelism,
     chunks: { planned: task.chunks_planned, byState: chunkStates },
-    attempts: { total: attempts.length, byState: attemptStates, retries: Math.max(0, attempts.length - new Set(attempts.map((a) => a.seq)).size) },
+    attempts: {
+      total: attempts.length,
+      byState: attemptStates,
+      retries: Math.max(0, attempts.filter((a) => a.backup === 0).length - new Set(attempts.map((a) => a.seq)).size),
+      backups: attempts.filter((a) => a.backup === 1).length,
+    },
     bytesOut: chunks.reduce((n, c) => n + (c.bytes_out ?? 0), 0),
     workers: [...shares.values()],
     failures,

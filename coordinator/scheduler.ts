@@ -143,3 +143,54 @@ export function neverFits(workers: readonly WorkerCapacity[], needs: Needs): str
   }
   return `no connected worker has room for all it asks at once (${needs.cpu} cores, ${needs.memoryMb} MiB, ${needs.diskMb} MiB disk, ${needs.gpus} GPUs)`;
 }
+
+export interface RunningAttemptView {
+  task: string;
+  seq: number;
+  worker: string;
+  elapsedMs: number;
+  /** How long this chunk should take, judged by the task's committed attempts; null before any. */
+  expectedMs: number | null;
+  /** The chunk already has a second attempt running. */
+  hasBackup: boolean;
+  /** The task may start another attempt now (its -p cap). */
+  taskHasRoom: boolean;
+  needs: Needs;
+}
+
+export interface Speculation {
+  /** A straggler runs longer than this many times its expected time... */
+  factor: number;
+  /** ...and longer than this, so that short chunks are never doubled for noise. */
+  minMs: number;
+}
+
+export const DEFAULT_SPECULATION: Speculation = { factor: 2, minMs: 3000 };
+
+/**
+ * Speculative execution, as Hadoop does it: slots still idle after the pending chunks were placed take
+ * backup attempts of the attempts running far longer than their task's typical chunk, the slowest
+ * first, each on a worker other than the straggler's. The first attempt to finish commits.
+ */
+export function placeBackups(workers: readonly WorkerView[], running: readonly RunningAttemptView[], s: Speculation = DEFAULT_SPECULATION): Placement[] {
+  const state = new Map(workers.filter((w) => w.freeSlots > 0).map((w) => [w.id, { slots: w.freeSlots, free: { ...w.free }, docker: w.docker, interruptible: w.interruptible }]));
+  const stragglers = running
+    .filter((r) => !r.hasBackup && r.taskHasRoom && r.expectedMs !== null && r.elapsedMs > Math.max(s.minMs, s.factor * r.expectedMs))
+    .sort((a, b) => b.elapsedMs / (b.expectedMs ?? 1) - a.elapsedMs / (a.expectedMs ?? 1));
+  const placements: Placement[] = [];
+  const backedUp = new Set<string>();
+  for (const r of stragglers) {
+    const key = `${r.task}/${r.seq}`;
+    if (backedUp.has(key)) continue;
+    const worker = [...state.keys()].find((id) => id !== r.worker && fits(state.get(id), r.needs));
+    if (worker === undefined) continue;
+    placements.push({ worker, task: r.task, seq: r.seq });
+    backedUp.add(key);
+    const w = state.get(worker);
+    if (!w) continue;
+    w.slots--;
+    w.free = take(w.free, r.needs);
+    if (w.slots <= 0) state.delete(worker);
+  }
+  return placements;
+}

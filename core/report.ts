@@ -38,7 +38,8 @@ export interface TaskReport {
   /** The container image's digest, or null when the task ran plain processes. */
   image: string | null;
   chunks: { planned: number; byState: Record<string, number> };
-  attempts: { total: number; byState: Record<string, number>; retries: number };
+  /** Backups: second attempts of stragglers (speculative execution); they are not retries. */
+  attempts: { total: number; byState: Record<string, number>; retries: number; backups: number };
   bytesOut: number;
   workers: WorkerShare[];
   /** Attempts that did not succeed, newest last (at most 50). */

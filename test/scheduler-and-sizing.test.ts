@@ -1,7 +1,7 @@
 // The pure decisions: which chunk goes to which slot, and how big auto chunks are.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { NO_NEEDS, neverFits, placeChunks, type Resources, type WorkerView } from "../coordinator/scheduler";
+import { NO_NEEDS, neverFits, placeBackups, placeChunks, type Resources, type RunningAttemptView, type WorkerView } from "../coordinator/scheduler";
 import { ChunkSizer, MAX_CHUNK, MIN_CHUNK, fitCost } from "../core/chunk-size";
 
 const roomy: Resources = { cpu: 2, memoryMb: 4096, diskMb: 10_000, gpus: 0 };
@@ -64,6 +64,23 @@ test("a task that must not be interrupted goes only to workers that stay", () =>
   const p = placeChunks([idle("spare", 2, roomy, false, true), idle("server", 2)], [{ id: "t", room: 4, pending, needs: { ...NO_NEEDS, steady: true } }]);
   assert.deepEqual(new Set(p.map((x) => x.worker)), new Set(["server"]));
   assert.equal(p.length, 2);
+});
+
+test("idle slots back up the stragglers, slowest first, never on the straggler's own worker", () => {
+  const running = (seq: number, worker: string, elapsedMs: number, more: Partial<RunningAttemptView> = {}): RunningAttemptView => ({
+    task: "t", seq, worker, elapsedMs, expectedMs: 1000, hasBackup: false, taskHasRoom: true, needs: NO_NEEDS, ...more,
+  });
+  const views = [
+    running(1, "slow", 10_000),
+    running(2, "slow", 30_000),
+    running(3, "a", 1_500), // within twice its expected time: fine
+    running(4, "a", 50_000, { hasBackup: true }),
+    running(5, "a", 50_000, { expectedMs: null }), // nothing committed yet: no measure
+    running(6, "a", 2_500, { expectedMs: 100 }), // slow by ratio, but under the 3 s floor
+  ];
+  const p = placeBackups([idle("slow", 1), idle("b", 1)], views);
+  assert.deepEqual(p, [{ worker: "b", task: "t", seq: 2 }], "one idle slot elsewhere: the slowest straggler gets it");
+  assert.deepEqual(placeBackups([idle("slow", 2)], views), [], "never on the straggler's own worker");
 });
 
 test("fitCost recovers fixed cost and rate", () => {

@@ -260,7 +260,7 @@ export class WorkerAgent {
       input,
       outputFile,
       workerName: this.opts.name,
-      env: { BACH_TASK: a.taskId, BACH_CHUNK: String(a.chunk), BACH_ATTEMPT: String(a.attemptId) },
+      env: { BACH_TASK: a.taskId, BACH_CHUNK: String(a.chunk), BACH_ATTEMPT: String(a.attemptId), BACH_WORKER: this.opts.name },
     };
     if (a.imageId && !this.containers) throw new Error(`worker ${this.opts.name} runs no containers (no Docker Engine answered when it started)`);
     const attempt = a.imageId && this.containers ? this.containers.run({ ...run, taskId: a.taskId, imageId: a.imageId }) : runProcess(run);
