@@ -42,8 +42,10 @@ export interface Daemon {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-function daemon(args: string[], env: NodeJS.ProcessEnv = {}): Daemon & { stdout(): string } {
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+/** A node program of ours; `wrap` runs it through a command first (say, ip netns exec HOST). */
+function daemon(args: string[], env: NodeJS.ProcessEnv = {}, wrap: string[] = []): Daemon & { stdout(): string } {
+  const [command, ...prefix] = [...wrap, process.execPath];
+  const proc = spawn(command, [...prefix, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   proc.stdout?.on("data", (b: Buffer) => (out += b.toString()));
@@ -73,19 +75,20 @@ export interface Cluster {
    * A worker; by default it fetches chunks over gRPC as a worker on another machine would. `dataDir`
    * reuses a worker's folder (a restart), `env` sets e.g. DOCKER_HOST, `args` adds flags.
    */
-  addWorker(opts?: { slots?: number; name?: string; localSpool?: boolean; dataDir?: string; env?: NodeJS.ProcessEnv; args?: string[] }): Promise<Daemon>;
+  addWorker(opts?: { slots?: number; name?: string; localSpool?: boolean; dataDir?: string; env?: NodeJS.ProcessEnv; args?: string[]; wrap?: string[] }): Promise<Daemon>;
   /** SIGKILLs the coordinator and starts a new one on the same ports and data dir. */
   restartCoordinator(pauseMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startCluster(opts: { workers?: number; slots?: number; heartbeat?: string; lostAfter?: string; dataListen?: string } = {}): Promise<Cluster> {
+export async function startCluster(opts: { workers?: number; slots?: number; heartbeat?: string; lostAfter?: string; dataListen?: string; host?: string } = {}): Promise<Cluster> {
   const dataDir = tempDir("bach-coord-");
   const token = randomBytes(8).toString("hex");
   const start = (listen: string, dataListen: string | undefined) =>
     daemon([bin.coordinator, "start", "--listen", listen, "--data-dir", dataDir, "--token", token,
       "--heartbeat", opts.heartbeat ?? "200ms", "--lost-after", opts.lostAfter ?? "2s", ...(dataListen ? ["--data-listen", dataListen] : [])], { BACH_LOG_LEVEL: "info" });
-  const coordinator = start("127.0.0.1:0", opts.dataListen);
+  const host = opts.host ?? "127.0.0.1";
+  const coordinator = start(`${host}:0`, opts.dataListen);
   const address = await waitFor("the coordinator to listen", () => /listening on (\S+)/.exec(coordinator.stdout())?.[1]);
   const workers: Daemon[] = [];
   const cluster: Cluster = {
@@ -97,7 +100,7 @@ export async function startCluster(opts: { workers?: number; slots?: number; hea
     async addWorker(w = {}) {
       const name = w.name ?? `worker-${workers.length + 1}`;
       const d = daemon([bin.worker, "join", address, "--token", token, "--slots", String(w.slots ?? opts.slots ?? 1), "--name", name,
-        "--data-dir", w.dataDir ?? tempDir("bach-worker-"), ...(w.localSpool ? [] : ["--no-local-spool"]), ...(w.args ?? [])], { BACH_LOG_LEVEL: "info", ...w.env });
+        "--data-dir", w.dataDir ?? tempDir("bach-worker-"), ...(w.localSpool ? [] : ["--no-local-spool"]), ...(w.args ?? [])], { BACH_LOG_LEVEL: "info", ...w.env }, w.wrap);
       await waitFor(`worker ${name} to join`, () => d.stderr().includes('"msg":"joined"'));
       workers.push(d);
       return d;
@@ -106,7 +109,7 @@ export async function startCluster(opts: { workers?: number; slots?: number; hea
       const dataPort = /"dataPort":(\d+)/.exec(cluster.coordinator.stderr())?.[1];
       await cluster.coordinator.stop("SIGKILL");
       await new Promise((resolve) => setTimeout(resolve, pauseMs));
-      const next = start(address, dataPort ? `127.0.0.1:${dataPort}` : undefined);
+      const next = start(address, dataPort ? `${host}:${dataPort}` : undefined);
       await waitFor("the restarted coordinator to listen", () => /listening on/.test(next.stdout()) || next.proc.exitCode !== null);
       if (next.proc.exitCode !== null) throw new Error(`the restarted coordinator exited: ${next.stderr()}`);
       cluster.coordinator = next;
