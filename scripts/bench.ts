@@ -8,6 +8,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { once } from "node:events";
+import net from "node:net";
+import Database from "better-sqlite3";
 import { BASE_IMAGE, connectDocker, dockerAnswers, imageId } from "../core/docker";
 
 const root = path.resolve(__dirname, "..", "..");
@@ -73,16 +75,34 @@ function sh(script: string) {
   return timed("bash", ["-c", script]);
 }
 
-async function startCluster(): Promise<{ address: string; coordinator: ChildProcess; stop(): void }> {
-  const dataDir = path.join(work, `coord-${Date.now()}`);
-  const coordinator = spawn(process.execPath, [path.join(root, "dist", "coordinator", "main.js"), "start", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--token", "bench"], {
+interface BenchCluster {
+  address: string;
+  coordinator: ChildProcess;
+  workers: ChildProcess[];
+  dataDir: string;
+  /** SIGKILLs the coordinator and starts it again on the same ports and data dir. */
+  restartCoordinator(): Promise<void>;
+  stop(): void;
+}
+
+async function startCoordinator(dataDir: string, listen: string, dataListen: string): Promise<{ proc: ChildProcess; address: string }> {
+  const proc = spawn(process.execPath, [path.join(root, "dist", "coordinator", "main.js"), "start", "--listen", listen, "--data-listen", dataListen, "--data-dir", dataDir, "--token", "bench"], {
     stdio: ["ignore", "pipe", "ignore"],
     env: { ...process.env, BACH_LOG_LEVEL: "warn" },
   });
   let out = "";
-  coordinator.stdout?.on("data", (b: Buffer) => (out += b.toString()));
-  while (!/listening on (\S+)/.test(out)) await new Promise((r) => setTimeout(r, 50));
-  const address = /listening on (\S+)/.exec(out)?.[1] ?? "";
+  proc.stdout?.on("data", (b: Buffer) => (out += b.toString()));
+  while (!/listening on (\S+)/.test(out)) {
+    if (proc.exitCode !== null) throw new Error("the coordinator did not start");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { proc, address: /listening on (\S+)/.exec(out)?.[1] ?? "" };
+}
+
+async function startCluster(): Promise<BenchCluster> {
+  const dataDir = path.join(work, `coord-${Date.now()}`);
+  const ports = await freePorts(2);
+  let { proc: coordinator, address } = await startCoordinator(dataDir, `127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`);
   const workers = [1, 2].map((i) =>
     spawn(process.execPath, [path.join(root, "dist", "worker", "main.js"), "join", address, "--token", "bench", "--slots", "1", "--name", `bench-${i}`, "--data-dir", path.join(work, `w${i}`), ...(NETWORK_WORKERS ? ["--no-local-spool"] : [])], {
       stdio: "ignore",
@@ -90,15 +110,89 @@ async function startCluster(): Promise<{ address: string; coordinator: ChildProc
     }),
   );
   await new Promise((r) => setTimeout(r, 1500));
-  return {
+  const cluster: BenchCluster = {
     address,
     coordinator,
+    workers,
+    dataDir,
+    async restartCoordinator() {
+      cluster.coordinator.kill("SIGKILL");
+      await once(cluster.coordinator, "exit");
+      ({ proc: coordinator, address } = await startCoordinator(dataDir, `127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`));
+      cluster.coordinator = coordinator;
+    },
     stop() {
       for (const w of workers) w.kill("SIGKILL");
-      coordinator.kill("SIGTERM");
+      cluster.coordinator.kill("SIGTERM");
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };
+  return cluster;
+}
+
+function freePorts(n: number): Promise<number[]> {
+  return Promise.all(
+    Array.from({ length: n }, () => new Promise<number>((resolve, reject) => {
+      const s = net.createServer();
+      s.once("error", reject);
+      s.listen(0, "127.0.0.1", () => {
+        const port = (s.address() as net.AddressInfo).port;
+        s.close(() => resolve(port));
+      });
+    })),
+  );
+}
+
+/** The newest task's commits, read from the ledger while the coordinator runs (or is between lives). */
+function commitsSoFar(dataDir: string): number {
+  const file = path.join(dataDir, "ledger.sqlite");
+  if (!fs.existsSync(file)) return 0;
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare("SELECT commits FROM tasks ORDER BY created_at DESC LIMIT 1").get() as { commits: number } | undefined)?.commits ?? 0;
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Recovery: the 1 GiB task on the loopback cluster (from a file) with one worker SIGKILLed halfway,
+ * against the clean run; and, in another run, the coordinator SIGKILLed halfway and restarted: the
+ * time from its restart to the first new commit.
+ */
+async function recovery(env: NodeJS.ProcessEnv, taskDir: string): Promise<string[]> {
+  const run = async (disrupt: (c: BenchCluster) => Promise<number | null>, delayMs: number) => {
+    const cluster = await startCluster();
+    try {
+      const running = timed(process.execPath, [bach, "task-run", "--coordinator", cluster.address, "--token", "bench", "--data", data, "--reconnect", "60s"], { env, cwd: taskDir });
+      await new Promise((r) => setTimeout(r, delayMs));
+      const measured = await disrupt(cluster);
+      const r = await running;
+      return { ...r, measured };
+    } finally {
+      cluster.stop();
+    }
+  };
+  const clean = await run(async () => null, 0);
+  const killWorker = await run(async (c) => {
+    c.workers[0].kill("SIGKILL");
+    return null;
+  }, (clean.wall * 1000) / 2);
+  const restart = await run(async (c) => {
+    const before = commitsSoFar(c.dataDir);
+    const t0 = process.hrtime.bigint();
+    await c.restartCoordinator();
+    while (commitsSoFar(c.dataDir) <= before) await new Promise((r) => setTimeout(r, 10));
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  }, (clean.wall * 1000) / 2);
+  const same = (m: string) => (m === clean.md5 ? "same md5" : "DIFFERENT md5");
+  return [
+    "",
+    "recovery, cluster on loopback (coordinator + 2 workers, --data FILE):",
+    `  clean run: ${clean.wall.toFixed(2)} s`,
+    `  one worker SIGKILLed halfway: ${killWorker.wall.toFixed(2)} s (${(killWorker.wall / clean.wall).toFixed(2)}x the clean run, ${same(killWorker.md5)})`,
+    `  coordinator SIGKILLed halfway and restarted: ${restart.wall.toFixed(2)} s (${(restart.wall / clean.wall).toFixed(2)}x, ${same(restart.md5)}); first new commit ${(restart.measured ?? 0).toFixed(0)} ms after the restart began`,
+  ];
 }
 
 /** A Docker Engine answers and has (or can build) the base image. */
@@ -226,6 +320,7 @@ async function main(): Promise<void> {
   const dockerRow = results.find((r) => r.name.startsWith("bach task-run -p 2 --data FILE (embedded, in containers"));
   if (processRow && dockerRow) lines.push("", `containers against plain processes, --data FILE -p 2: ${(dockerRow.wall / processRow.wall).toFixed(2)}x the wall time (target: at most 1.3x)`);
   if (docker) lines.push(await perChunkCost(env));
+  if (!ONLY.length || ONLY.some((o) => "recovery".includes(o))) lines.push(...(await recovery(env, taskDir)));
   process.stdout.write(`${lines.join("\n")}\n`);
   fs.rmSync(work, { recursive: true, force: true });
 }
