@@ -200,7 +200,9 @@ export async function taskRun(opts: RunOptions): Promise<void> {
     taskId = task;
     stopTaskWithUs(api, task, embedded);
     const reconnect = reconnecting(embedded ? null : (api as RemoteApi), opts.reconnectMs);
-    const feeding = req.input.kind === "stream" ? feedInput(api, task, new ReplayableInput(await openInput(input)), reconnect) : Promise.resolve();
+    // Only a remote coordinator can come back after a restart: only its input is kept for re-sending.
+    const source = req.input.kind === "stream" ? await openInput(input) : null;
+    const feeding = !source ? Promise.resolve() : embedded ? api.putInput(task, source, 0).then(() => undefined) : feedInput(api, task, new ReplayableInput(source), reconnect);
     // An upload that breaks ends the task (a no-op when the coordinator already failed it), so the
     // output below ends too instead of waiting for input that will not come.
     const fed = feeding.then(
