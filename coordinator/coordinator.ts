@@ -143,7 +143,7 @@ export class Coordinator {
     const slots = row.parallelism > 0 ? row.parallelism : Math.max(1, this.totalSlots());
     const explicit = row.chunk_size > 0 ? row.chunk_size : bachfile.chunkSize === "auto" ? null : bachfile.chunkSize;
     const sizer = new ChunkSizer({ explicit, totalBytes, slots });
-    const intake = new Intake(id, bachfile.delimiter, sizer, this.ledger, { room: () => this.roomToPlan(id, slots), recorded: () => this.afterInput(id) }, resume);
+    const intake = new Intake(id, bachfile.delimiter, sizer, this.ledger, { room: (waiting) => this.roomToPlan(id, slots, waiting), recorded: () => this.afterInput(id) }, resume);
     const t: LiveTask = { row, bachfile, sizer, intake, running: 0, needs: needsOf(bachfile, row.image_id), ready: Promise.resolve(), pace: [] };
     this.live.set(id, t);
     if (row.input_done === 1) return t;
@@ -308,9 +308,11 @@ export class Coordinator {
     this.changes.emit(task);
   }
 
-  private async roomToPlan(task: string, slots: number): Promise<void> {
-    while (this.live.has(task) && this.ledger.pendingChunks(task, slots + PLAN_AHEAD).length >= slots + PLAN_AHEAD) {
-      await this.changed(task, 1000);
+  private async roomToPlan(task: string, slots: number, waiting?: () => Promise<void>): Promise<void> {
+    const full = () => this.live.has(task) && this.ledger.pendingChunks(task, slots + PLAN_AHEAD).length >= slots + PLAN_AHEAD;
+    if (full()) {
+      await waiting?.();
+      while (full()) await this.changed(task, 1000);
     }
     if (!this.live.has(task)) throw new InputError(`task ${task} has ended`);
   }

@@ -11,8 +11,11 @@ import type { Ledger } from "./ledger";
 const READ_BUFFER = 4 * 1024 * 1024;
 
 export interface IntakeHooks {
-  /** Resolves when the task has room for more planned chunks (backpressure towards the reader). */
-  room(): Promise<void>;
+  /**
+   * Resolves when the task has room for more planned chunks (backpressure towards the reader); calls
+   * `waiting` first when it has to wait.
+   */
+  room(waiting?: () => Promise<void>): Promise<void>;
   /** Called after chunks (or the end of input) were recorded. */
   recorded(): void;
 }
@@ -210,17 +213,21 @@ export class Intake {
       throw new InputError(`task ${this.task}: input continues at byte ${this.bytesIn}, not ${offset}`, { offset });
     }
     if (data.length === 0) return;
-    this.files ??= new ChunkFiles(chunkPath);
-    await this.hooks.room();
+    const files = (this.files ??= new ChunkFiles(chunkPath));
+    // A reader held back marks all it has sent: a restart meanwhile would not ask for it again.
+    await this.hooks.room(() => this.markSpooled(files));
     const cuts = this.chunker.push(data);
-    await this.files.write(data, this.bytesIn, cuts);
+    await files.write(data, this.bytesIn, cuts);
     this.bytesIn += data.length;
     this.record(cuts, false);
-    if (this.bytesIn - this.marked >= MARK_EVERY) {
-      await this.files.settle();
-      this.ledger.setSpooled(this.task, this.bytesIn);
-      this.marked = this.bytesIn;
-    }
+    if (this.bytesIn - this.marked >= MARK_EVERY) await this.markSpooled(files);
+  }
+
+  private async markSpooled(files: ChunkFiles): Promise<void> {
+    if (this.bytesIn === this.marked) return;
+    await files.settle();
+    this.ledger.setSpooled(this.task, this.bytesIn);
+    this.marked = this.bytesIn;
   }
 
   async endStream(chunkPath: (seq: number) => string): Promise<void> {

@@ -64,7 +64,9 @@ for (const how of ["a file", "a pipe"] as const) {
 }
 
 test("a chunk half spooled when the coordinator died keeps its bytes; the CLI re-sends only what follows", async () => {
-  const input = numbered(700_000); // ~40 MiB in 6 MiB chunks: the reader waits inside a chunk for room
+  // ~87 MiB in 6 MiB chunks, more than two slots, two planned ahead and the open chunk hold (42 MiB):
+  // the reader is held back, mid-chunk, when the coordinator dies.
+  const input = numbered(1_400_000);
   const task = taskFolder({ binary: "sh", args: ["-c", "sleep 0.5; cat"] });
   const running = runBach(["task-run", ...on(), "--chunk-size", "6m", "--no-progress", "--reconnect", "60s"], { cwd: task, pipeFile: input, timeoutMs: 120_000 });
   await waitFor("a first commit", () => countCommits() >= 1, 60_000);
