@@ -50,20 +50,39 @@ function rangeFeeder(input: { path: string; offset: number; length: number }): C
   });
 }
 
+/**
+ * A range that is a whole file (a streamed chunk's own spool file) becomes the program's stdin as it
+ * is: it reads the page cache directly, with no copy into a pipe at all. Returns the open file, or null.
+ */
+function openWholeFile(input: { path: string; offset: number; length: number }): number | null {
+  if (input.offset !== 0) return null;
+  let fd: number;
+  try {
+    fd = fs.openSync(input.path, "r");
+  } catch {
+    return null; // dd reports what is wrong with it
+  }
+  if (fs.fstatSync(fd).size === input.length) return fd;
+  fs.closeSync(fd);
+  return null;
+}
+
 export function runProcess(run: AttemptRun): RunningAttempt {
   const started = process.hrtime.bigint();
   const { bachfile, input } = run;
   const out = fs.openSync(run.outputFile, "w");
   const binary = bachfile.binary.includes("/") ? path.resolve(run.cwd, bachfile.binary) : bachfile.binary;
-  const feeder = input.kind === "range" ? rangeFeeder(input) : null;
+  const whole = input.kind === "range" ? openWholeFile(input) : null;
+  const feeder = input.kind === "range" && whole === null ? rangeFeeder(input) : null;
   const child = spawn(binary, bachfile.args, {
     cwd: run.cwd,
     env: { ...process.env, ...bachfile.env, ...run.env },
-    stdio: [feeder?.stdout ?? "pipe", out, bachfile.stderr === "ignore" ? "ignore" : "pipe"],
+    stdio: [whole ?? feeder?.stdout ?? "pipe", out, bachfile.stderr === "ignore" ? "ignore" : "pipe"],
     // Its own process group, so a kill reaches whatever the program started (sh -c "a | b").
     detached: true,
   });
   fs.closeSync(out);
+  if (whole !== null) fs.closeSync(whole);
   // The program has its own copy of the pipe; this process must never read from it.
   feeder?.stdout?.destroy();
   let bytesIn = input.kind === "range" ? input.length : 0;
