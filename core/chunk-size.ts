@@ -13,6 +13,11 @@ const FIXED_COST_SHARE = 19;
 /** Priors until measured: a light node mapper, the worst case (../shared/bench/README.md: ~0.1 s per chunk, ~450 MB/s). */
 const PRIOR_FIXED_SECONDS = 0.1;
 const PRIOR_BYTES_PER_SECOND = 400e6;
+/**
+ * No fresh process is free (fork, exec, a runtime's start): a fit that finds less is noise (timings
+ * of busy slots; it once sized a node mapper's chunks down to 1 MiB), and the prior stands instead.
+ */
+const MIN_FIXED_SECONDS = 0.02;
 const CHUNKS_PER_SLOT = 8;
 const EVEN_SLACK = 1.01;
 
@@ -31,15 +36,15 @@ export function fitCost(obs: readonly Observation[]): { fixedSeconds: number; by
   const my = usable.reduce((s, o) => s + o.seconds, 0) / n;
   const sxx = usable.reduce((s, o) => s + (o.bytes - mx) ** 2, 0);
   const sxy = usable.reduce((s, o) => s + (o.bytes - mx) * (o.seconds - my), 0);
-  if (n < 2 || sxx < (0.25 * mx) ** 2) {
-    // One size only: keep the prior fixed cost, take the rate from what is left.
-    const perByte = Math.max(my - prior.fixedSeconds, my * 0.5) / mx;
-    return { fixedSeconds: prior.fixedSeconds, bytesPerSecond: 1 / perByte };
+  if (n >= 2 && sxx >= (0.25 * mx) ** 2) {
+    const slope = sxy / sxx;
+    const intercept = my - slope * mx;
+    if (slope <= 0) return prior;
+    if (intercept >= MIN_FIXED_SECONDS) return { fixedSeconds: intercept, bytesPerSecond: 1 / slope };
   }
-  const slope = sxy / sxx;
-  const intercept = my - slope * mx;
-  if (slope <= 0) return prior;
-  return { fixedSeconds: Math.max(0, intercept), bytesPerSecond: 1 / slope };
+  // One size only, or no fixed cost to be seen: keep the prior fixed cost, take the rate from what is left.
+  const perByte = Math.max(my - prior.fixedSeconds, my * 0.5) / mx;
+  return { fixedSeconds: prior.fixedSeconds, bytesPerSecond: 1 / perByte };
 }
 
 export interface SizerOptions {

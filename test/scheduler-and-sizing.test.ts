@@ -93,6 +93,14 @@ test("fitCost recovers fixed cost and rate", () => {
   assert.ok(Math.abs(fit.bytesPerSecond - 400e6) < 1);
 });
 
+test("a fit that finds no fixed cost (noisy timings) does not shrink chunks to the minimum", () => {
+  // The first two chunks of a stream, timed while the slots were busy: the line through them meets
+  // zero bytes at -0.01 s.
+  const sizer = new ChunkSizer({ explicit: null, totalBytes: null, slots: 2 });
+  for (const [mib, seconds] of [[16, 0.29], [32, 0.59]]) sizer.observe({ bytes: mib * 2 ** 20, seconds });
+  assert.ok(sizer.efficientSize() >= 32 * 2 ** 20, `efficient size ${sizer.efficientSize()}`);
+});
+
 test("auto sizes: explicit wins; a stream ramps up; a file gets chunks for every slot", () => {
   assert.equal(new ChunkSizer({ explicit: 12345, totalBytes: null, slots: 2 }).next(7), 12345);
   const stream = new ChunkSizer({ explicit: null, totalBytes: null, slots: 2 });
