@@ -66,9 +66,10 @@ export class EmbeddedApi implements CoordinatorApi {
     return this.c.createTask(req);
   }
 
+  /** `source` yields frames; each is spooled before the next is asked for, so it may reuse their memory. */
   async putInput(task: string, source: AsyncIterable<Buffer>, from: number): Promise<number> {
     let offset = from;
-    for await (const data of frames(source)) {
+    for await (const data of source) {
       await this.c.appendInput(task, offset, data);
       offset += data.length;
     }

@@ -4,8 +4,10 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
+import tty from "node:tty";
 import { loadBachfile, type Bachfile } from "../core/bachfile";
 import { InputError, TaskFailedError } from "../core/errors";
+import { frames, pipeFrames } from "../core/frames";
 import { parseSize } from "../core/sizes";
 import { RemoteApi, type CoordinatorApi, type TaskRequest } from "./api";
 import { startEmbedded, type Embedded } from "./embedded";
@@ -51,7 +53,8 @@ function stdinFile(): Input | null {
 
 export function resolveInput(data: string | null): Input {
   if (data === null || data === "-") {
-    if (data === null && process.stdin.isTTY) {
+    // isatty, not process.stdin.isTTY: the getter would open fd 0 as a stream that pipeFrames must not share.
+    if (data === null && tty.isatty(0)) {
       throw new InputError("no input: give --data FILE or --data URL, or pipe the records in (cat FILE | bach task-run)");
     }
     return (process.platform === "linux" && stdinFile()) || { kind: "stdin" };
@@ -69,9 +72,16 @@ function refuseAbsentFeatures(b: Bachfile): void {
   if (b.reduce) throw new InputError("bachfile.json: reduce: map-reduce tasks are not available in this version of bach yet", { field: "reduce" });
 }
 
-async function openInput(input: Input): Promise<Readable> {
-  if (input.kind === "stdin") return process.stdin;
-  if (input.kind === "file") return fs.createReadStream(input.path, { highWaterMark: 1 << 20 });
+/**
+ * The input as frames. With `reuse`, stdin that is a pipe or a socket is read into buffers used over
+ * and over (see pipeFrames): only for a consumer done with each frame before it asks for the next.
+ */
+async function openInput(input: Input, reuse: boolean): Promise<AsyncIterable<Buffer>> {
+  if (input.kind === "stdin") {
+    const stat = fs.fstatSync(0);
+    return reuse && (stat.isFIFO() || stat.isSocket()) ? pipeFrames(0) : frames(process.stdin);
+  }
+  if (input.kind === "file") return frames(fs.createReadStream(input.path, { highWaterMark: 1 << 20 }));
   let res: Response;
   try {
     res = await fetch(input.url);
@@ -79,7 +89,7 @@ async function openInput(input: Input): Promise<Readable> {
     throw new InputError(`--data ${input.url}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`, { path: input.url });
   }
   if (!res.ok || !res.body) throw new InputError(`--data ${input.url}: HTTP ${res.status} ${res.statusText}`, { path: input.url });
-  return Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>);
+  return frames(Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>));
 }
 
 /**
@@ -201,7 +211,8 @@ export async function taskRun(opts: RunOptions): Promise<void> {
     stopTaskWithUs(api, task, embedded);
     const reconnect = reconnecting(embedded ? null : (api as RemoteApi), opts.reconnectMs);
     // Only a remote coordinator can come back after a restart: only its input is kept for re-sending.
-    const source = req.input.kind === "stream" ? await openInput(input) : null;
+    // The embedded coordinator spools each frame before taking the next; a remote run keeps frames to re-send.
+    const source = req.input.kind === "stream" ? await openInput(input, embedded !== null) : null;
     const feeding = !source ? Promise.resolve() : embedded ? api.putInput(task, source, 0).then(() => undefined) : feedInput(api, task, new ReplayableInput(source), reconnect);
     // An upload that breaks ends the task (a no-op when the coordinator already failed it), so the
     // output below ends too instead of waiting for input that will not come.

@@ -24,14 +24,14 @@ async function writeAll(file: fs.promises.FileHandle, data: Buffer, position: nu
   for (let done = 0; done < data.length; ) done += (await file.write(data, done, data.length - done, position + done)).bytesWritten;
 }
 
-/** Writes in flight at once: the reader takes the next frame while the disk takes this one. */
+/** Writes in flight at once (one frame may span several chunk files). */
 const WRITES_IN_FLIGHT = 8;
 
 /**
  * Writes streamed input into one spool file per chunk. A cut the chunker makes behind what was
  * written (the end of the last whole record, when the record after it outgrew the chunk) moves that
  * partial record's bytes to the next chunk's file. A chunk's file is complete and closed before the
- * chunk is recorded; writes within a chunk overlap with reading the next frames.
+ * chunk is recorded.
  */
 class ChunkFiles {
   private file: fs.promises.FileHandle | null = null;
@@ -206,7 +206,10 @@ export class Intake {
     return this.done;
   }
 
-  /** Appends streamed bytes at `offset` (which must be where the input has come to) to the spool. */
+  /**
+   * Appends streamed bytes at `offset` (which must be where the input has come to) to the spool. It
+   * resolves once they are written (to the page cache), so the caller may reuse `data`'s memory.
+   */
   async append(chunkPath: (seq: number) => string, offset: number, data: Buffer): Promise<void> {
     if (this.done) throw new InputError(`task ${this.task}: input already ended`);
     if (offset !== this.bytesIn) {
@@ -218,6 +221,7 @@ export class Intake {
     await this.hooks.room(() => this.markSpooled(files));
     const cuts = this.chunker.push(data);
     await files.write(data, this.bytesIn, cuts);
+    await files.settle();
     this.bytesIn += data.length;
     this.record(cuts, false);
     if (this.bytesIn - this.marked >= MARK_EVERY) await this.markSpooled(files);
