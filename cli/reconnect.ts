@@ -3,6 +3,7 @@
 // the last byte the coordinator had spooled, and carries on printing the output where it stopped,
 // so the output is still complete, in order, and nothing is printed twice.
 import { CoordinatorUnreachableError } from "../core/errors";
+import { FRAME_BYTES } from "../core/rpc";
 import type { OutputEvent } from "../core/report";
 import type { CoordinatorApi } from "./api";
 
@@ -20,6 +21,8 @@ export function isConnectionLoss(err: unknown): boolean {
  */
 export class ReplayableInput {
   private readonly kept: Buffer[] = [];
+  /** Buffers of kept pieces that left the window, for copies of the next ones (no fresh memory a frame). */
+  private readonly spare: Buffer[] = [];
   /** The input offset of kept[0], and how many bytes have been read from the source in all. */
   private keptFrom = 0;
   private read = 0;
@@ -60,6 +63,15 @@ export class ReplayableInput {
     throw new Error(`byte ${at} is not kept`);
   }
 
+  /** A kept copy of a piece the source may reuse once asked for the next (see pipeFrames). */
+  private copy(v: Buffer | Uint8Array): Buffer {
+    const spare = this.spare.pop();
+    // Its own memory (allocUnsafeSlow), so that `.buffer` is exactly this buffer when it is spared.
+    const into = spare && spare.length >= v.byteLength ? spare : Buffer.allocUnsafeSlow(Math.max(FRAME_BYTES, v.byteLength));
+    into.set(v);
+    return into.subarray(0, v.byteLength);
+  }
+
   /** Reads the next piece of the source into the kept window (one read at a time, shared by all readers). */
   private pull(): Promise<void> {
     this.pulling ??= this.source.next().then((next) => {
@@ -68,12 +80,13 @@ export class ReplayableInput {
         this.ended = true;
         return;
       }
-      const v = next.value;
-      const b = Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+      const b = this.copy(next.value);
       this.kept.push(b);
       this.read += b.length;
       while (this.read - this.keptFrom - (this.kept[0]?.length ?? 0) >= REPLAY_BYTES) {
-        this.keptFrom += (this.kept.shift() as Buffer).length;
+        const old = this.kept.shift() as Buffer;
+        this.keptFrom += old.length;
+        this.spare.push(Buffer.from(old.buffer));
       }
     });
     return this.pulling;

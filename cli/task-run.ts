@@ -73,13 +73,14 @@ function refuseAbsentFeatures(b: Bachfile): void {
 }
 
 /**
- * The input as frames. With `reuse`, stdin that is a pipe or a socket is read into buffers used over
- * and over (see pipeFrames): only for a consumer done with each frame before it asks for the next.
+ * The input as frames, each valid until the next is asked for: stdin that is a pipe or a socket is
+ * read into buffers used over and over (see pipeFrames). Both consumers are done with a frame by
+ * then: the embedded coordinator has spooled it, a remote run's ReplayableInput has copied it.
  */
-async function openInput(input: Input, reuse: boolean): Promise<AsyncIterable<Buffer>> {
+async function openInput(input: Input): Promise<AsyncIterable<Buffer>> {
   if (input.kind === "stdin") {
     const stat = fs.fstatSync(0);
-    return reuse && (stat.isFIFO() || stat.isSocket()) ? pipeFrames(0) : frames(process.stdin);
+    return stat.isFIFO() || stat.isSocket() ? pipeFrames(0) : frames(process.stdin);
   }
   if (input.kind === "file") return frames(fs.createReadStream(input.path, { highWaterMark: 1 << 20 }));
   let res: Response;
@@ -211,8 +212,7 @@ export async function taskRun(opts: RunOptions): Promise<void> {
     stopTaskWithUs(api, task, embedded);
     const reconnect = reconnecting(embedded ? null : (api as RemoteApi), opts.reconnectMs);
     // Only a remote coordinator can come back after a restart: only its input is kept for re-sending.
-    // The embedded coordinator spools each frame before taking the next; a remote run keeps frames to re-send.
-    const source = req.input.kind === "stream" ? await openInput(input, embedded !== null) : null;
+    const source = req.input.kind === "stream" ? await openInput(input) : null;
     const feeding = !source ? Promise.resolve() : embedded ? api.putInput(task, source, 0).then(() => undefined) : feedInput(api, task, new ReplayableInput(source), reconnect);
     // An upload that breaks ends the task (a no-op when the coordinator already failed it), so the
     // output below ends too instead of waiting for input that will not come.

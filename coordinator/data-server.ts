@@ -10,7 +10,7 @@ import { PassThrough, type Readable } from "node:stream";
 import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "pino";
 import { InputError } from "../core/errors";
-import { frames } from "../core/frames";
+import { reusedFrames } from "../core/frames";
 import type { Coordinator } from "./coordinator";
 
 const MAX_HEADER = 4096;
@@ -92,7 +92,8 @@ async function serve(c: Coordinator, token: string, socket: net.Socket, log: Log
   }
   let offset = header.offset;
   const blocks = unblock(rest);
-  for await (const frame of frames(blocks.data)) {
+  // Each frame is spooled before the next is asked for, so one buffer serves them all.
+  for await (const frame of reusedFrames(blocks.data)) {
     await c.appendInput(header.task, offset, frame);
     offset += frame.length;
   }

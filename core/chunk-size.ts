@@ -6,7 +6,7 @@ const MiB = 1024 * 1024;
 export const MIN_CHUNK = 1 * MiB;
 /** Bounds the work a lost attempt throws away and the spool an unstarted chunk holds. */
 export const MAX_CHUNK = 256 * MiB;
-/** First chunks of a stream start here and double, so every slot starts early and the sizes vary enough to measure. */
+/** First chunks of a stream start here and double each round of slots, so every slot starts early and the sizes vary enough to measure. */
 export const FIRST_CHUNK = 16 * MiB;
 /** Fixed cost at most 1/(1+19) = 5% of an attempt. */
 const FIXED_COST_SHARE = 19;
@@ -88,7 +88,9 @@ export class ChunkSizer {
       const count = Math.max(1, Math.round(total / target));
       return Math.max(MIN_CHUNK, Math.ceil((total / count) * EVEN_SLACK));
     }
-    const ramp = FIRST_CHUNK * 2 ** Math.min(index, 20);
+    // A stream's chunk can start only once it has all arrived: sizes double once per round of slots,
+    // so every slot has a first chunk early (doubling every chunk left one slot working alone).
+    const ramp = FIRST_CHUNK * 2 ** Math.min(Math.floor(index / slots), 20);
     return clamp(Math.min(ramp, efficient), MIN_CHUNK, MAX_CHUNK);
   }
 }

@@ -24,6 +24,29 @@ export async function* frames(source: AsyncIterable<Buffer | Uint8Array>): Async
   if (size > 0) yield Buffer.concat(pending, size);
 }
 
+/**
+ * frames(), gathered into one buffer used over and over instead of a fresh one a frame: for a consumer
+ * done with each frame before it asks for the next (the coordinator's intake). Fresh memory for every
+ * MiB of a stream costs page faults and garbage collections that, measured, slowed intake by half.
+ */
+export async function* reusedFrames(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  const frame = Buffer.allocUnsafeSlow(FRAME_BYTES);
+  let fill = 0;
+  for await (const piece of source) {
+    for (let at = 0; at < piece.length; ) {
+      const n = Math.min(FRAME_BYTES - fill, piece.length - at);
+      piece.copy(frame, fill, at, at + n);
+      fill += n;
+      at += n;
+      if (fill === FRAME_BYTES) {
+        yield frame;
+        fill = 0;
+      }
+    }
+  }
+  if (fill > 0) yield frame.subarray(0, fill);
+}
+
 /** Frames a pipe reader may fill ahead of the one its consumer holds. */
 const RING = 4;
 
