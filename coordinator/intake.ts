@@ -71,6 +71,8 @@ class ChunkFiles {
         await this.queue(data.subarray(this.written - dataOffset, end - dataOffset));
       }
       await this.close();
+      // Only the resumed chunk's file is kept: one the cut closes without reopening is complete.
+      this.keep = false;
       this.seq = cut.index + 1;
       this.start = end;
       if (carried) await this.queue(carried, end);

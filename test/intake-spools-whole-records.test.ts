@@ -57,3 +57,30 @@ test("any frames, any records", async () => {
     { numRuns: 150 },
   );
 });
+
+test("after a restart, spooled bytes that end exactly at the open chunk's size: the next bytes start a new file", async () => {
+  const dir = tempDir();
+  const file = (seq: number) => path.join(dir, "input", String(seq));
+  const record = (i: number) => `rec ${String(i).padStart(5, "0")}\n`; // 10 bytes
+  const input = Buffer.from(Array.from({ length: 25 }, (_, i) => record(i)).join(""));
+  const sizer = () => new ChunkSizer({ explicit: 100, totalBytes: null, slots: 1 });
+  const hooks = { room: async () => undefined, recorded: () => undefined };
+  const before = new Ledger(path.join(dir, "ledger.sqlite"));
+  before.createTask({ id: "t", name: "t", bachfile: "{}", bundleHash: "h", imageId: "", parallelism: 0, chunkSize: 100, inputKind: "stream", inputPath: "", dataStreams: 0 });
+  const first = new Intake("t", "\n", sizer(), before, hooks);
+  await first.append(file, 0, input.subarray(0, 150)); // chunk 0 recorded; chunk 1 open with 50 bytes
+  await first.append(file, 150, input.subarray(150, 200)); // chunk 1 full to its last byte, not yet cut
+  before.setSpooled("t", 200);
+  before.close();
+
+  const after = new Ledger(path.join(dir, "ledger.sqlite"));
+  const row = after.task("t");
+  const resumed = new Intake("t", "\n", sizer(), after, hooks, { index: row.chunks_planned, offset: after.plannedEnd("t"), openChunkSize: row.open_chunk_size, spooled: row.spooled });
+  assert.equal(await resumed.resumeStream(file), 100);
+  await resumed.append(file, 200, input.subarray(200));
+  await resumed.endStream(file);
+  const chunks = after.chunks("t");
+  after.close();
+  assert.deepEqual(chunks.map((c) => [c.offset, c.length]), [[0, 100], [100, 100], [200, 50]]);
+  for (const c of chunks) assert.ok(fs.readFileSync(file(c.seq)).equals(input.subarray(c.offset, c.offset + c.length)), `chunk ${c.seq}`);
+});
