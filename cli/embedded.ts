@@ -50,7 +50,11 @@ function claimDataDir(home: string): { dir: string; release(): void } {
 }
 
 
-export async function startEmbedded(opts: { slots: number; listenIp: string | null }): Promise<Embedded> {
+/**
+ * `containers`: the task runs in containers, so the worker needs this machine's engine. A task
+ * without an image runs plain processes, and the worker then never reaches for Docker at all.
+ */
+export async function startEmbedded(opts: { slots: number; listenIp: string | null; containers: boolean }): Promise<Embedded> {
   const log = makeLogger("bach", "warn");
   const home = bachHome();
   const claim = claimDataDir(home);
@@ -69,7 +73,7 @@ export async function startEmbedded(opts: { slots: number; listenIp: string | nu
     dataDir: path.join(home, "worker"),
     localFiles: true,
     interruptible: false,
-    runtime: "auto",
+    runtime: opts.containers ? "docker" : "process",
     log,
   });
   await worker.start();

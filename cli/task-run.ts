@@ -188,7 +188,7 @@ export async function taskRun(opts: RunOptions): Promise<void> {
     // With --ip, workers on other machines share -p: this machine keeps at most one slot per core.
     const cores = os.availableParallelism();
     const slots = opts.ip ? Math.min(opts.parallelism ?? cores, cores) : (opts.parallelism ?? cores);
-    embedded = await startEmbedded({ slots, listenIp: opts.ip });
+    embedded = await startEmbedded({ slots, listenIp: opts.ip, containers: prepared.image !== null });
     api = embedded.api;
     if (opts.ip) {
       process.stderr.write(`bach: workers on other machines can join this run with: bach-worker join ${embedded.joinAddress} --token ${embedded.token}\n`);

@@ -1,7 +1,7 @@
 // What the three programs share about Docker Engine: reaching it (DOCKER_HOST or the local socket),
 // knowing whether it answers, naming images by their content digest, and moving an image in and out
 // of the engine as a stream (docker save / load), never held whole in memory.
-import Docker from "dockerode";
+import type Docker from "dockerode";
 import type { Readable } from "node:stream";
 import { BachError, ExitStatus, InputError } from "./errors";
 
@@ -12,8 +12,13 @@ export const CONTAINER_USER = "10001:10001";
 /** Every container Bach starts carries this label, so a restarted worker can find what it left. */
 export const LABEL = "org.bach.worker";
 
+/**
+ * dockerode is loaded on first use: it takes ~0.2 s to load, which every command and every worker
+ * would otherwise pay even when no task runs in a container.
+ */
 export function connectDocker(): Docker {
-  return new Docker();
+  const Dockerode = require("dockerode") as typeof Docker;
+  return new Dockerode();
 }
 
 export function engineName(): string {
