@@ -55,7 +55,7 @@ function claimDataDir(home: string): { dir: string; release(): void } {
  * without an image runs plain processes, and the worker then never reaches for Docker at all.
  */
 export async function startEmbedded(opts: { slots: number; listenIp: string | null; containers: boolean }): Promise<Embedded> {
-  const log = makeLogger("bach", "warn");
+  const log = makeLogger("bach", "warn", { human: true });
   const home = bachHome();
   const claim = claimDataDir(home);
   // Its worker uses this machine's engine, so a task's image needs no upload unless others may join.

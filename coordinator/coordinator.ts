@@ -475,7 +475,8 @@ export class Coordinator {
     this.spool.removeQuietly(this.spool.attemptOutput(attempt));
     if (!outcome.ended) return;
     if (t) t.running--;
-    this.opts.log.warn({ task: a.task_id, chunk: a.seq, attempt, reason: end.reason, outcome: outcome.chunk }, `attempt ${to}`);
+    const next = outcome.chunk === "failed" ? "no retries left" : "the chunk runs again";
+    this.opts.log.warn({ task: a.task_id, chunk: a.seq, attempt, reason: end.reason, outcome: outcome.chunk }, `attempt ${to}: ${next}`);
     if (outcome.chunk === "failed") this.failTask(a.task_id, outcome.taskError);
     else this.notify(a.task_id);
   }

@@ -52,6 +52,9 @@ describe("embedded", () => {
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /^bach: task \S+ failed: chunk \d+ \(bytes \d+-\d+\) failed after 3 attempts: exit 2/m);
     assert.match(r.stderr, /bad record 77/);
+    // What the embedded coordinator says on the way is plain lines, not log records.
+    assert.match(r.stderr, /^bach: warning: attempt failed: the chunk runs again \(task: \S+, chunk: \d+, attempt: \d+, reason: exit 2/m);
+    for (const line of r.stderr.split("\n").filter((l) => l && !/bad record 77|^bach: /.test(l))) assert.fail(`not a bach line: ${line}`);
   });
 
   test("stderr fails an attempt under the default \"stderr\": \"fail\"", async () => {
