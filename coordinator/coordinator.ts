@@ -29,6 +29,7 @@ import {
 } from "./scheduler";
 import { Spool } from "./spool";
 import { ChunkData } from "./chunk-data";
+import { Retention } from "./retention";
 
 export interface CoordinatorOptions {
   dataDir: string;
@@ -41,6 +42,8 @@ export interface CoordinatorOptions {
   speculation?: Speculation | false;
   /** Workers use the same Docker Engine as whoever creates tasks (the embedded case): images need no upload. */
   sharesEngine?: boolean;
+  /** How long an ended task's output stays in the spool (absent: for ever; see Retention). */
+  keepOutputMs?: number;
 }
 
 export interface WorkerSession {
@@ -99,7 +102,10 @@ export class Coordinator {
   private readonly workers = new Map<string, WorkerSession>();
   private readonly changes = new EventEmitter();
   private dispatchQueued = false;
+  /** Output streams open per task (retention never removes an output while it is read). */
+  private readonly readers = new Map<string, number>();
   private readonly heartbeatTimer: NodeJS.Timeout;
+  private readonly retention: Retention | null;
 
   constructor(private readonly opts: CoordinatorOptions) {
     fs.mkdirSync(opts.dataDir, { recursive: true });
@@ -110,6 +116,8 @@ export class Coordinator {
     this.heartbeatTimer = setInterval(() => this.checkHeartbeats(), Math.max(50, Math.floor(opts.heartbeatMs / 2)));
     this.heartbeatTimer.unref();
     this.carryOnWhatTheLastRunLeftOpen();
+    const keep = opts.keepOutputMs;
+    this.retention = keep === undefined ? null : new Retention(this.ledger, this.spool, keep, (task) => this.forget(task), opts.log);
   }
 
   /**
@@ -170,6 +178,7 @@ export class Coordinator {
 
   close(): void {
     clearInterval(this.heartbeatTimer);
+    this.retention?.stop();
     for (const w of [...this.workers.values()]) w.close("coordinator stopping");
     this.ledger.close();
   }
@@ -236,7 +245,23 @@ export class Coordinator {
 
   /** The task's committed output, chunk by chunk, waiting for commits, until the task ends. */
   async *streamOutput(task: string, fromChunk: number, keepOrder: boolean, skipBytes = 0): AsyncGenerator<OutputEvent> {
-    if (!this.ledger.findTask(task)) throw new InputError(`no task ${task}`);
+    const found = this.ledger.findTask(task);
+    if (!found) throw new InputError(`no task ${task}`);
+    if (found.output_removed_at !== null) {
+      const when = new Date(found.output_removed_at).toISOString();
+      throw new InputError(`the output of task ${task} was removed at ${when}, after it had been kept for bach-coordinator --keep-output (its report remains)`);
+    }
+    this.readers.set(task, (this.readers.get(task) ?? 0) + 1);
+    try {
+      yield* this.outputOf(task, fromChunk, keepOrder, skipBytes);
+    } finally {
+      const left = (this.readers.get(task) ?? 1) - 1;
+      if (left > 0) this.readers.set(task, left);
+      else this.readers.delete(task);
+    }
+  }
+
+  private async *outputOf(task: string, fromChunk: number, keepOrder: boolean, skipBytes: number): AsyncGenerator<OutputEvent> {
     let next = fromChunk;
     let skip = skipBytes;
     let lastProgress = 0;
@@ -273,6 +298,13 @@ export class Coordinator {
       committed: row.commits,
       running: this.live.get(row.id)?.running ?? 0,
     };
+  }
+
+  /** Retention's purge: a task whose output someone is reading right now is left for the next sweep. */
+  private forget(task: string): boolean {
+    if ((this.readers.get(task) ?? 0) > 0) return false;
+    this.purgeTask(task);
+    return true;
   }
 
   /** Removes a finished task's spooled bytes (the embedded CLI does this once it has printed the output). */

@@ -12,7 +12,7 @@ import {
   canMoveTask,
 } from "../core/states";
 
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 const schemaV1 = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -65,12 +65,18 @@ const schemaV4 = `
 ALTER TABLE attempts ADD COLUMN backup INTEGER NOT NULL DEFAULT 0;
 `;
 
+/** Version 5: when an ended task's output was removed from the spool (bach-coordinator --keep-output). */
+const schemaV5 = `
+ALTER TABLE tasks ADD COLUMN output_removed_at INTEGER;
+`;
+
 /** Migrations by the version they produce; a later issue appends to this list, never edits it. */
 const migrations: { version: number; sql: string }[] = [
   { version: 1, sql: schemaV1 },
   { version: 2, sql: schemaV2 },
   { version: 3, sql: schemaV3 },
   { version: 4, sql: schemaV4 },
+  { version: 5, sql: schemaV5 },
 ];
 
 export interface TaskRow {
@@ -94,6 +100,7 @@ export interface TaskRow {
   error: string | null;
   created_at: number;
   finished_at: number | null;
+  output_removed_at: number | null;
 }
 
 export interface ChunkRow {
@@ -280,6 +287,27 @@ export class Ledger {
 
   tasks(limit = 50): TaskRow[] {
     return this.db.prepare("SELECT * FROM tasks ORDER BY created_at DESC, rowid DESC LIMIT ?").all(limit) as TaskRow[];
+  }
+
+  /** Ended tasks whose output is still in the spool and ended before `before` (ms since the epoch). */
+  tasksEndedBefore(before: number): TaskRow[] {
+    return this.db
+      .prepare("SELECT * FROM tasks WHERE state!='running' AND finished_at<? AND output_removed_at IS NULL ORDER BY finished_at")
+      .all(before) as TaskRow[];
+  }
+
+  /** Records that a task's output left the spool; the task, its chunks and attempts stay for reports. */
+  markOutputRemoved(id: string): void {
+    this.db.transaction(() => {
+      this.db.prepare("UPDATE tasks SET output_removed_at=? WHERE id=?").run(this.now(), id);
+      this.event("task-output-removed", { task: id });
+    })();
+  }
+
+  /** Bundles and images of tasks that still run or still keep their output. */
+  artifactsInUse(): { bundles: Set<string>; images: Set<string> } {
+    const rows = this.db.prepare("SELECT DISTINCT bundle_hash, image_id FROM tasks WHERE output_removed_at IS NULL").all() as { bundle_hash: string; image_id: string }[];
+    return { bundles: new Set(rows.map((r) => r.bundle_hash)), images: new Set(rows.map((r) => r.image_id).filter(Boolean)) };
   }
 
   runningTasks(): TaskRow[] {

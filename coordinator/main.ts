@@ -26,16 +26,22 @@ function program(): Command {
     .option("--data-listen <host:port>", "TCP address for streamed input, faster than gRPC for bytes (default: the --listen host, its port + 1; port 0 picks a free one)")
     .option("--heartbeat <duration>", "how often workers send heartbeats (e.g. --heartbeat 1s)", "1s")
     .option("--lost-after <duration>", "declare a silent worker lost after this long (e.g. --lost-after 5s)", "5s")
+    .option(
+      "--keep-output <duration>",
+      "how long an ended task's output stays for `bach task-output`; then it, and bundles and images no kept task uses, leave the spool (e.g. --keep-output 30d, or forever)",
+      "7d",
+    )
     .addHelpText(
       "after",
       `
 Examples:
   bach-coordinator start --listen 0.0.0.0:7070 --data-dir /var/lib/bach --token s3cret
   BACH_TOKEN=s3cret bach-coordinator start --lost-after 10s
+  bach-coordinator start --token s3cret --keep-output 1d    # a busy coordinator with a small disk
 
 Then on each machine: bach-worker join HOST:7070 --token s3cret`,
     )
-    .action(async (o: { listen: string; dataListen?: string; dataDir: string; token?: string; heartbeat: string; lostAfter: string }) => {
+    .action(async (o: { listen: string; dataListen?: string; dataDir: string; token?: string; heartbeat: string; lostAfter: string; keepOutput: string }) => {
       const token = tokenFrom(o.token);
       if (!token) throw new InputError("a token is required: --token T or BACH_TOKEN (workers and CLIs must present it)");
       if (!/^.+:\d+$/.test(o.listen)) throw new InputError(`--listen ${o.listen}: expected HOST:PORT, e.g. 0.0.0.0:${DEFAULT_PORT}`);
@@ -44,6 +50,7 @@ Then on each machine: bach-worker join HOST:7070 --token s3cret`,
         dataDir: path.resolve(o.dataDir),
         heartbeatMs: parseDuration(o.heartbeat, "--heartbeat"),
         lostAfterMs: parseDuration(o.lostAfter, "--lost-after"),
+        keepOutputMs: o.keepOutput === "forever" ? undefined : parseDuration(o.keepOutput, "--keep-output"),
         log,
       });
       const host = o.listen.replace(/:\d+$/, "");

@@ -34,8 +34,9 @@ export class Spool {
     return path.join(this.dir, "bundles", `${hash}.tar`);
   }
 
+  /** True when the bundle is stored; asking counts as a use (see `stored`), so a sweep leaves it be. */
   hasBundle(hash: string): boolean {
-    return fs.existsSync(this.bundle(hash));
+    return touched(this.bundle(hash));
   }
 
   /** A `docker save` tar of an image, named by the image's digest. */
@@ -46,7 +47,22 @@ export class Spool {
   }
 
   hasImage(id: string): boolean {
-    return fs.existsSync(this.image(id));
+    return touched(this.image(id));
+  }
+
+  /** Stored bundles (by hash) and images (by digest), with when each was last stored or asked for. */
+  stored(): { kind: "bundle" | "image"; key: string; file: string; usedAt: number }[] {
+    const found: { kind: "bundle" | "image"; key: string; file: string; usedAt: number }[] = [];
+    for (const [kind, sub, prefix] of [["bundle", "bundles", ""], ["image", "images", "sha256:"]] as const) {
+      for (const name of fs.readdirSync(path.join(this.dir, sub))) {
+        const m = /^([0-9a-f]{64})\.tar$/.exec(name);
+        if (!m) continue; // an upload still being written (.part) is not a stored artifact yet
+        const file = path.join(this.dir, sub, name);
+        const stat = fs.statSync(file, { throwIfNoEntry: false });
+        if (stat) found.push({ kind, key: `${prefix}${m[1]}`, file, usedAt: stat.mtimeMs });
+      }
+    }
+    return found;
   }
 
   removeQuietly(file: string): void {
@@ -54,5 +70,17 @@ export class Spool {
       // A leftover file costs disk, not correctness; the ledger never points at an uncommitted one.
       if (err) process.emitWarning(`bach: could not remove ${file}: ${err.message}`);
     });
+  }
+}
+
+/** Whether `file` exists; if it does, its time becomes now (the retention sweep keeps what is used). */
+function touched(file: string): boolean {
+  const now = new Date();
+  try {
+    fs.utimesSync(file, now, now);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw err;
   }
 }

@@ -2,7 +2,7 @@
 import { InputError } from "./errors";
 
 const SIZE_UNITS: Record<string, number> = { "": 1, b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
-const DURATION_UNITS: Record<string, number> = { "": 1000, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_UNITS: Record<string, number> = { "": 1000, ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 export function parseSize(text: string | number, what: string): number {
   if (typeof text === "number" && Number.isFinite(text) && text >= 0) return Math.round(text);
@@ -13,8 +13,8 @@ export function parseSize(text: string | number, what: string): number {
 
 export function parseDuration(text: string | number, what: string): number {
   if (typeof text === "number" && Number.isFinite(text) && text >= 0) return Math.round(text * 1000);
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|)\s*$/i.exec(String(text));
-  if (!m) throw new InputError(`${what}: ${JSON.stringify(text)} is not a duration (examples: 250ms, 30s, 10m, 1h)`, { field: what });
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|)\s*$/i.exec(String(text));
+  if (!m) throw new InputError(`${what}: ${JSON.stringify(text)} is not a duration (examples: 250ms, 30s, 10m, 1h, 7d)`, { field: what });
   return Math.round(Number(m[1]) * DURATION_UNITS[m[2].toLowerCase()]);
 }
 

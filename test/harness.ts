@@ -81,12 +81,14 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(opts: { workers?: number; slots?: number; heartbeat?: string; lostAfter?: string; dataListen?: string; host?: string } = {}): Promise<Cluster> {
+export async function startCluster(
+  opts: { workers?: number; slots?: number; heartbeat?: string; lostAfter?: string; dataListen?: string; host?: string; coordinatorArgs?: string[] } = {},
+): Promise<Cluster> {
   const dataDir = tempDir("bach-coord-");
   const token = randomBytes(8).toString("hex");
   const start = (listen: string, dataListen: string | undefined) =>
     daemon([bin.coordinator, "start", "--listen", listen, "--data-dir", dataDir, "--token", token,
-      "--heartbeat", opts.heartbeat ?? "200ms", "--lost-after", opts.lostAfter ?? "2s", ...(dataListen ? ["--data-listen", dataListen] : [])], { BACH_LOG_LEVEL: "info" });
+      "--heartbeat", opts.heartbeat ?? "200ms", "--lost-after", opts.lostAfter ?? "2s", ...(dataListen ? ["--data-listen", dataListen] : []), ...(opts.coordinatorArgs ?? [])], { BACH_LOG_LEVEL: "info" });
   const host = opts.host ?? "127.0.0.1";
   const coordinator = start(`${host}:0`, opts.dataListen);
   const address = await waitFor("the coordinator to listen", () => /listening on (\S+)/.exec(coordinator.stdout())?.[1]);
