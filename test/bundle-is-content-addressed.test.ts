@@ -33,3 +33,49 @@ test("bach task-build validates and prints the bundle", async () => {
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout.toString(), /^upper: bundle [0-9a-f]{16} \(1 file,/);
 });
+
+test("a worker's bundle cache fetches once, keeps a bundle in use, and removes one unused for its keep time", async () => {
+  const { BundleCache } = await import("../worker/bundle-cache");
+  const bundle = await packBundle(taskFolder({ binary: "cat" }, { "run.sh": "cat\n" }), tempDir());
+  const dir = tempDir();
+  // A fetch a stopped worker left half done, long ago, and one under way now.
+  const stale = path.join(dir, `${"a".repeat(64)}.tar`);
+  fs.writeFileSync(stale, "half");
+  fs.utimesSync(stale, new Date(0), new Date(0));
+  fs.writeFileSync(path.join(dir, `${"b".repeat(64)}.tar`), "under way");
+  let clock = Date.now();
+  let fetches = 0;
+  const fetch = (hash: string) => {
+    assert.equal(hash, bundle.hash);
+    fetches++;
+    return fs.createReadStream(bundle.file);
+  };
+  const day = 24 * 60 * 60 * 1000;
+  const cache = new BundleCache(dir, fetch, day, () => clock);
+  try {
+    assert.ok(!fs.existsSync(stale), "a stale half fetch is removed");
+    assert.ok(fs.existsSync(path.join(dir, `${"b".repeat(64)}.tar`)), "a recent one is left");
+
+    const first = await cache.use(bundle.hash);
+    assert.equal(fs.readFileSync(path.join(first.dir, "run.sh"), "utf8"), "cat\n");
+    const second = await cache.use(bundle.hash);
+    assert.equal(fetches, 1, "fetched once");
+    first.release();
+
+    clock += 2 * day;
+    cache.sweep();
+    assert.ok(fs.existsSync(second.dir), "a bundle in use stays, however old");
+    second.release();
+    cache.sweep();
+    assert.ok(!fs.existsSync(second.dir), "unused for longer than its keep time: removed");
+
+    const third = await cache.use(bundle.hash);
+    assert.equal(fetches, 2, "fetched again after removal");
+    third.release();
+    clock += day / 2;
+    cache.sweep();
+    assert.ok(fs.existsSync(third.dir), "used within its keep time: kept");
+  } finally {
+    cache.stop();
+  }
+});

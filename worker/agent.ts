@@ -4,17 +4,16 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { pipeline } from "node:stream/promises";
 import { Readable } from "node:stream";
 import { once } from "node:events";
 import { status, type ClientDuplexStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { Bachfile } from "../core/bachfile";
-import { unpackBundle } from "../core/bundle";
 import type { Assign, CoordinatorClient, CoordinatorMessage, WorkerMessage } from "../core/generated/bach";
 import { FRAME_BYTES, connect } from "../core/rpc";
 import { createHash } from "node:crypto";
 import { connectDocker, dockerAnswers, DockerUnavailableError } from "../core/docker";
+import { BundleCache } from "./bundle-cache";
 import { measureCapacity, type Capacity } from "./capacity";
 import { DockerRuntime } from "./docker-runtime";
 import { runProcess, type AttemptOutcome, type ChunkInput, type RunningAttempt } from "./process-runtime";
@@ -39,9 +38,13 @@ export interface WorkerOptions {
   log: Logger;
   /** Longest wait between reconnection tries. */
   maxBackoffMs?: number;
+  /** How long a cached bundle nobody uses stays (default 7 days). */
+  keepBundlesMs?: number;
   /** The coordinator refused our token: retrying cannot help. */
   onRefused?(message: string): void;
 }
+
+export const KEEP_BUNDLES_MS = 7 * 24 * 60 * 60 * 1000;
 
 export class WorkerAgent {
   private client: CoordinatorClient;
@@ -51,7 +54,7 @@ export class WorkerAgent {
   private readonly running = new Map<number, RunningAttempt>();
   private stopping = false;
   private backoffMs = 100;
-  private readonly bundles = new Map<string, Promise<string>>();
+  private readonly bundles: BundleCache;
   private sharedSpool = false;
   private containers: DockerRuntime | null = null;
   /** Every assigned attempt until its result is sent (drain waits for these). */
@@ -60,7 +63,8 @@ export class WorkerAgent {
 
   constructor(private readonly opts: WorkerOptions) {
     this.client = connect(opts.coordinator, opts.token);
-    for (const sub of ["bundles", "attempts"]) fs.mkdirSync(path.join(opts.dataDir, sub), { recursive: true });
+    fs.mkdirSync(path.join(opts.dataDir, "attempts"), { recursive: true });
+    this.bundles = new BundleCache(path.join(opts.dataDir, "bundles"), (hash) => this.fetchBundle(hash), opts.keepBundlesMs ?? KEEP_BUNDLES_MS);
   }
 
   /** Finds the engine (removing containers an earlier run of this worker left), then joins. */
@@ -105,6 +109,7 @@ export class WorkerAgent {
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    this.bundles.stop();
     const running = [...this.running.values()];
     for (const a of running) a.kill("worker stopping");
     const stream = this.stream;
@@ -247,8 +252,16 @@ export class WorkerAgent {
   }
 
   private async runAttempt(a: Assign): Promise<AttemptOutcome> {
+    const bundle = await this.bundles.use(a.bundleHash);
+    try {
+      return await this.runIn(bundle.dir, a);
+    } finally {
+      bundle.release();
+    }
+  }
+
+  private async runIn(cwd: string, a: Assign): Promise<AttemptOutcome> {
     const bachfile = JSON.parse(a.bachfileJson) as Bachfile;
-    const cwd = await this.bundle(a.bundleHash);
     const local = (this.opts.localFiles || this.sharedSpool) && a.source?.path;
     const outputFile = local ? a.outputPath : path.join(this.opts.dataDir, "attempts", `${a.attemptId}.out`);
     const input: ChunkInput = local
@@ -308,31 +321,8 @@ export class WorkerAgent {
     });
   }
 
-  /** The bundle's unpacked folder, fetched from the coordinator once per hash and cached. */
-  private bundle(hash: string): Promise<string> {
-    let p = this.bundles.get(hash);
-    if (!p) {
-      p = this.fetchBundle(hash);
-      this.bundles.set(hash, p);
-      p.catch(() => this.bundles.delete(hash));
-    }
-    return p;
-  }
-
-  private async fetchBundle(hash: string): Promise<string> {
-    const dir = path.join(this.opts.dataDir, "bundles", hash);
-    if (fs.existsSync(dir)) return dir;
-    const tarFile = `${dir}.tar`;
-    const call = this.client.fetchBundle({ hash });
-    await pipeline(
-      (async function* () {
-        for await (const frame of call) yield (frame as { data: Buffer }).data;
-      })(),
-      fs.createWriteStream(tarFile),
-    );
-    await unpackBundle(tarFile, dir);
-    await fs.promises.rm(tarFile, { force: true });
-    return dir;
+  private async *fetchBundle(hash: string): AsyncIterable<Buffer> {
+    for await (const frame of this.client.fetchBundle({ hash })) yield (frame as { data: Buffer }).data;
   }
 }
 

@@ -33,6 +33,7 @@ function program(): Command {
     .option("--gpus <n>", "GPUs to offer (default: what nvidia-smi -L lists)")
     .option("--no-local-spool", "always fetch chunks over the network, even on the coordinator's own machine (where the spool is otherwise read in place)")
     .option("--interruptible", "this machine may be taken back (spare machines); tasks that forbid it are not placed here")
+    .option("--keep-bundles <duration>", "remove a cached task bundle no attempt has used for this long (e.g. --keep-bundles 1d)", "7d")
     .option("--grace <duration>", "on SIGTERM, finish running chunks for at most this long before handing the rest back (e.g. --grace 2m)", "30s")
     .addHelpText(
       "after",
@@ -51,7 +52,7 @@ Tasks with an "image" or "dockerfile" run in containers (one per slot, a fresh p
 the bachfile's hardware limits; a worker whose engine lacks the image loads it from the coordinator.
 A chunk is placed only where its hardware minimums fit in what the worker offers and has free.`,
     )
-    .action(async (address: string, o: { grace: string; token?: string; slots?: string; name?: string; dataDir: string; runtime: string; interruptible?: boolean; localSpool: boolean; cpus?: string; memory?: string; gpus?: string }) => {
+    .action(async (address: string, o: { grace: string; keepBundles: string; token?: string; slots?: string; name?: string; dataDir: string; runtime: string; interruptible?: boolean; localSpool: boolean; cpus?: string; memory?: string; gpus?: string }) => {
       const coordinator = coordinatorAddress(address) ?? address;
       if (o.runtime !== "auto" && o.runtime !== "docker" && o.runtime !== "process") throw new InputError(`--runtime ${o.runtime}: expected auto, docker or process`);
       const cpus = o.cpus === undefined ? undefined : Number(o.cpus);
@@ -67,6 +68,7 @@ A chunk is placed only where its hardware minimums fit in what the worker offers
         interruptible: o.interruptible === true,
         runtime: o.runtime,
         offered: { cpus, memoryMb: o.memory ? positiveInt(o.memory, "--memory") : undefined, gpus: o.gpus === undefined ? undefined : nonNegativeInt(o.gpus, "--gpus") },
+        keepBundlesMs: parseDuration(o.keepBundles, "--keep-bundles"),
         log: makeLogger("bach-worker", "info"),
         onRefused: (message) => refused(new CoordinatorUnreachableError(message, coordinator)),
       });
