@@ -10,26 +10,17 @@ import type { Bachfile } from "../core/bachfile";
 import type { OutputEvent } from "../core/report";
 import { ChunkSizer } from "../core/chunk-size";
 import { InputError } from "../core/errors";
-import type { AttemptResult, CoordinatorMessage, WorkerHello } from "../core/generated/bach";
+import type { AttemptResult, WorkerHello } from "../core/generated/bach";
 import { AttemptState, ChunkState, TaskState } from "../core/states";
 import { Intake, type IntakeResume } from "./intake";
 import { Ledger, type AttemptEnd, type TaskRow } from "./ledger";
-import {
-  DEFAULT_SPECULATION,
-  neverFits,
-  placeBackups,
-  placeChunks,
-  take,
-  type Needs,
-  type Resources,
-  type RunningAttemptView,
-  type Speculation,
-  type TaskView,
-  type WorkerView,
-} from "./scheduler";
+import { DEFAULT_SPECULATION, neverFits, placeBackups, placeChunks, type Needs, type RunningAttemptView, type Speculation, type TaskView } from "./scheduler";
 import { Spool } from "./spool";
 import { ChunkData } from "./chunk-data";
 import { Retention } from "./retention";
+import { Workers, type WorkerSession } from "./workers";
+
+export type { WorkerSession } from "./workers";
 
 export interface CoordinatorOptions {
   dataDir: string;
@@ -44,26 +35,6 @@ export interface CoordinatorOptions {
   sharesEngine?: boolean;
   /** How long an ended task's output stays in the spool (absent: for ever; see Retention). */
   keepOutputMs?: number;
-}
-
-export interface WorkerSession {
-  id: string;
-  hello: WorkerHello;
-  /** Its running attempts: which chunk, since when, and what each takes from it. */
-  running: Map<number, RunningAttempt>;
-  lastSeen: number;
-  /** Leaving (SIGTERM): nothing new is placed on it. */
-  draining: boolean;
-  send(msg: CoordinatorMessage): void;
-  close(reason: string): void;
-}
-
-export interface RunningAttempt {
-  task: string;
-  seq: number;
-  bytes: number;
-  startedAt: number;
-  needs: Needs;
 }
 
 export interface NewTaskRequest {
@@ -99,12 +70,11 @@ export class Coordinator {
   /** Where chunk bytes and attempt outputs are, for the servers that move them. */
   readonly data: ChunkData;
   private readonly live = new Map<string, LiveTask>();
-  private readonly workers = new Map<string, WorkerSession>();
+  private readonly workers: Workers;
   private readonly changes = new EventEmitter();
   private dispatchQueued = false;
   /** Output streams open per task (retention never removes an output while it is read). */
   private readonly readers = new Map<string, number>();
-  private readonly heartbeatTimer: NodeJS.Timeout;
   private readonly retention: Retention | null;
 
   constructor(private readonly opts: CoordinatorOptions) {
@@ -113,8 +83,15 @@ export class Coordinator {
     this.spool = new Spool(path.join(opts.dataDir, "spool"));
     this.data = new ChunkData(this.ledger, this.spool);
     this.changes.setMaxListeners(0);
-    this.heartbeatTimer = setInterval(() => this.checkHeartbeats(), Math.max(50, Math.floor(opts.heartbeatMs / 2)));
-    this.heartbeatTimer.unref();
+    this.workers = new Workers(
+      this.ledger,
+      { heartbeatMs: opts.heartbeatMs, lostAfterMs: opts.lostAfterMs, log: opts.log, spoolProbe: { file: this.spool.probeFile, token: this.spool.probeToken } },
+      {
+        silent: (session, reason) => this.workerGone(session, reason),
+        // Time alone can make an attempt a straggler: look again.
+        tick: () => this.live.size > 0 && this.queueDispatch(),
+      },
+    );
     this.carryOnWhatTheLastRunLeftOpen();
     const keep = opts.keepOutputMs;
     this.retention = keep === undefined ? null : new Retention(this.ledger, this.spool, keep, (task) => this.forget(task), opts.log);
@@ -148,7 +125,7 @@ export class Coordinator {
   /** A task the coordinator runs: its sizer, its intake (resumed after a restart), its needs. */
   private goLive(row: TaskRow, bachfile: Bachfile, totalBytes: number | null, resume: IntakeResume | null): LiveTask {
     const id = row.id;
-    const slots = row.parallelism > 0 ? row.parallelism : Math.max(1, this.totalSlots());
+    const slots = row.parallelism > 0 ? row.parallelism : Math.max(1, this.workers.totalSlots());
     const explicit = row.chunk_size > 0 ? row.chunk_size : bachfile.chunkSize === "auto" ? null : bachfile.chunkSize;
     const sizer = new ChunkSizer({ explicit, totalBytes, slots });
     const intake = new Intake(id, bachfile.delimiter, sizer, this.ledger, { room: (waiting) => this.roomToPlan(id, slots, waiting), recorded: () => this.afterInput(id) }, resume);
@@ -177,9 +154,8 @@ export class Coordinator {
   }
 
   close(): void {
-    clearInterval(this.heartbeatTimer);
     this.retention?.stop();
-    for (const w of [...this.workers.values()]) w.close("coordinator stopping");
+    this.workers.close("coordinator stopping");
     this.ledger.close();
   }
 
@@ -374,7 +350,7 @@ export class Coordinator {
       w?.send({ kind: { $case: "cancel", value: { attemptId: a.id, reason: `task ${state}` } } });
     }
     // Workers drop what they kept for the task (its containers).
-    for (const w of this.workers.values()) w.send({ kind: { $case: "taskEnded", value: { taskId: task } } });
+    for (const w of this.workers.all()) w.send({ kind: { $case: "taskEnded", value: { taskId: task } } });
     const t = this.live.get(task);
     this.live.delete(task);
     if (t?.row.input_kind === "stream") this.spool.removeInput(task);
@@ -383,81 +359,34 @@ export class Coordinator {
     this.queueDispatch();
   }
 
-  // --- workers ---
-
-  private totalSlots(): number {
-    let n = 0;
-    for (const w of this.workers.values()) n += w.hello.slots;
-    return n;
-  }
+  // --- workers (their sessions live in Workers; here, what their coming and going does to chunks) ---
 
   workerJoined(hello: WorkerHello, send: WorkerSession["send"], close: WorkerSession["close"]): WorkerSession {
-    const known = hello.workerId && this.ledger.workers().some((w) => w.id === hello.workerId);
-    const id = known ? hello.workerId : this.ledger.nextWorkerId();
-    this.workers.get(id)?.close("replaced by a new connection of the same worker");
-    this.ledger.workerJoined({
-      id,
-      name: hello.name,
-      host: hello.host,
-      slots: hello.slots,
-      cpus: hello.cpus,
-      memory_mb: hello.memoryMb,
-      disk_mb: hello.diskMb,
-      gpus: hello.gpus,
-      docker: hello.docker ? 1 : 0,
-      interruptible: hello.interruptible ? 1 : 0,
-    });
-    const session: WorkerSession = { id, hello, running: new Map(), lastSeen: Date.now(), draining: false, send, close };
-    this.workers.set(id, session);
-    send({ kind: { $case: "welcome", value: { workerId: id, heartbeatMs: this.opts.heartbeatMs, spoolProbe: this.spool.probeFile, spoolToken: this.spool.probeToken } } });
-    this.opts.log.info({ worker: id, name: hello.name, slots: hello.slots }, "worker joined");
+    const session = this.workers.join(hello, send, close);
     this.queueDispatch();
     return session;
   }
 
-  /** The worker proved it reads this spool in place: its chunks skip the network from now on. */
   workerSharesSpool(session: WorkerSession): void {
-    session.hello.localFiles = true;
-    this.opts.log.info({ worker: session.id }, "worker shares the coordinator's filesystem");
+    this.workers.sharesSpool(session);
   }
 
-  /** The worker is leaving: it finishes what it runs (or hands it back when it goes) and gets nothing new. */
   workerDraining(session: WorkerSession, graceMs: number): void {
-    session.draining = true;
-    this.opts.log.info({ worker: session.id, running: session.running.size, graceMs }, "worker draining");
+    this.workers.draining(session, graceMs);
   }
 
   workerSeen(session: WorkerSession): void {
-    session.lastSeen = Date.now();
+    this.workers.seen(session);
   }
 
   /** The worker's stream ended or it fell silent: its running attempts are lost and run again elsewhere. */
   workerGone(session: WorkerSession, reason: string): void {
-    if (this.workers.get(session.id) !== session) return;
-    this.workers.delete(session.id);
-    this.ledger.workerLost(session.id, reason);
-    const level = session.running.size > 0 ? "warn" : "info";
-    this.opts.log[level]({ worker: session.id, reason, running: session.running.size }, "worker lost");
+    if (!this.workers.remove(session, reason)) return;
     for (const attempt of session.running.keys()) {
       this.endAttempt(attempt, "lost", { ...lostEnd, reason: `worker ${session.id} lost: ${reason}` });
     }
     session.running.clear();
     this.queueDispatch();
-  }
-
-  private checkHeartbeats(): void {
-    const now = Date.now();
-    for (const w of [...this.workers.values()]) {
-      if (now - w.lastSeen > this.opts.lostAfterMs) {
-        const reason = `no heartbeat for ${((now - w.lastSeen) / 1000).toFixed(1)} s`;
-        w.close(reason);
-        this.workerGone(w, reason);
-      } else if (now - w.lastSeen > this.opts.heartbeatMs) {
-        this.ledger.workerSeen(w.id, w.lastSeen);
-      }
-    }
-    // Time alone can make an attempt a straggler: look again.
-    if (this.live.size > 0) this.queueDispatch();
   }
 
   attemptResult(session: WorkerSession, r: AttemptResult): void {
@@ -525,12 +454,10 @@ export class Coordinator {
   }
 
   private dispatch(): void {
-    const workers = this.workerViews();
+    const workers = this.workers.views();
+    const candidates = this.workers.candidates();
     for (const t of [...this.live.values()]) {
-      const why = neverFits(
-        [...this.workers.values()].filter((w) => !w.draining).map((w) => ({ name: `${w.id} ${w.hello.name}`, docker: w.hello.docker, interruptible: w.hello.interruptible, capacity: capacityOf(w.hello) })),
-        t.needs,
-      );
+      const why = neverFits(candidates, t.needs);
       if (why) this.failTask(t.row.id, why);
     }
     const free = workers.reduce((n, w) => n + Math.max(0, w.freeSlots), 0);
@@ -552,9 +479,9 @@ export class Coordinator {
   private speculate(s: Speculation): void {
     const now = Date.now();
     const perChunk = new Map<string, number>();
-    for (const w of this.workers.values()) for (const r of w.running.values()) perChunk.set(`${r.task}/${r.seq}`, (perChunk.get(`${r.task}/${r.seq}`) ?? 0) + 1);
+    for (const w of this.workers.all()) for (const r of w.running.values()) perChunk.set(`${r.task}/${r.seq}`, (perChunk.get(`${r.task}/${r.seq}`) ?? 0) + 1);
     const running: RunningAttemptView[] = [];
-    for (const w of this.workers.values()) {
+    for (const w of this.workers.all()) {
       for (const r of w.running.values()) {
         const t = this.live.get(r.task);
         if (!t) continue;
@@ -571,15 +498,7 @@ export class Coordinator {
       }
     }
     if (running.length === 0) return;
-    for (const p of placeBackups(this.workerViews(), running, s)) this.assign(p.worker, p.task, p.seq, true);
-  }
-
-  private workerViews(): WorkerView[] {
-    return [...this.workers.values()].map((w) => {
-      const capacity = capacityOf(w.hello);
-      const freeSlots = w.draining ? 0 : w.hello.slots - w.running.size;
-      return { id: w.id, freeSlots, capacity, free: [...w.running.values()].map((r) => r.needs).reduce(take, capacity), docker: w.hello.docker, interruptible: w.hello.interruptible };
-    });
+    for (const p of placeBackups(this.workers.views(), running, s)) this.assign(p.worker, p.task, p.seq, true);
   }
 
   private assign(workerId: string, task: string, seq: number, backup = false): void {
@@ -635,10 +554,6 @@ function needsOf(b: Bachfile, imageId: string): Needs {
     docker: imageId !== "",
     steady: !b.interruptible,
   };
-}
-
-function capacityOf(hello: WorkerHello): Resources {
-  return { cpu: hello.cpus, memoryMb: hello.memoryMb, diskMb: hello.diskMb, gpus: hello.gpus };
 }
 
 const lostEnd: AttemptEnd = { exitCode: -1, reason: "", stderr: "", bytesIn: 0, bytesOut: 0, seconds: 0 };

@@ -1,0 +1,162 @@
+// The connected workers: one session each (what it offers, what it runs, when it was last heard from),
+// their heartbeats, and the views the scheduler decides from. It decides nothing about chunks: a worker
+// that falls silent is reported to the coordinator, which ends its attempts.
+import type { Logger } from "pino";
+import type { CoordinatorMessage, WorkerHello } from "../core/generated/bach";
+import type { Ledger } from "./ledger";
+import { take, type Needs, type Resources, type WorkerView } from "./scheduler";
+
+export interface WorkerSession {
+  id: string;
+  hello: WorkerHello;
+  /** Its running attempts: which chunk, since when, and what each takes from it. */
+  running: Map<number, RunningAttempt>;
+  lastSeen: number;
+  /** Leaving (SIGTERM): nothing new is placed on it. */
+  draining: boolean;
+  send(msg: CoordinatorMessage): void;
+  close(reason: string): void;
+}
+
+export interface RunningAttempt {
+  task: string;
+  seq: number;
+  bytes: number;
+  startedAt: number;
+  needs: Needs;
+}
+
+export interface WorkersOptions {
+  /** How often workers send heartbeats. */
+  heartbeatMs: number;
+  /** A worker silent this long is declared lost. */
+  lostAfterMs: number;
+  log: Logger;
+  /** Told to every worker that joins: a file of the spool and its content, to find out whether it shares this filesystem. */
+  spoolProbe: { file: string; token: string };
+}
+
+export interface WorkerEvents {
+  /** A worker fell silent for lostAfterMs: its stream is closed; the coordinator ends its attempts. */
+  silent(session: WorkerSession, reason: string): void;
+  /** Each heartbeat check: time alone can make an attempt a straggler. */
+  tick(): void;
+}
+
+export class Workers {
+  private readonly sessions = new Map<string, WorkerSession>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly opts: WorkersOptions,
+    private readonly events: WorkerEvents,
+  ) {
+    this.timer = setInterval(() => this.checkHeartbeats(), Math.max(50, Math.floor(opts.heartbeatMs / 2)));
+    this.timer.unref();
+  }
+
+  get(id: string): WorkerSession | undefined {
+    return this.sessions.get(id);
+  }
+
+  all(): WorkerSession[] {
+    return [...this.sessions.values()];
+  }
+
+  totalSlots(): number {
+    let n = 0;
+    for (const w of this.sessions.values()) n += w.hello.slots;
+    return n;
+  }
+
+  /** A worker connected: it keeps its id across reconnections, and a stale session of it is closed. */
+  join(hello: WorkerHello, send: WorkerSession["send"], close: WorkerSession["close"]): WorkerSession {
+    const known = hello.workerId && this.ledger.workers().some((w) => w.id === hello.workerId);
+    const id = known ? hello.workerId : this.ledger.nextWorkerId();
+    this.sessions.get(id)?.close("replaced by a new connection of the same worker");
+    this.ledger.workerJoined({
+      id,
+      name: hello.name,
+      host: hello.host,
+      slots: hello.slots,
+      cpus: hello.cpus,
+      memory_mb: hello.memoryMb,
+      disk_mb: hello.diskMb,
+      gpus: hello.gpus,
+      docker: hello.docker ? 1 : 0,
+      interruptible: hello.interruptible ? 1 : 0,
+    });
+    const session: WorkerSession = { id, hello, running: new Map(), lastSeen: Date.now(), draining: false, send, close };
+    this.sessions.set(id, session);
+    const { file, token } = this.opts.spoolProbe;
+    send({ kind: { $case: "welcome", value: { workerId: id, heartbeatMs: this.opts.heartbeatMs, spoolProbe: file, spoolToken: token } } });
+    this.opts.log.info({ worker: id, name: hello.name, slots: hello.slots }, "worker joined");
+    return session;
+  }
+
+  /** The worker proved it reads this spool in place: its chunks skip the network from now on. */
+  sharesSpool(session: WorkerSession): void {
+    session.hello.localFiles = true;
+    this.opts.log.info({ worker: session.id }, "worker shares the coordinator's filesystem");
+  }
+
+  /** The worker is leaving: it finishes what it runs (or hands it back when it goes) and gets nothing new. */
+  draining(session: WorkerSession, graceMs: number): void {
+    session.draining = true;
+    this.opts.log.info({ worker: session.id, running: session.running.size, graceMs }, "worker draining");
+  }
+
+  seen(session: WorkerSession): void {
+    session.lastSeen = Date.now();
+  }
+
+  /** Forgets a session whose stream ended; false when it was already replaced or forgotten. */
+  remove(session: WorkerSession, reason: string): boolean {
+    if (this.sessions.get(session.id) !== session) return false;
+    this.sessions.delete(session.id);
+    this.ledger.workerLost(session.id, reason);
+    const level = session.running.size > 0 ? "warn" : "info";
+    this.opts.log[level]({ worker: session.id, reason, running: session.running.size }, "worker lost");
+    return true;
+  }
+
+  /** What the scheduler sees of each worker: free slots (none while draining) and free resources. */
+  views(): WorkerView[] {
+    return this.all().map((w) => {
+      const capacity = capacityOf(w.hello);
+      const freeSlots = w.draining ? 0 : w.hello.slots - w.running.size;
+      return { id: w.id, freeSlots, capacity, free: [...w.running.values()].map((r) => r.needs).reduce(take, capacity), docker: w.hello.docker, interruptible: w.hello.interruptible };
+    });
+  }
+
+  /** Workers that take new chunks, as neverFits weighs them. */
+  candidates(): { name: string; docker: boolean; interruptible: boolean; capacity: Resources }[] {
+    return this.all()
+      .filter((w) => !w.draining)
+      .map((w) => ({ name: `${w.id} ${w.hello.name}`, docker: w.hello.docker, interruptible: w.hello.interruptible, capacity: capacityOf(w.hello) }));
+  }
+
+  close(reason: string): void {
+    clearInterval(this.timer);
+    for (const w of this.all()) w.close(reason);
+  }
+
+  private checkHeartbeats(): void {
+    const now = Date.now();
+    for (const w of this.all()) {
+      if (now - w.lastSeen > this.opts.lostAfterMs) {
+        const reason = `no heartbeat for ${((now - w.lastSeen) / 1000).toFixed(1)} s`;
+        w.close(reason);
+        this.events.silent(w, reason);
+      } else if (now - w.lastSeen > this.opts.heartbeatMs) {
+        this.ledger.workerSeen(w.id, w.lastSeen);
+      }
+    }
+    this.events.tick();
+  }
+}
+
+function capacityOf(hello: WorkerHello): Resources {
+  return { cpu: hello.cpus, memoryMb: hello.memoryMb, diskMb: hello.diskMb, gpus: hello.gpus };
+}
