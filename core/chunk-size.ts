@@ -6,8 +6,16 @@ const MiB = 1024 * 1024;
 export const MIN_CHUNK = 1 * MiB;
 /** Bounds the work a lost attempt throws away and the spool an unstarted chunk holds. */
 export const MAX_CHUNK = 256 * MiB;
-/** First chunks of a stream start here and double each round of slots, so every slot starts early and the sizes vary enough to measure. */
-export const FIRST_CHUNK = 16 * MiB;
+/**
+ * A stream's first round of chunks (one per slot) holds this much in all, so every slot has a chunk
+ * after about this much input; each chunk within 4-64 MiB. Later rounds grow 4x: for a node mapper
+ * here each chunk costs a fresh process's warm-up (~0.1 s to start, then slow for its first ~100 MB;
+ * ../shared/bench/README.md), and 1 GiB of stdin in 16-32-64... MiB rounds (11 chunks) took 4.5-5.0 s
+ * and 8.2-8.9 CPU-s against 3.8-4.3 s and 6.8-7.7 CPU-s in 64-256 MiB rounds (6 chunks).
+ */
+export const FIRST_ROUND = 128 * MiB;
+const FIRST_CHUNK_BOUNDS = [4 * MiB, 64 * MiB] as const;
+const ROUND_GROWTH = 4;
 /** Fixed cost at most 1/(1+19) = 5% of an attempt. */
 const FIXED_COST_SHARE = 19;
 /** Priors until measured: a light node mapper, the worst case (../shared/bench/README.md: ~0.1 s per chunk, ~450 MB/s). */
@@ -88,9 +96,10 @@ export class ChunkSizer {
       const count = Math.max(1, Math.round(total / target));
       return Math.max(MIN_CHUNK, Math.ceil((total / count) * EVEN_SLACK));
     }
-    // A stream's chunk can start only once it has all arrived: sizes double once per round of slots,
-    // so every slot has a first chunk early (doubling every chunk left one slot working alone).
-    const ramp = FIRST_CHUNK * 2 ** Math.min(Math.floor(index / slots), 20);
+    // A stream's chunk can start only once it has all arrived: sizes grow once per round of slots,
+    // so every slot has a first chunk early (growing every chunk left one slot working alone).
+    const first = clamp(FIRST_ROUND / slots, ...FIRST_CHUNK_BOUNDS);
+    const ramp = first * ROUND_GROWTH ** Math.min(Math.floor(index / slots), 10);
     return clamp(Math.min(ramp, efficient), MIN_CHUNK, MAX_CHUNK);
   }
 }

@@ -105,8 +105,11 @@ test("auto sizes: explicit wins; a stream ramps up; a file gets chunks for every
   assert.equal(new ChunkSizer({ explicit: 12345, totalBytes: null, slots: 2 }).next(7), 12345);
   const stream = new ChunkSizer({ explicit: null, totalBytes: null, slots: 2 });
   assert.equal(stream.next(0), stream.next(1), "both slots get a first chunk of the same small size");
-  assert.ok(stream.next(1) < stream.next(2) && stream.next(3) < stream.next(4));
-  assert.ok(stream.next(30) <= MAX_CHUNK);
+  assert.ok(stream.next(1) < stream.next(2) && stream.next(2) === stream.next(3), "sizes grow once per round of slots");
+  assert.equal(stream.next(30), MAX_CHUNK);
+  const wide = new ChunkSizer({ explicit: null, totalBytes: null, slots: 8 });
+  const firstRound = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => wide.next(i));
+  assert.ok(firstRound.every((size) => size === firstRound[0]) && firstRound[0] < stream.next(0), "more slots: smaller first chunks, so each starts early");
   const file = new ChunkSizer({ explicit: null, totalBytes: (1 << 30) + 32768, slots: 2 });
   assert.equal(Math.ceil(((1 << 30) + 32768) / file.next(0)), 4, "a light mapper over 1 GiB and a bit: 4 even chunks, no sliver");
   assert.ok(file.next(0) <= MAX_CHUNK * 1.02);
