@@ -44,6 +44,8 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
   } else if (bachfile.hardware?.cpu?.max || bachfile.hardware?.memory?.max) {
     notes.push("process runtime: hardware.cpu.max and hardware.memory.max are not enforced on plain processes (give the task an image to enforce them)");
   }
+  const outputRemovedAt = task.output_removed_at === null ? null : new Date(task.output_removed_at).toISOString();
+  if (outputRemovedAt) notes.push(`its output left the spool at ${outputRemovedAt} (bach-coordinator --keep-output); bach task-output can no longer print it`);
   return {
     id: task.id,
     name: task.name,
@@ -52,6 +54,7 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
     error: task.error,
     createdAt: new Date(task.created_at).toISOString(),
     finishedAt: task.finished_at ? new Date(task.finished_at).toISOString() : null,
+    outputRemovedAt,
     wallSeconds: ((task.finished_at ?? Date.now()) - task.created_at) / 1000,
     input: { kind: task.input_kind, path: task.input_path, bytes: task.bytes_in, done: task.input_done === 1 },
     parallelism: task.parallelism,

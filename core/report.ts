@@ -32,6 +32,8 @@ export interface TaskReport {
   error: string | null;
   createdAt: string;
   finishedAt: string | null;
+  /** When the coordinator removed the task's output from its spool (--keep-output), or null. */
+  outputRemovedAt: string | null;
   wallSeconds: number;
   input: { kind: string; path: string; bytes: number; done: boolean };
   parallelism: number;

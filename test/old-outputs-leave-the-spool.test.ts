@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { runBach, startCluster, taskFolder, tempDir, waitFor, type Cluster } from "./harness";
 
-const KEEP = "6s";
+const KEEP = "10s";
 let cluster: Cluster;
 before(async () => {
   cluster = await startCluster({ workers: 1, coordinatorArgs: ["--keep-output", KEEP] });
@@ -38,7 +38,10 @@ test(`an ended task's output stays for --keep-output ${KEEP}, then leaves the sp
 
   const report = await runBach(["task-report", id, ...on(), "--json"], { cwd: task });
   assert.equal(report.code, 0, report.stderr);
-  assert.match(report.stdout.toString(), /"state":\s*"succeeded"/);
+  const json = JSON.parse(report.stdout.toString()) as { state: string; outputRemovedAt: string | null; notes: string[] };
+  assert.equal(json.state, "succeeded");
+  assert.ok(json.outputRemovedAt, "the report says when the output left");
+  assert.ok(json.notes.some((n) => /bach task-output can no longer print it/.test(n)));
 
   // The bundle left the spool, so the next run uploads it again and runs as before.
   const again = await runBach(["task-run", ...on(), "--data", input, "--chunk-size", "8k"], { cwd: task });
