@@ -1,14 +1,18 @@
 // The Docker runtime: a task with an image runs each chunk in a container under the bachfile's limits.
 //
-// One long-lived container per slot and task, and a fresh program process per chunk through `docker
-// exec` (measured here: an exec costs ~0.1 s, a new container ~0.6 s). The chunk reaches the program's
-// stdin through a named pipe in a folder bind-mounted at /bach, fed on this side by dd, and its stdout
-// goes to a file there: no chunk byte passes through dockerd. The container's memory limit holds one
-// program at a time, so an out-of-memory kill is read from the container's memory cgroup.
+// One long-lived container per slot and task, and a fresh program process per chunk, started by a
+// keeper shell inside the container: it reads a chunk's number on its stdin (attached from here), runs
+// the program once, and reports its exit status on its stderr after the program's own stderr, so the
+// two arrive in order. Measured here: a new container ~0.55 s, a `docker exec` per chunk ~0.15 s, the
+// keeper ~6 ms. The chunk reaches the program's stdin through a named pipe in a folder bind-mounted at
+// /bach, fed on this side by dd, and its stdout goes to a file there: no chunk byte passes through
+// dockerd. The container's memory limit holds one program at a time, so an out-of-memory kill is read
+// from the container's memory cgroup.
 //
 // Containers run as an unprivileged user, without new privileges or capabilities, with a pids limit,
 // and carry labels naming this worker, so a restarted worker removes what a killed one left behind.
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { Writable, type Readable } from "node:stream";
@@ -22,8 +26,12 @@ import { firstLine, STDERR_KEPT, type AttemptOutcome, type AttemptRun, type Runn
 
 const PID_LABEL = "org.bach.pid";
 const TASK_LABEL = "org.bach.task";
-/** Each chunk's program: stdin from the pipe, stdout to the file, both in the bind-mounted folder. */
-const RUNNER = 'exec "$0" "$@" </bach/in >/bach/out';
+/**
+ * The keeper: `sh -c KEEPER TOKEN PROGRAM ARGS...`. For each line (an attempt id) on its stdin it runs
+ * the program with the attempt's variables from /bach/env, stdin from the pipe and stdout to the file,
+ * then writes "\x1e TOKEN ID STATUS" to stderr: after the program's stderr, on the same pipe.
+ */
+const KEEPER = 'while IFS= read -r id; do ( . /bach/env; exec "$@" ) </bach/in >/bach/out; printf "\\036%s %s %s\\n" "$0" "$id" "$?" >&2; done';
 
 export interface ContainerRun extends AttemptRun {
   taskId: string;
@@ -40,6 +48,16 @@ interface SlotContainer {
   oomFile: string | null;
   /** Killed or dead: removed instead of reused. */
   broken: boolean;
+  /** The keeper's stdin: one line per attempt to run. */
+  control: NodeJS.WritableStream;
+  /** Marks the end of an attempt in the keeper's stderr: random, so a program cannot forge it. */
+  marker: Buffer;
+  /** Where the keeper's stderr goes: the current attempt's reader. */
+  onStderr: ((b: Buffer) => void) | null;
+  /** Settles when the container's attached streams end: it stopped. */
+  stopped: Promise<void>;
+  /** Attempts run in it so far: the number the keeper echoes back names the one that ended. */
+  runs: number;
 }
 
 export interface DockerRuntimeOptions {
@@ -141,44 +159,58 @@ export class DockerRuntime {
     fs.rmSync(out, { force: true });
     emptyFolder(path.join(slot.dir, "scratch"));
     const oomBefore = readOomKills(slot.oomFile);
-    const binary = bachfile.binary.includes("/") ? path.posix.resolve("/task", bachfile.binary) : bachfile.binary;
-    const env = { ...bachfile.env, ...r.env, TMPDIR: "/scratch", HOME: "/scratch" };
-    const exec = await slot.container.exec({
-      Cmd: ["sh", "-c", RUNNER, binary, ...bachfile.args],
-      AttachStdout: true,
-      AttachStderr: true,
-      WorkingDir: "/task",
-      Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-    });
-    const stream = await exec.start({ Detach: false, Tty: false });
+    fs.writeFileSync(path.join(slot.dir, "env"), Object.entries(r.env).map(([k, v]) => `export ${k}=${shellQuote(v)}\n`).join(""));
 
-    const feeding = feed(r, path.join(slot.dir, "in"));
-    setFeeder(feeding.process);
     let stderr = "";
     let wroteStderr = false;
-    const stderrSink = new Writable({
-      write: (b: Buffer, _enc, cb) => {
-        if (stderr.length < STDERR_KEPT) stderr += b.toString("utf8", 0, Math.min(b.length, STDERR_KEPT - stderr.length));
-        wroteStderr = true;
-        if (bachfile.stderr === "fail") kill("wrote to stderr");
-        cb();
-      },
+    const programStderr = (b: Buffer) => {
+      if (b.length === 0) return;
+      if (stderr.length < STDERR_KEPT) stderr += b.toString("utf8", 0, Math.min(b.length, STDERR_KEPT - stderr.length));
+      wroteStderr = true;
+      if (bachfile.stderr === "fail") kill("wrote to stderr");
+    };
+    const attemptId = ++slot.runs;
+    let exitCode = -1;
+    const ended = new Promise<void>((resolve) => {
+      let tail: Buffer = Buffer.alloc(0);
+      slot.onStderr = (b: Buffer) => {
+        tail = tail.length ? Buffer.concat([tail, b]) : b;
+        const at = tail.indexOf(slot.marker);
+        if (at < 0) {
+          // Hold back what could be the start of the marker.
+          const keep = Math.min(tail.length, slot.marker.length - 1);
+          programStderr(tail.subarray(0, tail.length - keep));
+          tail = tail.subarray(tail.length - keep);
+          return;
+        }
+        programStderr(tail.subarray(0, at));
+        const line = tail.subarray(at + slot.marker.length);
+        const nl = line.indexOf(10);
+        if (nl < 0) {
+          tail = tail.subarray(at);
+          return;
+        }
+        const [id, status] = line.subarray(0, nl).toString().split(" ");
+        if (Number(id) === attemptId) {
+          exitCode = Number(status);
+          slot.onStderr = null;
+          resolve();
+        }
+        tail = line.subarray(nl + 1);
+      };
+      slot.stopped.then(resolve, resolve);
     });
-    const ignored = new Writable({ write: (_b, _enc, cb) => cb() });
-    this.docker.modem.demuxStream(stream, ignored, stderrSink);
+    const feeding = feed(r, path.join(slot.dir, "in"));
+    setFeeder(feeding.process);
+    slot.control.write(`${attemptId}\n`);
     const timer = bachfile.timeoutMs ? setTimeout(() => kill(`timeout after ${formatDuration(bachfile.timeoutMs ?? 0)}`), bachfile.timeoutMs) : null;
-    await new Promise<void>((resolve) => {
-      stream.on("end", resolve);
-      stream.on("close", resolve);
-      stream.on("error", resolve);
-    });
+    await ended;
+    slot.onStderr = null;
     if (timer) clearTimeout(timer);
     // The program has gone, so the pipe has no reader: a feeder still waiting to open it never will.
     feeding.process.kill("SIGKILL");
     const fed = await feeding.done;
 
-    const info = await exec.inspect().catch(() => null);
-    const exitCode = info && !info.Running && info.ExitCode !== null ? info.ExitCode : -1;
     const oom = readOomKills(slot.oomFile) > oomBefore;
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const limit = bachfile.hardware.memory.max;
@@ -256,12 +288,15 @@ export class DockerRuntime {
     fs.chmodSync(path.join(dir, "scratch"), 0o1777);
     execFileSync("mkfifo", ["-m", "0666", path.join(dir, "in")]);
     const memory = hw.memory.max === null ? undefined : hw.memory.max * 2 ** 20;
+    const binary = r.bachfile.binary.includes("/") ? path.posix.resolve("/task", r.bachfile.binary) : r.bachfile.binary;
+    const token = randomBytes(12).toString("hex");
     const container = await this.docker.createContainer({
       name,
       Image: r.imageId,
-      // Keeps the container up between chunks: a shell waiting on a stdin that never speaks.
-      Cmd: ["sh", "-c", "read _"],
+      Cmd: ["sh", "-c", KEEPER, token, binary, ...r.bachfile.args],
       OpenStdin: true,
+      StdinOnce: false,
+      Env: Object.entries({ ...r.bachfile.env, TMPDIR: "/scratch", HOME: "/scratch" }).map(([k, v]) => `${k}=${v}`),
       User: CONTAINER_USER,
       WorkingDir: "/task",
       Labels: { [LABEL]: this.opts.key, [PID_LABEL]: String(process.pid), [TASK_LABEL]: r.taskId },
@@ -277,6 +312,33 @@ export class DockerRuntime {
         DeviceRequests: hw.graphics ? [{ Driver: "", Count: hw.graphics.count, Capabilities: [["gpu"]] }] : undefined,
       },
     });
+    // Attached before it starts, so nothing the keeper says is missed.
+    const attached = (await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true })) as NodeJS.ReadWriteStream;
+    const slot: SlotContainer = {
+      name,
+      task: r.taskId,
+      container,
+      dir,
+      oomFile: null,
+      broken: false,
+      control: attached,
+      marker: Buffer.from(`\x1e${token} `),
+      onStderr: null,
+      runs: 0,
+      stopped: new Promise<void>((resolve) => {
+        attached.on("end", resolve);
+        attached.on("close", resolve);
+        // A broken attachment means the container is gone: the attempt ends as if it stopped.
+        attached.on("error", resolve);
+      }),
+    };
+    const stderrSink = new Writable({
+      write: (b: Buffer, _enc, cb) => {
+        slot.onStderr?.(b);
+        cb();
+      },
+    });
+    this.docker.modem.demuxStream(attached, new Writable({ write: (_b, _enc, cb) => cb() }), stderrSink);
     await container.start();
     const info = await container.inspect();
     if (!info.State.Running) {
@@ -284,7 +346,8 @@ export class DockerRuntime {
       await this.remove(container.id, name);
       throw new Error(`its keeper process (sh) exited at once${logs ? `: ${logs}` : ""}; Bach needs /bin/sh in the image`);
     }
-    return { name, task: r.taskId, container, dir, oomFile: oomCounterFile(info.State.Pid), broken: false };
+    slot.oomFile = oomCounterFile(info.State.Pid);
+    return slot;
   }
 
   private async running(slot: SlotContainer): Promise<boolean> {
@@ -376,6 +439,11 @@ function readOomKills(file: string | null): number {
   if (!file) return 0;
   const m = /^oom_kill (\d+)$/m.exec(fs.readFileSync(file, "utf8"));
   return m ? Number(m[1]) : 0;
+}
+
+/** One shell word holding `value` exactly (for the attempt's variables in /bach/env). */
+function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, "'\\''")}'`;
 }
 
 function emptyFolder(dir: string): void {
