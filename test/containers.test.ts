@@ -103,6 +103,21 @@ describe("embedded", () => {
     assert.match(r.stderr, /^bach: task \S+ failed: chunk 0 \(bytes 0-4\) failed after 2 attempts: killed: out of memory \(limit 128 MiB\)$/m);
     assert.equal(r.stdout.length, 0);
   });
+
+  test("a program missing from the image is named as such, and its chunk's env reaches it", async (t) => {
+    if (!(await ready(t))) return;
+    const input = path.join(tempDir(), "few.txt");
+    fs.writeFileSync(input, "a\nb\n");
+    const missing = taskFolder({ binary: "no-such-program", image: BASE_IMAGE, retries: 0, hardware: { network: null } });
+    const r = await runBach(["task-run", "--data", input, "-p", "1"], { cwd: missing });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /failed after 1 attempt: program not found in image sha256:\S+: no-such-program \(bachfile field binary\)$/m);
+    // The keeper passes each attempt its variables (with quotes intact) and the task's env.
+    const env = taskFolder({ binary: "sh", args: ["-c", 'cat >/dev/null; echo "$BACH_CHUNK $GREETING $TMPDIR"'], image: BASE_IMAGE, env: { GREETING: "it's 'quoted'" }, hardware: { network: null } });
+    const ok = await runBach(["task-run", "--data", input, "-p", "1"], { cwd: env });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout.toString(), "0 it's 'quoted' /scratch\n");
+  });
 });
 
 describe("cluster", () => {

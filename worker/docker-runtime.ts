@@ -27,11 +27,11 @@ import { firstLine, STDERR_KEPT, type AttemptOutcome, type AttemptRun, type Runn
 const PID_LABEL = "org.bach.pid";
 const TASK_LABEL = "org.bach.task";
 /**
- * The keeper: `sh -c KEEPER TOKEN PROGRAM ARGS...`. For each line (an attempt id) on its stdin it runs
+ * The keeper: `sh -c KEEPER sh TOKEN PROGRAM ARGS...`. For each line (an attempt id) on its stdin it runs
  * the program with the attempt's variables from /bach/env, stdin from the pipe and stdout to the file,
  * then writes "\x1e TOKEN ID STATUS" to stderr: after the program's stderr, on the same pipe.
  */
-const KEEPER = 'while IFS= read -r id; do ( . /bach/env; exec "$@" ) </bach/in >/bach/out; printf "\\036%s %s %s\\n" "$0" "$id" "$?" >&2; done';
+const KEEPER = 't=$1; shift; while IFS= read -r id; do ( . /bach/env; exec "$@" ) </bach/in >/bach/out; printf "\\036%s %s %s\\n" "$t" "$id" "$?" >&2; done';
 
 export interface ContainerRun extends AttemptRun {
   taskId: string;
@@ -214,13 +214,13 @@ export class DockerRuntime {
     const oom = readOomKills(slot.oomFile) > oomBefore;
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const limit = bachfile.hardware.memory.max;
-    let reason = killedFor();
+    // The shell says so on stderr, which under "stderr": "fail" has already stopped the attempt.
+    const notFound = /exec: .*: not found/.test(stderr) && (exitCode === 127 || killedFor() === "wrote to stderr");
+    let reason = notFound ? `program not found in image ${r.imageId.slice(0, 19)}: ${bachfile.binary} (bachfile field binary)` : killedFor();
     if (oom || (!reason && exitCode === 137 && slot.oomFile === null && limit !== null)) {
       reason = oom ? `killed: out of memory (limit ${limit ?? "none"} MiB)` : `killed by SIGKILL, most likely out of memory (limit ${limit} MiB)`;
     } else if (!reason && bachfile.stderr === "fail" && wroteStderr) {
       reason = `stderr: ${firstLine(stderr)}`;
-    } else if (!reason && exitCode === 127 && /not found/.test(stderr)) {
-      reason = `program not found in image ${r.imageId.slice(0, 19)}: ${bachfile.binary} (bachfile field binary)`;
     } else if (!reason && exitCode !== 0) {
       reason = exitCode === -1 ? "the container stopped before the program ended" : exitCode > 128 ? `killed by signal ${exitCode - 128} (exit ${exitCode})` : `exit ${exitCode}`;
     } else if (!reason && fed.error) {
@@ -293,7 +293,7 @@ export class DockerRuntime {
     const container = await this.docker.createContainer({
       name,
       Image: r.imageId,
-      Cmd: ["sh", "-c", KEEPER, token, binary, ...r.bachfile.args],
+      Cmd: ["sh", "-c", KEEPER, "sh", token, binary, ...r.bachfile.args],
       OpenStdin: true,
       StdinOnce: false,
       Env: Object.entries({ ...r.bachfile.env, TMPDIR: "/scratch", HOME: "/scratch" }).map(([k, v]) => `${k}=${v}`),
