@@ -70,7 +70,8 @@ export class Coordinator {
   /** Where chunk bytes and attempt outputs are, for the servers that move them. */
   readonly data: ChunkData;
   private readonly live = new Map<string, LiveTask>();
-  private readonly workers: Workers;
+  /** The connected workers; the server reports their heartbeats and announcements here directly. */
+  readonly workers: Workers;
   private readonly changes = new EventEmitter();
   private dispatchQueued = false;
   /** Output streams open per task (retention never removes an output while it is read). */
@@ -365,18 +366,6 @@ export class Coordinator {
     const session = this.workers.join(hello, send, close);
     this.queueDispatch();
     return session;
-  }
-
-  workerSharesSpool(session: WorkerSession): void {
-    this.workers.sharesSpool(session);
-  }
-
-  workerDraining(session: WorkerSession, graceMs: number): void {
-    this.workers.draining(session, graceMs);
-  }
-
-  workerSeen(session: WorkerSession): void {
-    this.workers.seen(session);
   }
 
   /** The worker's stream ended or it fell silent: its running attempts are lost and run again elsewhere. */

@@ -3,11 +3,10 @@
 // the ledger's rows (what `bach task-report` shows) stay, and it never touches a running task.
 import fs from "node:fs";
 import type { Logger } from "pino";
+import { sweepEveryMs } from "../core/sizes";
 import type { Ledger } from "./ledger";
 import type { Spool } from "./spool";
 
-/** The longest wait between sweeps; shorter keeps sweep sooner (a tenth of the keep, at least 1 s). */
-const MAX_SWEEP_EVERY_MS = 60 * 60 * 1000;
 
 export class Retention {
   private readonly timer: NodeJS.Timeout;
@@ -26,7 +25,7 @@ export class Retention {
     private readonly now: () => number = Date.now,
   ) {
     this.sweep();
-    this.timer = setInterval(() => this.sweep(), Math.min(MAX_SWEEP_EVERY_MS, Math.max(1000, Math.floor(keepMs / 10))));
+    this.timer = setInterval(() => this.sweep(), sweepEveryMs(keepMs));
     this.timer.unref();
   }
 

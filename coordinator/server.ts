@@ -171,10 +171,10 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
           return;
         }
         if (!session) return call.emit("error", failure(new Error("a worker must say hello first")));
-        c.workerSeen(session);
+        c.workers.seen(session);
         if (kind.$case === "result") c.attemptResult(session, kind.value);
-        if (kind.$case === "sharedSpool" && kind.value.ok) c.workerSharesSpool(session);
-        if (kind.$case === "draining") c.workerDraining(session, kind.value.graceMs);
+        if (kind.$case === "sharedSpool" && kind.value.ok) c.workers.sharesSpool(session);
+        if (kind.$case === "draining") c.workers.draining(session, kind.value.graceMs);
       });
       call.on("end", () => {
         gone("disconnected");

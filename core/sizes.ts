@@ -36,3 +36,11 @@ export function formatDuration(ms: number): string {
   const s = Math.round(ms / 1000);
   return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, "0")}s`;
 }
+
+/** The longest wait between two sweeps of a cache that keeps things for a while. */
+export const MAX_SWEEP_EVERY_MS = 60 * 60 * 1000;
+
+/** How often to sweep what is kept for `keepMs`: a tenth of it, within 1 s and MAX_SWEEP_EVERY_MS. */
+export function sweepEveryMs(keepMs: number): number {
+  return Math.min(MAX_SWEEP_EVERY_MS, Math.max(1000, Math.floor(keepMs / 10)));
+}

@@ -5,9 +5,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { unpackBundle } from "../core/bundle";
+import { MAX_SWEEP_EVERY_MS, sweepEveryMs } from "../core/sizes";
 
-/** The longest wait between sweeps; a shorter keep sweeps sooner (a tenth of it, at least 1 s). */
-const MAX_SWEEP_EVERY_MS = 60 * 60 * 1000;
 
 export interface BundleUse {
   /** The unpacked bundle: the attempt's working directory. */
@@ -28,7 +27,7 @@ export class BundleCache {
   ) {
     fs.mkdirSync(dir, { recursive: true });
     this.sweep();
-    this.timer = setInterval(() => this.sweep(), Math.min(MAX_SWEEP_EVERY_MS, Math.max(1000, Math.floor(keepMs / 10))));
+    this.timer = setInterval(() => this.sweep(), sweepEveryMs(keepMs));
     this.timer.unref();
   }
 
