@@ -4,8 +4,13 @@
 
 const MiB = 1024 * 1024;
 export const MIN_CHUNK = 1 * MiB;
-/** Bounds the work a lost attempt throws away and the spool an unstarted chunk holds. */
-export const MAX_CHUNK = 256 * MiB;
+/** Bounds the work a lost attempt throws away. */
+export const MAX_CHUNK = 1024 * MiB;
+/**
+ * A streamed chunk runs only once all of it is spooled: this bounds how long a slot waits for it and
+ * the spool an unstarted chunk holds.
+ */
+export const MAX_STREAM_CHUNK = 256 * MiB;
 /**
  * A stream's first round of chunks (one per slot) holds this much in all, so every slot has a chunk
  * after about this much input; each chunk within 4-64 MiB. Later rounds grow 4x: for a node mapper
@@ -18,8 +23,13 @@ const FIRST_CHUNK_BOUNDS = [4 * MiB, 64 * MiB] as const;
 const ROUND_GROWTH = 4;
 /** Fixed cost at most 1/(1+19) = 5% of an attempt. */
 const FIXED_COST_SHARE = 19;
-/** Priors until measured: a light node mapper, the worst case (../shared/bench/README.md: ~0.1 s per chunk, ~450 MB/s). */
-const PRIOR_FIXED_SECONDS = 0.1;
+/**
+ * Priors until measured: a light node mapper, the worst case (~450 MB/s on one core). Its fixed cost
+ * is more than its start: a cold V8 runs the first ~100 MB at about half speed. Measured here, 512 MiB
+ * as two processes took 0.3-0.5 CPU-s more than as one; with two slots busy each extra chunk of 1 GiB
+ * -p 2 cost ~0.7 s (4 chunks of 256 MiB 3.4-3.9 s, 2 of 512 MiB 2.8-3.1 s, pipepart 2.5-3.1 s).
+ */
+const PRIOR_FIXED_SECONDS = 0.3;
 const PRIOR_BYTES_PER_SECOND = 400e6;
 /**
  * No fresh process is free (fork, exec, a runtime's start): a fit that finds less is noise (timings
@@ -100,7 +110,7 @@ export class ChunkSizer {
     // so every slot has a first chunk early (growing every chunk left one slot working alone).
     const first = clamp(FIRST_ROUND / slots, ...FIRST_CHUNK_BOUNDS);
     const ramp = first * ROUND_GROWTH ** Math.min(Math.floor(index / slots), 10);
-    return clamp(Math.min(ramp, efficient), MIN_CHUNK, MAX_CHUNK);
+    return clamp(Math.min(ramp, efficient), MIN_CHUNK, MAX_STREAM_CHUNK);
   }
 }
 

@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { NO_NEEDS, neverFits, placeBackups, placeChunks, type Resources, type RunningAttemptView, type WorkerView } from "../coordinator/scheduler";
-import { ChunkSizer, MAX_CHUNK, MIN_CHUNK, fitCost } from "../core/chunk-size";
+import { ChunkSizer, MAX_CHUNK, MAX_STREAM_CHUNK, MIN_CHUNK, fitCost } from "../core/chunk-size";
 
 const roomy: Resources = { cpu: 2, memoryMb: 4096, diskMb: 10_000, gpus: 0 };
 /** A worker with `slots` free and nothing running. */
@@ -106,13 +106,14 @@ test("auto sizes: explicit wins; a stream ramps up; a file gets chunks for every
   const stream = new ChunkSizer({ explicit: null, totalBytes: null, slots: 2 });
   assert.equal(stream.next(0), stream.next(1), "both slots get a first chunk of the same small size");
   assert.ok(stream.next(1) < stream.next(2) && stream.next(2) === stream.next(3), "sizes grow once per round of slots");
-  assert.equal(stream.next(30), MAX_CHUNK);
+  assert.equal(stream.next(30), MAX_STREAM_CHUNK);
   const wide = new ChunkSizer({ explicit: null, totalBytes: null, slots: 8 });
   const firstRound = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => wide.next(i));
   assert.ok(firstRound.every((size) => size === firstRound[0]) && firstRound[0] < stream.next(0), "more slots: smaller first chunks, so each starts early");
   const file = new ChunkSizer({ explicit: null, totalBytes: (1 << 30) + 32768, slots: 2 });
-  assert.equal(Math.ceil(((1 << 30) + 32768) / file.next(0)), 4, "a light mapper over 1 GiB and a bit: 4 even chunks, no sliver");
-  assert.ok(file.next(0) <= MAX_CHUNK * 1.02);
+  assert.equal(Math.ceil(((1 << 30) + 32768) / file.next(0)), 2, "a light mapper over 1 GiB and a bit: one even chunk per slot, no sliver");
+  const big = new ChunkSizer({ explicit: null, totalBytes: 100 * 2 ** 30, slots: 16 });
+  assert.ok(big.next(0) <= MAX_CHUNK * 1.02 && 100 * 2 ** 30 / big.next(0) >= 4 * 16, "a big file: chunks within the bound, several per slot");
   const small = new ChunkSizer({ explicit: null, totalBytes: 10 << 20, slots: 2 });
   assert.equal(Math.ceil((10 << 20) / small.next(0)), 2, "every slot gets a chunk");
   const heavy = new ChunkSizer({ explicit: null, totalBytes: 1 << 30, slots: 2 });
