@@ -354,6 +354,7 @@ export class Coordinator {
     for (const w of this.workers.all()) w.send({ kind: { $case: "taskEnded", value: { taskId: task } } });
     const t = this.live.get(task);
     this.live.delete(task);
+    t?.intake.close();
     if (t?.row.input_kind === "stream") this.spool.removeInput(task);
     this.opts.log.info({ task, state, error }, "task ended");
     this.notify(task);
