@@ -217,7 +217,8 @@ export class Intake {
     files.write(data, this.bytesIn, cuts);
     this.bytesIn += data.length;
     this.record(cuts, false);
-    if (this.bytesIn - this.marked >= MARK_EVERY) this.markSpooled();
+    // A cut marks too: the chunk after it already holds the rest of this frame, which a restart keeps.
+    if (cuts.length > 0 || this.bytesIn - this.marked >= MARK_EVERY) this.markSpooled();
   }
 
   private markSpooled(): void {
