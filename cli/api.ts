@@ -7,12 +7,13 @@ import type { Readable } from "node:stream";
 import { connectivityState } from "@grpc/grpc-js";
 import type { CoordinatorClient, OutputFrame } from "../core/generated/bach";
 import type { OutputEvent, TaskReport, TaskSummary, WorkerSummary } from "../core/report";
-import { FRAME_BYTES, connect, userError } from "../core/rpc";
+import { connect, userError } from "../core/rpc";
 import { frames } from "../core/frames";
 import { CoordinatorUnreachableError, InputError } from "../core/errors";
 import net from "node:net";
 import type { Coordinator, NewTaskRequest } from "../coordinator/coordinator";
 import { taskList, taskReport, workerList } from "../coordinator/report";
+import { filePieces } from "../core/file-pieces";
 
 /** What a task needs to start: the same request the coordinator's domain takes. */
 export type TaskRequest = NewTaskRequest;
@@ -165,8 +166,8 @@ export class RemoteApi implements CoordinatorApi {
     await this.call<{ hash: string }>((cb) => {
       const stream = this.client.putBundle(cb);
       (async () => {
-        for await (const data of fs.createReadStream(file, { highWaterMark: FRAME_BYTES })) {
-          if (!stream.write({ hash, data: data as Buffer })) await once(stream, "drain");
+        for await (const data of filePieces(file)) {
+          if (!stream.write({ hash, data })) await once(stream, "drain");
         }
         stream.end();
       })().catch((err: Error) => stream.destroy(err));

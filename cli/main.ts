@@ -3,7 +3,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { Command, Option } from "commander";
-import { bachfileTemplate, loadBachfile } from "../core/bachfile";
+import { bachfileTemplate } from "../core/bachfile";
 import { coordinatorAddress, positiveInt, runMain, tokenFrom } from "../core/cli-common";
 import { InputError } from "../core/errors";
 import { formatBytes, parseDuration } from "../core/sizes";

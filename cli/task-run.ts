@@ -14,6 +14,7 @@ import { startEmbedded, type Embedded } from "./embedded";
 import { prepareTask, uploadTask } from "./prepare";
 import { Progress } from "./progress";
 import { feedInput, followOutput, ReplayableInput, type Reconnecting } from "./reconnect";
+import { filePieces } from "../core/file-pieces";
 
 export interface RunOptions {
   data: string | null;
@@ -82,7 +83,7 @@ async function openInput(input: Input): Promise<AsyncIterable<Buffer>> {
     const stat = fs.fstatSync(0);
     return stat.isFIFO() || stat.isSocket() ? pipeFrames(0) : frames(process.stdin);
   }
-  if (input.kind === "file") return frames(fs.createReadStream(input.path, { highWaterMark: 1 << 20 }));
+  if (input.kind === "file") return filePieces(input.path);
   let res: Response;
   try {
     res = await fetch(input.url);

@@ -19,6 +19,7 @@ import { Spool } from "./spool";
 import { ChunkData } from "./chunk-data";
 import { Retention } from "./retention";
 import { Workers, type WorkerSession } from "./workers";
+import { filePieces } from "../core/file-pieces";
 
 export type { WorkerSession } from "./workers";
 
@@ -246,8 +247,8 @@ export class Coordinator {
       const row = this.ledger.task(task);
       const chunk = keepOrder ? this.ledger.findChunk(task, next) : this.ledger.chunkByCommitOrder(task, next);
       if (chunk && chunk.state === ChunkState.committed && chunk.committed_attempt !== null) {
-        for await (const data of fs.createReadStream(this.spool.attemptOutput(chunk.committed_attempt), { highWaterMark: 1 << 20, start: skip })) {
-          yield { kind: "data", data: data as Buffer };
+        for await (const data of filePieces(this.spool.attemptOutput(chunk.committed_attempt), skip)) {
+          yield { kind: "data", data };
         }
         skip = 0;
         yield { kind: "chunk-done", seq: chunk.seq };

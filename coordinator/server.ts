@@ -9,9 +9,10 @@ import type { Logger } from "pino";
 import type { Bachfile } from "../core/bachfile";
 import { InputError } from "../core/errors";
 import { CoordinatorService, type CoordinatorServer, type WorkerMessage } from "../core/generated/bach";
-import { FRAME_BYTES, channelOptions, statusFor, tokenOf } from "../core/rpc";
+import { channelOptions, statusFor, tokenOf } from "../core/rpc";
 import type { Coordinator, WorkerSession } from "./coordinator";
 import { taskList, taskReport, workerList } from "./report";
+import { filePieces } from "../core/file-pieces";
 
 function refusal(metadata: Metadata, token: string): ServerErrorResponse | null {
   if (tokenOf(metadata) === token) return null;
@@ -194,13 +195,9 @@ async function sendFile<T>(
   frame: (data: Buffer) => T,
 ): Promise<void> {
   if (length > 0) {
-    const stream = fs.createReadStream(file, { start: offset, end: offset + length - 1, highWaterMark: FRAME_BYTES });
-    for await (const data of stream) {
-      if (call.cancelled) {
-        stream.destroy();
-        return;
-      }
-      if (!call.write(frame(data as Buffer))) await new Promise<void>((resolve) => call.once("drain", resolve));
+    for await (const data of filePieces(file, offset, offset + length)) {
+      if (call.cancelled) return;
+      if (!call.write(frame(data))) await new Promise<void>((resolve) => call.once("drain", resolve));
     }
   }
   call.end();

@@ -10,13 +10,14 @@ import { status, type ClientDuplexStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { Bachfile } from "../core/bachfile";
 import type { Assign, CoordinatorClient, CoordinatorMessage, WorkerMessage } from "../core/generated/bach";
-import { FRAME_BYTES, connect } from "../core/rpc";
+import { connect } from "../core/rpc";
 import { createHash } from "node:crypto";
 import { connectDocker, dockerAnswers, DockerUnavailableError } from "../core/docker";
 import { BundleCache } from "./bundle-cache";
 import { measureCapacity, type Capacity } from "./capacity";
 import { DockerRuntime } from "./docker-runtime";
 import { runProcess, type AttemptOutcome, type ChunkInput, type RunningAttempt } from "./process-runtime";
+import { filePieces } from "../core/file-pieces";
 
 /** auto: containers when a Docker Engine answers; docker: an engine is required; process: never containers. */
 export type RuntimeChoice = "auto" | "docker" | "process";
@@ -308,8 +309,8 @@ export class WorkerAgent {
       const call = this.client.putOutput((err) => (err ? reject(err) : resolve()));
       (async () => {
         let first = true;
-        for await (const data of fs.createReadStream(file, { highWaterMark: FRAME_BYTES })) {
-          if (!call.write({ attemptId: first ? attemptId : 0, data: data as Buffer })) await once(call, "drain");
+        for await (const data of filePieces(file)) {
+          if (!call.write({ attemptId: first ? attemptId : 0, data })) await once(call, "drain");
           first = false;
         }
         if (first) call.write({ attemptId, data: Buffer.alloc(0) });

@@ -18,7 +18,6 @@ import path from "node:path";
 import { Writable, type Readable } from "node:stream";
 import type Docker from "dockerode";
 import type { Logger } from "pino";
-import type { Bachfile } from "../core/bachfile";
 import { CONTAINER_USER, imageId, LABEL, loadImage, statusCode } from "../core/docker";
 import { isAlive } from "../core/pids";
 import { formatDuration } from "../core/sizes";
