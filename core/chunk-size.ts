@@ -10,16 +10,17 @@ export const MAX_CHUNK = 1024 * MiB;
  * A streamed chunk runs only once all of it is spooled: this bounds how long a slot waits for it and
  * the spool an unstarted chunk holds.
  */
-export const MAX_STREAM_CHUNK = 256 * MiB;
+export const MAX_STREAM_CHUNK = 512 * MiB;
 /**
  * A stream's first round of chunks (one per slot) holds this much in all, so every slot has a chunk
- * after about this much input; each chunk within 4-64 MiB. Later rounds grow 4x: for a node mapper
- * here each chunk costs a fresh process's warm-up (~0.1 s to start, then slow for its first ~100 MB;
- * ../shared/bench/README.md), and 1 GiB of stdin in 16-32-64... MiB rounds (11 chunks) took 4.5-5.0 s
- * and 8.2-8.9 CPU-s against 3.8-4.3 s and 6.8-7.7 CPU-s in 64-256 MiB rounds (6 chunks).
+ * after about this much input; each chunk within 4-128 MiB. Later rounds grow 4x: for a node mapper
+ * each chunk costs a fresh process's warm-up (see PRIOR_FIXED_SECONDS). 1 GiB of stdin through -p 2,
+ * measured here in interleaved runs: 16-32-64... MiB rounds (11 chunks) 4.5-5.0 s; 64-256 MiB rounds
+ * capped at 256 MiB (6 chunks) 4.4-6.0 s and 8.1-10.7 CPU-s; 128-512 MiB rounds capped at 512 MiB
+ * (4 chunks) 4.1-4.8 s and 6.9-7.7 CPU-s.
  */
-export const FIRST_ROUND = 128 * MiB;
-const FIRST_CHUNK_BOUNDS = [4 * MiB, 64 * MiB] as const;
+export const FIRST_ROUND = 256 * MiB;
+const FIRST_CHUNK_BOUNDS = [4 * MiB, 128 * MiB] as const;
 const ROUND_GROWTH = 4;
 /** Fixed cost at most 1/(1+19) = 5% of an attempt. */
 const FIXED_COST_SHARE = 19;
