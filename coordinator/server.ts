@@ -8,7 +8,8 @@ import { Server, ServerCredentials, status, type Metadata, type ServerErrorRespo
 import type { Logger } from "pino";
 import type { Bachfile } from "../core/bachfile";
 import { InputError } from "../core/errors";
-import { CoordinatorService, type CoordinatorServer, type WorkerMessage } from "../core/generated/bach";
+import type { CoordinatorServer, WorkerMessage } from "../core/generated/bach";
+import { CoordinatorWire } from "../core/wire";
 import { channelOptions, statusFor, tokenOf } from "../core/rpc";
 import type { Coordinator, WorkerSession } from "./coordinator";
 import { taskList, taskReport, workerList } from "./report";
@@ -267,7 +268,7 @@ export async function startServer(
   dataPort: () => number = () => 0,
 ): Promise<{ server: Server; port: number }> {
   const server = new Server(channelOptions);
-  server.addService(CoordinatorService, coordinatorHandlers(c, token, log, dataPort));
+  server.addService(CoordinatorWire, coordinatorHandlers(c, token, log, dataPort));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
   );

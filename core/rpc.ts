@@ -8,7 +8,8 @@ import {
   type Interceptor,
   type ServiceError,
 } from "@grpc/grpc-js";
-import { CoordinatorClient } from "./generated/bach";
+import type { CoordinatorClient } from "./generated/bach";
+import { WireClient } from "./wire";
 import { BachError, CoordinatorUnreachableError, InputError, TaskFailedError } from "./errors";
 
 export const TOKEN_HEADER = "x-bach-token";
@@ -33,7 +34,7 @@ function tokenInterceptor(token: string): Interceptor {
 }
 
 export function connect(address: string, token: string): CoordinatorClient {
-  return new CoordinatorClient(address, ChannelCredentials.createInsecure(), {
+  return new WireClient(address, ChannelCredentials.createInsecure(), {
     ...channelOptions,
     interceptors: [tokenInterceptor(token)],
   });
