@@ -25,7 +25,8 @@ export interface CoordinatorApi {
   hasImage(id: string): Promise<boolean>;
   /** Streams a `docker save` tar of the image to the coordinator. */
   putImage(id: string, tar: Readable): Promise<void>;
-  createTask(req: TaskRequest): Promise<string>;
+  /** Creates the task; `input` says whether the coordinator reads the file in place or wants it streamed. */
+  createTask(req: TaskRequest): Promise<{ id: string; input: "path" | "stream" }>;
   /**
    * Streams the input with backpressure, `source` starting at byte `offset` of it; resolves with the
    * bytes the coordinator took. Rejects with CoordinatorUnreachableError when the connection breaks.
@@ -63,7 +64,7 @@ export class EmbeddedApi implements CoordinatorApi {
     await fs.promises.rename(part, this.c.spool.image(id));
   }
 
-  async createTask(req: TaskRequest): Promise<string> {
+  async createTask(req: TaskRequest): Promise<{ id: string; input: "path" | "stream" }> {
     return this.c.createTask(req);
   }
 
@@ -192,8 +193,8 @@ export class RemoteApi implements CoordinatorApi {
     });
   }
 
-  async createTask(req: TaskRequest): Promise<string> {
-    const reply = await this.call<{ taskId: string; dataPort: number }>((cb) =>
+  async createTask(req: TaskRequest): Promise<{ id: string; input: "path" | "stream" }> {
+    const reply = await this.call<{ taskId: string; inputKind: string; dataPort: number }>((cb) =>
       this.client.createTask(
         {
           bachfileJson: JSON.stringify(req.bachfile),
@@ -203,6 +204,7 @@ export class RemoteApi implements CoordinatorApi {
           chunkSize: req.chunkSize ?? 0,
           inputKind: req.input.kind,
           inputPath: req.input.kind === "path" ? req.input.path : "",
+          inputSample: req.input.kind === "path" ? (req.input.sample ?? "") : "",
           dataStreams: req.dataStreams,
           name: req.bachfile.logicalName,
         },
@@ -210,7 +212,7 @@ export class RemoteApi implements CoordinatorApi {
       ),
     );
     this.dataPorts.set(reply.taskId, reply.dataPort);
-    return reply.taskId;
+    return { id: reply.taskId, input: reply.inputKind === "path" ? "path" : "stream" };
   }
 
   async putInput(task: string, source: AsyncIterable<Buffer>, offset: number): Promise<number> {

@@ -15,6 +15,7 @@ import { prepareTask, uploadTask } from "./prepare";
 import { Progress } from "./progress";
 import { feedInput, followOutput, ReplayableInput, type Reconnecting } from "./reconnect";
 import { filePieces } from "../core/file-pieces";
+import { fileSample } from "../core/file-sample";
 
 export interface RunOptions {
   data: string | null;
@@ -66,6 +67,15 @@ export function resolveInput(data: string | null): Input {
   if (!stat.isFile()) throw new InputError(`--data ${data}: not a regular file`, { path: data });
   fs.accessSync(data, fs.constants.R_OK);
   return { kind: "file", path: path.resolve(data), size: stat.size };
+}
+
+/**
+ * A file offered to a remote coordinator to read in place, with the sample that proves this CLI sees
+ * it; the coordinator takes it only if it sees the same file (on this machine, or a shared mount).
+ */
+function fileOffer(file: string): TaskRequest["input"] {
+  const sample = fileSample(file);
+  return sample ? { kind: "path", path: file, sample } : { kind: "stream" };
 }
 
 /** Features named in the bachfile that this version cannot honour fail before anything runs. */
@@ -205,15 +215,16 @@ export async function taskRun(opts: RunOptions): Promise<void> {
       imageId: prepared.image?.id ?? "",
       parallelism: opts.parallelism ?? 0,
       chunkSize,
-      input: embedded && input.kind === "file" ? { kind: "path", path: input.path } : { kind: "stream" },
+      input: input.kind !== "file" ? { kind: "stream" } : embedded ? { kind: "path", path: input.path, sample: null } : fileOffer(input.path),
       dataStreams: opts.lb,
     };
-    const task = await api.createTask(req);
+    const created = await api.createTask(req);
+    const task = created.id;
     taskId = task;
     stopTaskWithUs(api, task, embedded);
     const reconnect = reconnecting(embedded ? null : (api as RemoteApi), opts.reconnectMs);
     // Only a remote coordinator can come back after a restart: only its input is kept for re-sending.
-    const source = req.input.kind === "stream" ? await openInput(input) : null;
+    const source = created.input === "stream" ? await openInput(input) : null;
     const feeding = !source ? Promise.resolve() : embedded ? api.putInput(task, source, 0).then(() => undefined) : feedInput(api, task, new ReplayableInput(source), reconnect);
     // An upload that breaks ends the task (a no-op when the coordinator already failed it), so the
     // output below ends too instead of waiting for input that will not come.

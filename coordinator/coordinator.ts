@@ -9,6 +9,7 @@ import type { Logger } from "pino";
 import type { Bachfile } from "../core/bachfile";
 import type { OutputEvent } from "../core/report";
 import { ChunkSizer } from "../core/chunk-size";
+import { fileSample } from "../core/file-sample";
 import { InputError } from "../core/errors";
 import type { AttemptResult, WorkerHello } from "../core/generated/bach";
 import { AttemptState, ChunkState, TaskState } from "../core/states";
@@ -45,7 +46,12 @@ export interface NewTaskRequest {
   imageId: string;
   parallelism: number;
   chunkSize: number | null;
-  input: { kind: "stream" } | { kind: "path"; path: string };
+  /**
+   * A file is read in place. `sample` is a remote CLI's proof that it sees the same file (see
+   * core/file-sample.ts): when this coordinator's sample of the path differs, or it cannot read it,
+   * the task takes streamed input instead. null: the CLI runs this coordinator inside itself.
+   */
+  input: { kind: "stream" } | { kind: "path"; path: string; sample: string | null };
   dataStreams: number;
 }
 
@@ -163,13 +169,15 @@ export class Coordinator {
 
   // --- tasks ---
 
-  createTask(req: NewTaskRequest): string {
+  /** Creates a task; says whether it reads its input file in place or takes it streamed. */
+  createTask(req: NewTaskRequest): { id: string; input: "path" | "stream" } {
     if (!this.spool.hasBundle(req.bundleHash)) throw new InputError(`bundle ${req.bundleHash.slice(0, 12)} was not uploaded`);
     if (req.imageId && !this.opts.sharesEngine && !this.spool.hasImage(req.imageId)) throw new InputError(`image ${req.imageId.slice(0, 19)} was not uploaded`);
     let totalBytes: number | null = null;
-    if (req.input.kind === "path") {
-      const stat = fs.statSync(req.input.path, { throwIfNoEntry: false });
-      if (!stat?.isFile()) throw new InputError(`--data ${req.input.path}: no such file on the coordinator`, { path: req.input.path });
+    const input = req.input.kind === "path" && req.input.sample !== null && fileSample(req.input.path) !== req.input.sample ? { kind: "stream" as const } : req.input;
+    if (input.kind === "path") {
+      const stat = fs.statSync(input.path, { throwIfNoEntry: false });
+      if (!stat?.isFile()) throw new InputError(`--data ${input.path}: no such file on the coordinator`, { path: input.path });
       totalBytes = stat.size;
     }
     const id = `t-${new Date().toISOString().slice(0, 10).replace(/-/g, "")}-${randomBytes(3).toString("hex")}`;
@@ -181,13 +189,13 @@ export class Coordinator {
       imageId: req.imageId,
       parallelism: req.parallelism,
       chunkSize: req.chunkSize ?? 0,
-      inputKind: req.input.kind,
-      inputPath: req.input.kind === "path" ? req.input.path : "",
+      inputKind: input.kind,
+      inputPath: input.kind === "path" ? input.path : "",
       dataStreams: req.dataStreams,
     });
-    this.opts.log.info({ task: id, name: req.bachfile.logicalName, input: req.input }, "task created");
+    this.opts.log.info({ task: id, name: req.bachfile.logicalName, input: input.kind === "path" ? { kind: "path", path: input.path } : input }, "task created");
     this.goLive(this.ledger.task(id), req.bachfile, totalBytes, null);
-    return id;
+    return { id, input: input.kind };
   }
 
   async appendInput(task: string, offset: number, data: Buffer): Promise<void> {

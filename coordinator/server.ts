@@ -43,18 +43,19 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
     };
 
   return {
-    createTask: unary((req) => ({
-      taskId: c.createTask({
+    createTask: unary((req) => {
+      const task = c.createTask({
         bachfile: JSON.parse(req.bachfileJson) as Bachfile,
         bundleHash: req.bundleHash,
         imageId: req.imageId,
         parallelism: req.parallelism,
         chunkSize: req.chunkSize > 0 ? req.chunkSize : null,
-        input: req.inputKind === "path" ? { kind: "path", path: req.inputPath } : { kind: "stream" },
+        // A path is read in place only for a CLI that proves it sees the same file.
+        input: req.inputKind === "path" ? { kind: "path", path: req.inputPath, sample: req.inputSample } : { kind: "stream" },
         dataStreams: req.dataStreams,
-      }),
-      dataPort: dataPort(),
-    })),
+      });
+      return { taskId: task.id, inputKind: task.input, dataPort: dataPort() };
+    }),
     getInputStatus(call, cb) {
       const refused = refusal(call.metadata, token);
       if (refused) return cb(refused);

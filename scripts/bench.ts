@@ -188,7 +188,7 @@ async function recovery(env: NodeJS.ProcessEnv, taskDir: string): Promise<string
   const same = (m: string) => (m === clean.md5 ? "same md5" : "DIFFERENT md5");
   return [
     "",
-    "recovery, cluster on loopback (coordinator + 2 workers, --data FILE):",
+    "recovery, cluster on loopback (coordinator + 2 workers, --data FILE, read in place by the coordinator):",
     `  clean run: ${clean.wall.toFixed(2)} s`,
     `  one worker SIGKILLed halfway: ${killWorker.wall.toFixed(2)} s (${(killWorker.wall / clean.wall).toFixed(2)}x the clean run, ${same(killWorker.md5)})`,
     `  coordinator SIGKILLed halfway and restarted: ${restart.wall.toFixed(2)} s (${(restart.wall / clean.wall).toFixed(2)}x, ${same(restart.md5)}); first new commit ${(restart.measured ?? 0).toFixed(0)} ms after the restart began`,

@@ -137,10 +137,12 @@ export interface Run {
  */
 export async function runBach(
   args: string[],
-  o: { cwd: string; stdinFile?: string; pipeFile?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; onStart?(p: ChildProcess): void },
+  o: { cwd: string; stdinFile?: string; pipeFile?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; onStart?(p: ChildProcess): void; wrap?: string[] },
 ): Promise<Run> {
   const stdin = o.pipeFile ? "pipe" : o.stdinFile ? fs.openSync(o.stdinFile, "r") : "ignore";
-  const proc = spawn(process.execPath, [bin.bach, ...args], {
+  // `wrap` runs it through a command first (say, unshare -m sh -c ...).
+  const [command, ...prefix] = [...(o.wrap ?? []), process.execPath];
+  const proc = spawn(command, [...prefix, bin.bach, ...args], {
     cwd: o.cwd,
     env: { ...process.env, BACH_HOME: tempDir("bach-home-"), ...o.env },
     stdio: [stdin, "pipe", "pipe"],
