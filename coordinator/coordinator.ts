@@ -378,6 +378,12 @@ export class Coordinator {
     return session;
   }
 
+  /** The worker said whether it reads this spool in place: it may take chunks now. */
+  workerProbed(session: WorkerSession, sharesSpool: boolean): void {
+    this.workers.probed(session, sharesSpool);
+    this.queueDispatch();
+  }
+
   /** The worker's stream ended or it fell silent: its running attempts are lost and run again elsewhere. */
   workerGone(session: WorkerSession, reason: string): void {
     if (!this.workers.remove(session, reason)) return;

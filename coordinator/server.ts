@@ -176,7 +176,7 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
         if (!session) return call.emit("error", failure(new Error("a worker must say hello first")));
         c.workers.seen(session);
         if (kind.$case === "result") c.attemptResult(session, kind.value);
-        if (kind.$case === "sharedSpool" && kind.value.ok) c.workers.sharesSpool(session);
+        if (kind.$case === "sharedSpool") c.workerProbed(session, kind.value.ok);
         if (kind.$case === "draining") c.workers.draining(session, kind.value.graceMs);
       });
       call.on("end", () => {

@@ -14,6 +14,11 @@ export interface WorkerSession {
   lastSeen: number;
   /** Leaving (SIGTERM): nothing new is placed on it. */
   draining: boolean;
+  /**
+   * Until then nothing is placed on it: it has yet to say whether it shares this spool, and a chunk
+   * sent meanwhile would travel over the network though it could be read in place.
+   */
+  probingUntil: number;
   send(msg: CoordinatorMessage): void;
   close(reason: string): void;
 }
@@ -42,6 +47,9 @@ export interface WorkerEvents {
   /** Each heartbeat check: time alone can make an attempt a straggler. */
   tick(): void;
 }
+
+/** How long a new worker may take to answer the spool probe before it gets chunks anyway (over the network). */
+const PROBE_ANSWER_MS = 2000;
 
 export class Workers {
   private readonly sessions = new Map<string, WorkerSession>();
@@ -87,7 +95,8 @@ export class Workers {
       docker: hello.docker ? 1 : 0,
       interruptible: hello.interruptible ? 1 : 0,
     });
-    const session: WorkerSession = { id, hello, running: new Map(), lastSeen: Date.now(), draining: false, send, close };
+    const probingUntil = hello.localFiles ? 0 : Date.now() + PROBE_ANSWER_MS;
+    const session: WorkerSession = { id, hello, running: new Map(), lastSeen: Date.now(), draining: false, probingUntil, send, close };
     this.sessions.set(id, session);
     const { file, token } = this.opts.spoolProbe;
     send({ kind: { $case: "welcome", value: { workerId: id, heartbeatMs: this.opts.heartbeatMs, spoolProbe: file, spoolToken: token } } });
@@ -95,8 +104,10 @@ export class Workers {
     return session;
   }
 
-  /** The worker proved it reads this spool in place: its chunks skip the network from now on. */
-  sharesSpool(session: WorkerSession): void {
+  /** The worker answered the spool probe: when it reads this spool in place, its chunks skip the network. */
+  probed(session: WorkerSession, sharesSpool: boolean): void {
+    session.probingUntil = 0;
+    if (!sharesSpool) return;
     session.hello.localFiles = true;
     this.opts.log.info({ worker: session.id }, "worker shares the coordinator's filesystem");
   }
@@ -125,7 +136,7 @@ export class Workers {
   views(): WorkerView[] {
     return this.all().map((w) => {
       const capacity = capacityOf(w.hello);
-      const freeSlots = w.draining ? 0 : w.hello.slots - w.running.size;
+      const freeSlots = w.draining || w.probingUntil > Date.now() ? 0 : w.hello.slots - w.running.size;
       return { id: w.id, freeSlots, capacity, free: [...w.running.values()].map((r) => r.needs).reduce(take, capacity), docker: w.hello.docker, interruptible: w.hello.interruptible };
     });
   }
