@@ -129,7 +129,8 @@ Examples:
   bach task-run --data big.tsv --chunk-size 64m       fixed 64 MiB chunks
   bach task-run --data big.tsv --no-keep-order        output as chunks finish
   bach task-run --coordinator 192.168.0.10:7070 --data big.tsv --detach   prints the task id; bach task-output ID later
-  bach task-run --coordinator 192.168.0.10:7070 --token s3cret --data big.tsv    on a cluster
+  bach task-run --coordinator 192.168.0.10:7070 --token s3cret --data big.tsv    on a cluster (a file the
+                                      coordinator sees too, on its machine or a shared mount, is read in place)
   head -n 10000000 GDELT.dat | bach task-run -p 4 --ip 192.168.0.10 --lb 4       let LAN workers join
 ${EXIT_STATUSES}`,
     )
