@@ -245,7 +245,8 @@ export class RemoteApi implements CoordinatorApi {
         socket.write(`${JSON.stringify({ token: this.token, task, offset })}\n`);
         (async () => {
           const length = Buffer.alloc(4);
-          for await (const data of frames(source)) {
+          // The source's pieces as they come: frames of a MiB from a fast stream, a few records from a slow one.
+          for await (const data of source) {
             length.writeUInt32BE(data.length);
             socket.write(Buffer.from(length));
             if (!socket.write(data)) await once(socket, "drain");
@@ -270,7 +271,7 @@ export class RemoteApi implements CoordinatorApi {
       const stream = this.client.putInput(cb);
       (async () => {
         let offset = from;
-        for await (const data of frames(source)) {
+        for await (const data of source) {
           if (!stream.write({ taskId: task, offset, data, eof: false })) await once(stream, "drain");
           offset += data.length;
         }

@@ -63,13 +63,15 @@ export class ReplayableInput {
     throw new Error(`byte ${at} is not kept`);
   }
 
-  /** A kept copy of a piece the source may reuse once asked for the next (see pipeFrames). */
+  /**
+   * A kept copy of a piece the source may reuse once asked for the next (see pipeFrames). A full frame
+   * goes into a spare buffer of its own; the small pieces of a slow stream are copied as they are.
+   */
   private copy(v: Buffer | Uint8Array): Buffer {
-    const spare = this.spare.pop();
-    // Its own memory (allocUnsafeSlow), so that `.buffer` is exactly this buffer when it is spared.
-    const into = spare && spare.length >= v.byteLength ? spare : Buffer.allocUnsafeSlow(Math.max(FRAME_BYTES, v.byteLength));
+    if (v.byteLength !== FRAME_BYTES) return Buffer.from(v);
+    const into = this.spare.pop() ?? Buffer.allocUnsafeSlow(FRAME_BYTES);
     into.set(v);
-    return into.subarray(0, v.byteLength);
+    return into;
   }
 
   /** Reads the next piece of the source into the kept window (one read at a time, shared by all readers). */
@@ -86,7 +88,7 @@ export class ReplayableInput {
       while (this.read - this.keptFrom - (this.kept[0]?.length ?? 0) >= REPLAY_BYTES) {
         const old = this.kept.shift() as Buffer;
         this.keptFrom += old.length;
-        this.spare.push(Buffer.from(old.buffer));
+        if (old.length === FRAME_BYTES) this.spare.push(old);
       }
     });
     return this.pulling;

@@ -49,10 +49,10 @@ async function readHeader(input: Readable): Promise<{ header: DataHeader; rest: 
   }
 }
 
-/** The bytes of the blocks; `ended` says whether the empty block came. */
-function unblock(source: AsyncIterable<Buffer>): { data: AsyncGenerator<Buffer>; ended: () => boolean } {
+/** The bytes of the blocks, each piece saying whether its block ends with it; `ended` says whether the empty block came. */
+function unblock(source: AsyncIterable<Buffer>): { data: AsyncGenerator<{ piece: Buffer; ends: boolean }>; ended: () => boolean } {
   let ended = false;
-  async function* data(): AsyncGenerator<Buffer> {
+  async function* data(): AsyncGenerator<{ piece: Buffer; ends: boolean }> {
     let left = 0;
     let head = Buffer.alloc(0);
     for await (const received of source) {
@@ -72,7 +72,7 @@ function unblock(source: AsyncIterable<Buffer>): { data: AsyncGenerator<Buffer>;
           continue;
         }
         const n = Math.min(left, buf.length);
-        yield buf.subarray(0, n);
+        yield { piece: buf.subarray(0, n), ends: n === left };
         left -= n;
         buf = buf.subarray(n);
       }

@@ -24,6 +24,11 @@ function writeAll(fd: number, data: Buffer, position: number): void {
   for (let done = 0; done < data.length; ) done += fs.writeSync(fd, data, done, data.length - done, position + done);
 }
 
+function clearTimer(timer: NodeJS.Timeout | undefined): undefined {
+  if (timer) clearTimeout(timer);
+  return undefined;
+}
+
 /**
  * Writes streamed input into one spool file per chunk. A cut the chunker makes behind what was
  * written (the end of the last whole record, when the record after it outgrew the chunk) moves that
@@ -107,6 +112,15 @@ class ChunkFiles {
   }
 }
 
+/**
+ * A streamed chunk that has held a whole record this long, and that the input, at the pace it came in
+ * meanwhile, would not fill within FILLS_SOON_MS more, is cut and runs: a slow stream (a log followed
+ * with tail -f) gives output within seconds instead of when a chunk of 128 MiB fills, while a fast
+ * one, even slowed by the programs it feeds, keeps its big chunks.
+ */
+export const CUT_AFTER_MS = 2000;
+const FILLS_SOON_MS = 5000;
+
 /** How often streamed input marks how far it is spooled: what a CLI may have to send again after a restart. */
 const MARK_EVERY = 4 * 1024 * 1024;
 
@@ -127,6 +141,11 @@ export class Intake {
   private bytesIn = 0;
   private done = false;
   private closed = false;
+  /** An append is under way (waiting for room, or spooling). */
+  private appending = false;
+  private cutTimer: NodeJS.Timeout | undefined;
+  /** bytesIn when cutTimer was armed: the pace of the input since. */
+  private bytesAtArming = 0;
   private marked = 0;
 
   private readonly delimiter: Buffer;
@@ -210,15 +229,42 @@ export class Intake {
     }
     if (data.length === 0) return;
     const files = (this.files ??= new ChunkFiles(chunkPath));
-    // A reader held back marks all it has sent: a restart meanwhile would not ask for it again.
-    await this.hooks.room(async () => this.markSpooled());
-    if (this.closed) throw new InputError(`task ${this.task} has ended: it takes no more input`);
-    const cuts = this.chunker.push(data);
-    files.write(data, this.bytesIn, cuts);
-    this.bytesIn += data.length;
+    this.appending = true;
+    try {
+      // A reader held back marks all it has sent: a restart meanwhile would not ask for it again.
+      await this.hooks.room(async () => this.markSpooled());
+      if (this.closed) throw new InputError(`task ${this.task} has ended: it takes no more input`);
+      const cuts = this.chunker.push(data);
+      files.write(data, this.bytesIn, cuts);
+      this.bytesIn += data.length;
+      this.record(cuts, false);
+      // A cut marks too: the chunk after it already holds the rest of this frame, which a restart keeps.
+      if (cuts.length > 0 || this.bytesIn - this.marked >= MARK_EVERY) this.markSpooled();
+      if (cuts.length > 0) this.cutTimer = clearTimer(this.cutTimer);
+      if (this.chunker.holdsRecord && !this.cutTimer) this.armCut(files);
+    } finally {
+      this.appending = false;
+    }
+  }
+
+  private armCut(files: ChunkFiles): void {
+    this.bytesAtArming = this.bytesIn;
+    this.cutTimer = setTimeout(() => this.cutWaitingChunk(files), CUT_AFTER_MS);
+    this.cutTimer.unref();
+  }
+
+  /** The chunk being filled has held a whole record for CUT_AFTER_MS: unless it is about to fill, it is cut there and runs. */
+  private cutWaitingChunk(files: ChunkFiles): void {
+    this.cutTimer = undefined;
+    // A reader held back for room has chunks enough waiting; its next append arms the timer again.
+    if (this.done || this.closed || this.appending) return;
+    const perMs = (this.bytesIn - this.bytesAtArming) / CUT_AFTER_MS;
+    if (perMs > 0 && this.chunker.left / perMs < FILLS_SOON_MS) return this.armCut(files);
+    const cuts = this.chunker.flush();
+    if (cuts.length === 0) return;
+    files.write(Buffer.alloc(0), this.bytesIn, cuts);
     this.record(cuts, false);
-    // A cut marks too: the chunk after it already holds the rest of this frame, which a restart keeps.
-    if (cuts.length > 0 || this.bytesIn - this.marked >= MARK_EVERY) this.markSpooled();
+    this.markSpooled();
   }
 
   private markSpooled(): void {
@@ -230,11 +276,13 @@ export class Intake {
   /** The task ended: its open spool file is closed, and it takes no more input. */
   close(): void {
     this.closed = true;
+    this.cutTimer = clearTimer(this.cutTimer);
     this.files?.close();
   }
 
   async endStream(chunkPath: (seq: number) => string): Promise<void> {
     if (this.done) return;
+    this.cutTimer = clearTimer(this.cutTimer);
     this.files ??= new ChunkFiles(chunkPath);
     const cuts = this.chunker.end();
     this.files.write(Buffer.alloc(0), this.bytesIn, cuts);

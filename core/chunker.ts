@@ -61,6 +61,23 @@ export class Chunker {
     return this.cuts;
   }
 
+  /** Bytes the chunk being filled may still take before its size is reached. */
+  get left(): number {
+    return Math.max(0, this.chunkStart + this.size - this.pos);
+  }
+
+  /** The chunk being filled holds at least one whole record. */
+  get holdsRecord(): boolean {
+    return this.lastEnd > this.chunkStart;
+  }
+
+  /** Cuts the chunk being filled after its last whole record, if it has one (a slow stream's chunk that waited long enough). */
+  flush(): Cut[] {
+    this.cuts = [];
+    if (this.holdsRecord) this.cut(this.lastEnd);
+    return this.cuts;
+  }
+
   end(): Cut[] {
     this.cuts = [];
     if (this.pos > this.chunkStart) this.cut(this.pos);

@@ -28,11 +28,13 @@ export async function* frames(source: AsyncIterable<Buffer | Uint8Array>): Async
  * frames(), gathered into one buffer used over and over instead of a fresh one a frame: for a consumer
  * done with each frame before it asks for the next (the coordinator's intake). Fresh memory for every
  * MiB of a stream costs page faults and garbage collections that, measured, slowed intake by half.
+ * A frame also ends where one of the sender's blocks ends (`ends`): a fast sender's blocks are whole
+ * frames, and a slow stream's few records are passed on as they come instead of waiting for a MiB.
  */
-export async function* reusedFrames(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+export async function* reusedFrames(source: AsyncIterable<{ piece: Buffer; ends: boolean }>): AsyncGenerator<Buffer> {
   const frame = Buffer.allocUnsafeSlow(FRAME_BYTES);
   let fill = 0;
-  for await (const piece of source) {
+  for await (const { piece, ends } of source) {
     for (let at = 0; at < piece.length; ) {
       const n = Math.min(FRAME_BYTES - fill, piece.length - at);
       piece.copy(frame, fill, at, at + n);
@@ -43,12 +45,18 @@ export async function* reusedFrames(source: AsyncIterable<Buffer>): AsyncGenerat
         fill = 0;
       }
     }
+    if (ends && fill > 0) {
+      yield frame.subarray(0, fill);
+      fill = 0;
+    }
   }
   if (fill > 0) yield frame.subarray(0, fill);
 }
 
 /** Frames a pipe reader may fill ahead of the one its consumer holds. */
 const RING = 4;
+/** How long input may wait for its frame to fill before it is passed on anyway. */
+export const FLUSH_AFTER_MS = 200;
 
 /**
  * Frames of a pipe or socket (stdin from `cat FILE |`), read straight into a ring of buffers that are
@@ -56,22 +64,32 @@ const RING = 4;
  * machines measured cut the CPU a GiB of stdin costs by two thirds (fresh memory is dear on a VM).
  * A frame yielded is valid only until the consumer asks for the next one: whatever it keeps, it copies.
  */
-export async function* pipeFrames(fd: number, frameBytes = FRAME_BYTES): AsyncGenerator<Buffer> {
+export async function* pipeFrames(fd: number, frameBytes = FRAME_BYTES, flushAfterMs = FLUSH_AFTER_MS): AsyncGenerator<Buffer> {
   const ring = Array.from({ length: RING }, () => Buffer.allocUnsafeSlow(frameBytes));
-  /** Filled frames waiting for the consumer, oldest first, as [buffer index, length]. */
-  const filled: [number, number][] = [];
+  /** Frames waiting for the consumer, oldest first, as [buffer index, from, to]. */
+  const filled: [number, number, number][] = [];
+  /** The buffer being read into: bytes before `start` were passed on already, reading goes on at `fill`. */
   let writing = 0;
+  let start = 0;
   let fill = 0;
   let held = -1;
   let ended = false;
   let failure: Error | null = null;
   let wake: (() => void) | null = null;
+  /** When the first byte not yet passed on arrived. */
+  let firstByteAt = 0;
+  let flushTimer: NodeJS.Timeout | undefined;
   const poke = () => {
     wake?.();
     wake = null;
   };
   /** The buffer being written may not be one the consumer holds or has yet to take. */
   const blocked = () => writing === held || filled.some(([i]) => i === writing);
+  /** Passes on what the buffer being read into holds, which stays in use: reading goes on after it. */
+  const pass = () => {
+    filled.push([writing, start, fill]);
+    start = fill;
+  };
   // The constructor takes onread as connect() does (Node >= 12); @types/node lists it under connect only.
   const options: net.SocketConstructorOpts & { onread: net.OnReadOpts } = {
     fd,
@@ -80,11 +98,16 @@ export async function* pipeFrames(fd: number, frameBytes = FRAME_BYTES): AsyncGe
     onread: {
       buffer: () => (ring[writing] as Buffer).subarray(fill),
       callback: (n: number) => {
+        if (fill === start && n > 0) {
+          firstByteAt = Date.now();
+          // A consumer waiting for input gets these bytes within flushAfterMs, a full frame or not.
+          if (wake) flushTimer = setTimeout(poke, flushAfterMs);
+        }
         fill += n;
         if (fill < frameBytes) return true;
-        filled.push([writing, fill]);
+        pass();
         writing = (writing + 1) % RING;
-        fill = 0;
+        start = fill = 0;
         poke();
         // Stop reading until the consumer frees the next buffer. socket.pause() (not just returning
         // false) so that resume() starts reading again.
@@ -95,8 +118,7 @@ export async function* pipeFrames(fd: number, frameBytes = FRAME_BYTES): AsyncGe
   };
   const socket = new net.Socket(options);
   socket.on("end", () => {
-    if (fill > 0) filled.push([writing, fill]);
-    fill = 0;
+    if (fill > start) pass();
     ended = true;
     poke();
   });
@@ -109,16 +131,28 @@ export async function* pipeFrames(fd: number, frameBytes = FRAME_BYTES): AsyncGe
       const next = filled.shift();
       if (next) {
         held = next[0];
-        yield (ring[held] as Buffer).subarray(0, next[1]);
+        yield (ring[held] as Buffer).subarray(next[1], next[2]);
         held = -1;
         if (socket.isPaused() && !ended && !blocked()) socket.resume();
         continue;
       }
       if (failure) throw failure;
       if (ended) return;
-      await new Promise<void>((resolve) => (wake = resolve));
+      // A slow stream (a log followed with tail -f) is passed on in pieces rather than held back
+      // until a whole frame fills: bytes that waited flushAfterMs go as they are.
+      const waited = Date.now() - firstByteAt;
+      if (fill > start && waited >= flushAfterMs) {
+        pass();
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        if (fill > start) flushTimer = setTimeout(poke, flushAfterMs - waited);
+      });
+      clearTimeout(flushTimer);
     }
   } finally {
+    clearTimeout(flushTimer);
     socket.destroy();
   }
 }

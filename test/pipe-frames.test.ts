@@ -9,15 +9,16 @@ import path from "node:path";
 const frames = path.resolve(__dirname, "..", "core", "frames.js");
 
 /**
- * A process whose stdin is a real pipe reads it with pipeFrames (frames of 64 KiB), dawdling now and
- * then and checking that a frame it holds does not change meanwhile; it prints what it saw.
+ * A process whose stdin is a real pipe reads it with pipeFrames (frames of 64 KiB, passed on part-full
+ * only after a minute's wait), dawdling now and then and checking that a frame it holds does not
+ * change meanwhile; it prints what it saw.
  */
 const reader = `
 const { pipeFrames } = require(${JSON.stringify(frames)});
 const { createHash } = require("node:crypto");
 (async () => {
   const hash = createHash("sha256"); let count = 0, short = 0, bytes = 0;
-  for await (const f of pipeFrames(0, 65536)) {
+  for await (const f of pipeFrames(0, 65536, 60000)) {
     const before = Buffer.from(f);
     if (count % 7 === 0) await new Promise((r) => setTimeout(r, 2));
     if (!before.equals(f)) throw new Error("frame " + count + " changed while held");
@@ -54,4 +55,24 @@ test("pipe frames: empty input gives no frames", async () => {
   child.stdin.end();
   await new Promise((resolve) => child.on("close", resolve));
   assert.deepEqual(JSON.parse(out), { sha: createHash("sha256").digest("hex"), count: 0, short: 0, bytes: 0 });
+});
+
+test("pipe frames: a slow writer's bytes are passed on part-full after the wait, not held for a full frame", async () => {
+  const slow = `
+const { pipeFrames } = require(${JSON.stringify(frames)});
+(async () => {
+  for await (const f of pipeFrames(0, 65536, 100)) process.stdout.write(JSON.stringify({ at: Date.now(), text: f.toString() }) + "\\n");
+})();`;
+  const child = spawn(process.execPath, ["-e", slow], { stdio: ["pipe", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (b: Buffer) => (out += b.toString()));
+  const seen = () => out.split("\n").filter(Boolean).map((l) => JSON.parse(l) as { at: number; text: string });
+  child.stdin.write("one\n");
+  const deadline = Date.now() + 10_000;
+  while (seen().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(seen().map((f) => f.text), ["one\n"], "the first bytes came through while the pipe stayed open");
+  child.stdin.write("two\n");
+  child.stdin.end("three\n");
+  await new Promise((resolve) => child.on("close", resolve));
+  assert.equal(seen().map((f) => f.text).join(""), "one\ntwo\nthree\n");
 });
