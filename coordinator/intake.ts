@@ -241,28 +241,28 @@ export class Intake {
       // A cut marks too: the chunk after it already holds the rest of this frame, which a restart keeps.
       if (cuts.length > 0 || this.bytesIn - this.marked >= MARK_EVERY) this.markSpooled();
       if (cuts.length > 0) this.cutTimer = clearTimer(this.cutTimer);
-      if (this.chunker.holdsRecord && !this.cutTimer) this.armCut(files);
+      if (this.chunker.holdsRecord && !this.cutTimer) this.armCut();
     } finally {
       this.appending = false;
     }
   }
 
-  private armCut(files: ChunkFiles): void {
+  private armCut(): void {
     this.bytesAtArming = this.bytesIn;
-    this.cutTimer = setTimeout(() => this.cutWaitingChunk(files), CUT_AFTER_MS);
+    this.cutTimer = setTimeout(() => this.cutWaitingChunk(), CUT_AFTER_MS);
     this.cutTimer.unref();
   }
 
   /** The chunk being filled has held a whole record for CUT_AFTER_MS: unless it is about to fill, it is cut there and runs. */
-  private cutWaitingChunk(files: ChunkFiles): void {
+  private cutWaitingChunk(): void {
     this.cutTimer = undefined;
     // A reader held back for room has chunks enough waiting; its next append arms the timer again.
-    if (this.done || this.closed || this.appending) return;
+    if (this.done || this.closed || this.appending || !this.files) return;
     const perMs = (this.bytesIn - this.bytesAtArming) / CUT_AFTER_MS;
-    if (perMs > 0 && this.chunker.left / perMs < FILLS_SOON_MS) return this.armCut(files);
+    if (perMs > 0 && this.chunker.left / perMs < FILLS_SOON_MS) return this.armCut();
     const cuts = this.chunker.flush();
     if (cuts.length === 0) return;
-    files.write(Buffer.alloc(0), this.bytesIn, cuts);
+    this.files.write(Buffer.alloc(0), this.bytesIn, cuts);
     this.record(cuts, false);
     this.markSpooled();
   }

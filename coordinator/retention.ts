@@ -7,7 +7,6 @@ import { sweepEveryMs } from "../core/sizes";
 import type { Ledger } from "./ledger";
 import type { Spool } from "./spool";
 
-
 export class Retention {
   private readonly timer: NodeJS.Timeout;
 

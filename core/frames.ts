@@ -83,6 +83,11 @@ export async function* pipeFrames(fd: number, frameBytes = FRAME_BYTES, flushAft
     wake?.();
     wake = null;
   };
+  /** Wakes the consumer in `ms`, when bytes waiting that long are to be passed on anyway. */
+  const pokeIn = (ms: number) => {
+    clearTimeout(flushTimer);
+    flushTimer = setTimeout(poke, ms);
+  };
   /** The buffer being written may not be one the consumer holds or has yet to take. */
   const blocked = () => writing === held || filled.some(([i]) => i === writing);
   /** Passes on what the buffer being read into holds, which stays in use: reading goes on after it. */
@@ -101,7 +106,7 @@ export async function* pipeFrames(fd: number, frameBytes = FRAME_BYTES, flushAft
         if (fill === start && n > 0) {
           firstByteAt = Date.now();
           // A consumer waiting for input gets these bytes within flushAfterMs, a full frame or not.
-          if (wake) flushTimer = setTimeout(poke, flushAfterMs);
+          if (wake) pokeIn(flushAfterMs);
         }
         fill += n;
         if (fill < frameBytes) return true;
@@ -147,7 +152,7 @@ export async function* pipeFrames(fd: number, frameBytes = FRAME_BYTES, flushAft
       }
       await new Promise<void>((resolve) => {
         wake = resolve;
-        if (fill > start) flushTimer = setTimeout(poke, flushAfterMs - waited);
+        if (fill > start) pokeIn(flushAfterMs - waited);
       });
       clearTimeout(flushTimer);
     }
