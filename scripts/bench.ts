@@ -35,6 +35,8 @@ const bach = path.join(root, "dist", "cli", "main.js");
 interface Row {
   name: string;
   wall: number;
+  /** Busy CPU seconds of the whole machine while the row ran (see busyCpuSeconds); NaN where unknown. */
+  cpu: number;
   md5: string;
   cliRss: number;
   coordRss: number;
@@ -49,9 +51,26 @@ function peakRss(pid: number | undefined): number {
   }
 }
 
+/**
+ * The machine's busy CPU time so far, from /proc/stat (user, nice, system, irq, softirq; not idle,
+ * iowait or steal), in seconds. Read around a row, it counts every process the row keeps busy: cat,
+ * the CLI, coordinator and workers, the mappers, md5sum, dockerd. No schedule of that work on N cores
+ * can take less wall time than that CPU time over N. NaN off Linux.
+ */
+function busyCpuSeconds(): number {
+  try {
+    const fields = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
+    const [user, nice, system, , , irq, softirq] = fields;
+    return (user + nice + system + irq + softirq) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** Runs `cmd` with its stdout into md5sum; times the whole, polls the peak RSS of `cmd` itself. */
-async function timed(cmd: string, cmdArgs: string[], opts: { stdinFile?: string; catFile?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ wall: number; md5: string; rss: number }> {
+async function timed(cmd: string, cmdArgs: string[], opts: { stdinFile?: string; catFile?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ wall: number; cpu: number; md5: string; rss: number }> {
   const started = process.hrtime.bigint();
+  const cpuBefore = busyCpuSeconds();
   // catFile: a real pipe from cat, as in `cat FILE | cmd`; stdinFile: a redirect, as in `cmd < FILE`.
   const cat = opts.catFile ? spawn("cat", [opts.catFile], { stdio: ["ignore", "pipe", "inherit"] }) : null;
   const stdin = cat?.stdout ?? (opts.stdinFile ? fs.openSync(opts.stdinFile, "r") : "ignore");
@@ -68,7 +87,7 @@ async function timed(cmd: string, cmdArgs: string[], opts: { stdinFile?: string;
   clearInterval(poll);
   await summed;
   if (code !== 0) throw new Error(`${cmd} ${cmdArgs.join(" ")} exited ${code}`);
-  return { wall: Number(process.hrtime.bigint() - started) / 1e9, md5: sum.split(" ")[0], rss };
+  return { wall: Number(process.hrtime.bigint() - started) / 1e9, cpu: busyCpuSeconds() - cpuBefore, md5: sum.split(" ")[0], rss };
 }
 
 function sh(script: string) {
@@ -242,7 +261,7 @@ async function main(): Promise<void> {
   fs.writeFileSync(path.join(dockerTask, "bachfile.json"), JSON.stringify({ "logical-name": "bench-military-docker", binary: "node", args: ["mapper.js"], image: BASE_IMAGE, hardware: { network: null } }));
   const embedded = (task: string, extra: string[], o: { catFile?: string } = {}) => async () => {
     const r = await timed(process.execPath, [bach, "task-run", "-p", "2", ...extra], { env, cwd: task, ...o });
-    return { wall: r.wall, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
+    return { wall: r.wall, cpu: r.cpu, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
   };
 
   const rows: { name: string; run: () => Promise<Omit<Row, "name">> }[] = [
@@ -257,21 +276,21 @@ async function main(): Promise<void> {
       name: "bach task-run -p 2 --data FILE (embedded)",
       run: async () => {
         const r = await timed(process.execPath, [bach, "task-run", "-p", "2", "--data", data], { env, cwd: taskDir });
-        return { wall: r.wall, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
+        return { wall: r.wall, cpu: r.cpu, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
       },
     },
     {
       name: "bach task-run -p 2 < FILE (embedded; a redirect is read in place)",
       run: async () => {
         const r = await timed(process.execPath, [bach, "task-run", "-p", "2"], { env, cwd: taskDir, stdinFile: data });
-        return { wall: r.wall, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
+        return { wall: r.wall, cpu: r.cpu, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
       },
     },
     {
       name: "cat FILE | bach task-run -p 2 (embedded)",
       run: async () => {
         const r = await timed(process.execPath, [bach, "task-run", "-p", "2"], { env, cwd: taskDir, catFile: data });
-        return { wall: r.wall, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
+        return { wall: r.wall, cpu: r.cpu, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
       },
     },
     ...(docker
@@ -286,7 +305,7 @@ async function main(): Promise<void> {
         const cluster = await startCluster();
         try {
           const r = await timed(process.execPath, [bach, "task-run", "--coordinator", cluster.address, "--token", "bench"], { env, cwd: taskDir, catFile: data });
-          return { wall: r.wall, md5: r.md5, cliRss: r.rss, coordRss: peakRss(cluster.coordinator.pid) };
+          return { wall: r.wall, cpu: r.cpu, md5: r.md5, cliRss: r.rss, coordRss: peakRss(cluster.coordinator.pid) };
         } finally {
           cluster.stop();
         }
@@ -302,13 +321,14 @@ async function main(): Promise<void> {
     for (const [i, row] of selected.entries()) {
       const r = await row.run();
       runs[i].push(r);
-      process.stderr.write(`bench: round ${round + 1}: ${row.name}: ${r.wall.toFixed(2)} s, md5 ${r.md5.slice(0, 8)}, CLI ${(r.cliRss / 2 ** 20).toFixed(0)} MiB\n`);
+      process.stderr.write(`bench: round ${round + 1}: ${row.name}: ${r.wall.toFixed(2)} s, ${r.cpu.toFixed(1)} CPU-s, md5 ${r.md5.slice(0, 8)}, CLI ${(r.cliRss / 2 ** 20).toFixed(0)} MiB\n`);
     }
   }
   const middle = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
   const results: (Row & { ratio: number })[] = selected.map((row, i) => ({
     name: row.name,
     wall: middle(runs[i].map((r) => r.wall)),
+    cpu: middle(runs[i].map((r) => r.cpu)),
     ratio: middle(runs[i].map((r, round) => runs[0][round].wall / r.wall)),
     md5: runs[i].every((r) => r.md5 === runs[i][0].md5) ? runs[i][0].md5 : "differs between runs",
     cliRss: Math.max(...runs[i].map((r) => r.cliRss)),
@@ -316,14 +336,16 @@ async function main(): Promise<void> {
   }));
 
   const base = results[0];
+  const cores = os.availableParallelism();
   const mb = (n: number) => (n ? `${(n / 2 ** 20).toFixed(0)}` : "-");
   const lines = [
-    `${(BYTES / 2 ** 30).toFixed(2)} GiB, ${path.basename(mapperFile)}, output to md5sum; ${RUNS} rounds (every row once a round); wall: median; ratio: median of the ratios within a round; ${os.availableParallelism()} cores`,
+    `${(BYTES / 2 ** 30).toFixed(2)} GiB, ${path.basename(mapperFile)}, output to md5sum; ${RUNS} rounds (every row once a round); wall: median; ratio: median of the ratios within a round; ${cores} cores`,
+    `CPU s: busy CPU time of the whole machine during the row (median); floor: CPU s / ${cores} cores, the least wall time any schedule of that work could take here; best ratio: one process's wall over that floor`,
     "",
-    "| run | wall s | MB/s | ratio to one process | same md5 | CLI peak RSS MiB | coordinator peak RSS MiB |",
-    "| --- | --- | --- | --- | --- | --- | --- |",
+    "| run | wall s | MB/s | ratio to one process | CPU s | floor s | best ratio | same md5 | CLI peak RSS MiB | coordinator peak RSS MiB |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ...results.map((r) =>
-      `| ${r.name} | ${r.wall.toFixed(2)} | ${(BYTES / 1e6 / r.wall).toFixed(0)} | ${r.ratio.toFixed(2)} | ${r.md5 === base.md5 ? "yes" : "NO"} | ${mb(r.cliRss)} | ${mb(r.coordRss)} |`,
+      `| ${r.name} | ${r.wall.toFixed(2)} | ${(BYTES / 1e6 / r.wall).toFixed(0)} | ${r.ratio.toFixed(2)} | ${r.cpu.toFixed(1)} | ${(r.cpu / cores).toFixed(2)} | ${(base.wall / (r.cpu / cores)).toFixed(2)} | ${r.md5 === base.md5 ? "yes" : "NO"} | ${mb(r.cliRss)} | ${mb(r.coordRss)} |`,
     ),
   ];
   const processRow = results.findIndex((r) => r.name.startsWith("bach task-run -p 2 --data FILE (embedded)"));
