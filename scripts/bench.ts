@@ -259,7 +259,7 @@ async function main(): Promise<void> {
   fs.mkdirSync(dockerTask);
   fs.copyFileSync(mapperFile, path.join(dockerTask, "mapper.js"));
   fs.writeFileSync(path.join(dockerTask, "bachfile.json"), JSON.stringify({ "logical-name": "bench-military-docker", binary: "node", args: ["mapper.js"], image: BASE_IMAGE, hardware: { network: null } }));
-  const embedded = (task: string, extra: string[], o: { catFile?: string } = {}) => async () => {
+  const embedded = (task: string, extra: string[], o: { catFile?: string; stdinFile?: string } = {}) => async () => {
     const r = await timed(process.execPath, [bach, "task-run", "-p", "2", ...extra], { env, cwd: task, ...o });
     return { wall: r.wall, cpu: r.cpu, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
   };
@@ -272,27 +272,9 @@ async function main(): Promise<void> {
           { name: "cat FILE | parallel --pipe --block 64M -j2 -k", run: async () => ({ ...(await sh(`cat ${data} | parallel --pipe --block 64M -j2 -k node ${taskDir}/mapper.js`)), cliRss: 0, coordRss: 0 }) },
         ]
       : []),
-    {
-      name: "bach task-run -p 2 --data FILE (embedded)",
-      run: async () => {
-        const r = await timed(process.execPath, [bach, "task-run", "-p", "2", "--data", data], { env, cwd: taskDir });
-        return { wall: r.wall, cpu: r.cpu, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
-      },
-    },
-    {
-      name: "bach task-run -p 2 < FILE (embedded; a redirect is read in place)",
-      run: async () => {
-        const r = await timed(process.execPath, [bach, "task-run", "-p", "2"], { env, cwd: taskDir, stdinFile: data });
-        return { wall: r.wall, cpu: r.cpu, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
-      },
-    },
-    {
-      name: "cat FILE | bach task-run -p 2 (embedded)",
-      run: async () => {
-        const r = await timed(process.execPath, [bach, "task-run", "-p", "2"], { env, cwd: taskDir, catFile: data });
-        return { wall: r.wall, cpu: r.cpu, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
-      },
-    },
+    { name: "bach task-run -p 2 --data FILE (embedded)", run: embedded(taskDir, ["--data", data]) },
+    { name: "bach task-run -p 2 < FILE (embedded; a redirect is read in place)", run: embedded(taskDir, [], { stdinFile: data }) },
+    { name: "cat FILE | bach task-run -p 2 (embedded)", run: embedded(taskDir, [], { catFile: data }) },
     ...(docker
       ? [
           { name: "bach task-run -p 2 --data FILE (embedded, in containers of bach/base)", run: embedded(dockerTask, ["--data", data]) },
