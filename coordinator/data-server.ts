@@ -6,11 +6,11 @@
 // line, {"ok":true,"bytes":N} or {"error":"..."}. A connection that ends without the empty block broke
 // off (its CLI died, or the network): the input has not ended, and a CLI may resume it.
 import net from "node:net";
-import { PassThrough, type Readable } from "node:stream";
 import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "pino";
 import { InputError } from "../core/errors";
-import { reusedFrames } from "../core/frames";
+import { ringReader } from "../core/frames";
+import { FRAME_BYTES } from "../core/rpc";
 import type { Coordinator } from "./coordinator";
 
 const MAX_HEADER = 4096;
@@ -27,75 +27,87 @@ function sameToken(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-/** Splits the connection into its header line and the bytes after it. */
-async function readHeader(input: Readable): Promise<{ header: DataHeader; rest: AsyncIterable<Buffer> }> {
-  const iterator = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+/**
+ * The accepted connection as a socket of our own that reads into the ring's buffers: Node takes
+ * `onread` only when a socket is made, and a server makes its sockets itself, so the connection's
+ * handle moves over (the server pauses new connections: nothing has been read yet). Reading a GiB
+ * into fresh buffers instead, then copying them into frames, cost the coordinator ~1 CPU-s more
+ * (allocation, garbage collection and the copy; measured on loopback here).
+ */
+function adopt(accepted: net.Socket, onread: net.OnReadOpts): net.Socket {
+  const internal = accepted as net.Socket & { _handle: object | null };
+  const handle = internal._handle;
+  if (!handle) throw new Error("an accepted data connection has no handle to read from (an unexpected Node version?)");
+  internal._handle = null;
+  const own = new net.Socket({ handle, allowHalfOpen: true, onread } as net.SocketConstructorOpts);
+  // With no handle left, this only marks the accepted socket closed, as the server's count expects.
+  accepted.destroy();
+  return own;
+}
+
+/**
+ * Reads the header line off the front of the frames; returns it with the rest of the frame it ended
+ * in (valid until the next frame is asked for).
+ */
+async function readHeader(frames: AsyncIterator<Buffer>): Promise<{ header: DataHeader; rest: Buffer }> {
   let head = Buffer.alloc(0);
   for (;;) {
-    const next = await iterator.next();
+    const next = await frames.next();
     if (next.done) throw new InputError("data stream ended before its header");
-    head = Buffer.concat([head, next.value]);
-    const nl = head.indexOf(10);
-    if (nl >= 0) {
-      const header = JSON.parse(head.subarray(0, nl).toString("utf8")) as DataHeader;
-      const first = head.subarray(nl + 1);
-      const rest = (async function* () {
-        if (first.length) yield first;
-        for (let r = await iterator.next(); !r.done; r = await iterator.next()) yield r.value;
-      })();
-      return { header, rest };
-    }
+    const nl = next.value.indexOf(10);
+    head = Buffer.concat([head, nl >= 0 ? next.value.subarray(0, nl) : next.value]);
     if (head.length > MAX_HEADER) throw new InputError("data stream header too long");
+    if (nl >= 0) return { header: JSON.parse(head.toString("utf8")) as DataHeader, rest: next.value.subarray(nl + 1) };
   }
 }
 
-/** The bytes of the blocks, each piece saying whether its block ends with it; `ended` says whether the empty block came. */
-function unblock(source: AsyncIterable<Buffer>): { data: AsyncGenerator<{ piece: Buffer; ends: boolean }>; ended: () => boolean } {
+/**
+ * The bytes of the blocks that follow the header (`first`, then the frames), as subarrays of the
+ * frames, each valid until the next is asked for; `ended` says whether the empty block came.
+ */
+function unblock(first: Buffer, frames: AsyncIterator<Buffer>): { data: AsyncGenerator<Buffer>; ended: () => boolean } {
   let ended = false;
-  async function* data(): AsyncGenerator<{ piece: Buffer; ends: boolean }> {
-    let left = 0;
-    let head = Buffer.alloc(0);
-    for await (const received of source) {
-      let buf = received;
+  async function* data(): AsyncGenerator<Buffer> {
+    /** Bytes left in the block being read; -1 while its 4-byte length is being read. */
+    let left = -1;
+    let length = Buffer.alloc(0);
+    for (let buf: Buffer | null = first; buf !== null; ) {
       while (buf.length > 0) {
-        if (left === 0) {
-          const take = Math.min(4 - head.length, buf.length);
-          head = Buffer.concat([head, buf.subarray(0, take)]);
+        if (left < 0) {
+          const take = Math.min(4 - length.length, buf.length);
+          length = Buffer.concat([length, buf.subarray(0, take)]);
           buf = buf.subarray(take);
-          if (head.length < 4) break;
-          left = head.readUInt32BE(0);
-          head = Buffer.alloc(0);
+          if (length.length < 4) break;
+          left = length.readUInt32BE(0);
+          length = Buffer.alloc(0);
           if (left === 0) {
             ended = true;
             return;
           }
-          continue;
         }
         const n = Math.min(left, buf.length);
-        yield { piece: buf.subarray(0, n), ends: n === left };
-        left -= n;
+        yield buf.subarray(0, n);
+        left = n === left ? -1 : left - n;
         buf = buf.subarray(n);
       }
+      const next = await frames.next();
+      buf = next.done ? null : next.value;
     }
   }
   return { data: data(), ended: () => ended };
 }
 
-async function serve(c: Coordinator, token: string, socket: net.Socket, log: Logger): Promise<number> {
-  // Read through a PassThrough: iterating the socket itself would destroy it at the end of the input,
-  // before the answer is written. pipe() keeps the backpressure.
-  const input = new PassThrough();
-  socket.pipe(input);
-  const { header, rest } = await readHeader(input);
+async function serve(c: Coordinator, token: string, frames: AsyncIterator<Buffer>, log: Logger): Promise<number> {
+  const { header, rest } = await readHeader(frames);
   if (typeof header.token !== "string" || !sameToken(header.token, token)) {
     throw new InputError(header.token ? "wrong token (give the coordinator's --token or BACH_TOKEN)" : "a token is required (--token or BACH_TOKEN)");
   }
   let offset = header.offset;
-  const blocks = unblock(rest);
-  // Each frame is spooled before the next is asked for, so one buffer serves them all.
-  for await (const frame of reusedFrames(blocks.data)) {
-    await c.appendInput(header.task, offset, frame);
-    offset += frame.length;
+  const blocks = unblock(rest, frames);
+  // Each piece is spooled before the next is read, which is what frees the ring's buffers.
+  for await (const piece of blocks.data) {
+    await c.appendInput(header.task, offset, piece);
+    offset += piece.length;
   }
   if (!blocks.ended()) {
     log.warn({ task: header.task, offset }, "the input stream broke off before its end; waiting for the CLI to resume it");
@@ -106,13 +118,20 @@ async function serve(c: Coordinator, token: string, socket: net.Socket, log: Log
 
 export function startDataServer(c: Coordinator, host: string, port: number, token: string, log: Logger): Promise<net.Server> {
   // Half-open: the client ends its side when the input ends, then waits for our answer on ours.
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted) => {
+    // Each frame is spooled before the next is asked for, and no data is passed on before the consumer
+    // asks (flushAfterMs 0): a slow stream's records go on as they come.
+    const { socket, frames } = ringReader((onread) => adopt(accepted, onread), FRAME_BYTES, 0);
     socket.on("error", (err) => log.warn({ err: err.message }, "data stream broke"));
-    serve(c, token, socket, log).then(
+    serve(c, token, frames, log).then(
       (bytes) => socket.end(`${JSON.stringify({ ok: true, bytes })}\n`),
       (err: Error) => {
         if (!(err instanceof InputError)) log.warn({ err: err.message }, "data stream failed");
         socket.end(`${JSON.stringify({ error: err.message })}\n`);
+        // What the client still sends is read and dropped, so the connection closes when it closes.
+        (async () => {
+          for await (const frame of frames) void frame;
+        })().catch((dropped: Error) => log.debug({ err: dropped.message }, "data stream closed"));
       },
     );
   });

@@ -24,35 +24,6 @@ export async function* frames(source: AsyncIterable<Buffer | Uint8Array>): Async
   if (size > 0) yield Buffer.concat(pending, size);
 }
 
-/**
- * frames(), gathered into one buffer used over and over instead of a fresh one a frame: for a consumer
- * done with each frame before it asks for the next (the coordinator's intake). Fresh memory for every
- * MiB of a stream costs page faults and garbage collections that, measured, slowed intake by half.
- * A frame also ends where one of the sender's blocks ends (`ends`): a fast sender's blocks are whole
- * frames, and a slow stream's few records are passed on as they come instead of waiting for a MiB.
- */
-export async function* reusedFrames(source: AsyncIterable<{ piece: Buffer; ends: boolean }>): AsyncGenerator<Buffer> {
-  const frame = Buffer.allocUnsafeSlow(FRAME_BYTES);
-  let fill = 0;
-  for await (const { piece, ends } of source) {
-    for (let at = 0; at < piece.length; ) {
-      const n = Math.min(FRAME_BYTES - fill, piece.length - at);
-      piece.copy(frame, fill, at, at + n);
-      fill += n;
-      at += n;
-      if (fill === FRAME_BYTES) {
-        yield frame;
-        fill = 0;
-      }
-    }
-    if (ends && fill > 0) {
-      yield frame.subarray(0, fill);
-      fill = 0;
-    }
-  }
-  if (fill > 0) yield frame.subarray(0, fill);
-}
-
 /** Frames a pipe reader may fill ahead of the one its consumer holds. */
 const RING = 4;
 /** How long input may wait for its frame to fill before it is passed on anyway. */
@@ -65,6 +36,22 @@ export const FLUSH_AFTER_MS = 200;
  * A frame yielded is valid only until the consumer asks for the next one: whatever it keeps, it copies.
  */
 export async function* pipeFrames(fd: number, frameBytes = FRAME_BYTES, flushAfterMs = FLUSH_AFTER_MS): AsyncGenerator<Buffer> {
+  const reader = ringReader((onread) => new net.Socket({ fd, readable: true, writable: false, onread } as net.SocketConstructorOpts), frameBytes, flushAfterMs);
+  try {
+    yield* reader.frames;
+  } finally {
+    reader.socket.destroy();
+  }
+}
+
+/**
+ * Reads the socket that `open` makes (handing it `onread`, which Node takes only when a socket is
+ * made) into a ring of reused buffers, as pipeFrames does, and gives its frames; bytes that waited
+ * flushAfterMs for their frame to fill are passed on as they are (0: whenever the consumer asks). The
+ * socket stays the caller's: its end and errors end the frames, and the caller destroys it or writes
+ * an answer on it.
+ */
+export function ringReader(open: (onread: net.OnReadOpts) => net.Socket, frameBytes = FRAME_BYTES, flushAfterMs = FLUSH_AFTER_MS): { socket: net.Socket; frames: AsyncGenerator<Buffer> } {
   const ring = Array.from({ length: RING }, () => Buffer.allocUnsafeSlow(frameBytes));
   /** Frames waiting for the consumer, oldest first, as [buffer index, from, to]. */
   const filled: [number, number, number][] = [];
@@ -95,33 +82,26 @@ export async function* pipeFrames(fd: number, frameBytes = FRAME_BYTES, flushAft
     filled.push([writing, start, fill]);
     start = fill;
   };
-  // The constructor takes onread as connect() does (Node >= 12); @types/node lists it under connect only.
-  const options: net.SocketConstructorOpts & { onread: net.OnReadOpts } = {
-    fd,
-    readable: true,
-    writable: false,
-    onread: {
-      buffer: () => (ring[writing] as Buffer).subarray(fill),
-      callback: (n: number) => {
-        if (fill === start && n > 0) {
-          firstByteAt = Date.now();
-          // A consumer waiting for input gets these bytes within flushAfterMs, a full frame or not.
-          if (wake) pokeIn(flushAfterMs);
-        }
-        fill += n;
-        if (fill < frameBytes) return true;
-        pass();
-        writing = (writing + 1) % RING;
-        start = fill = 0;
-        poke();
-        // Stop reading until the consumer frees the next buffer. socket.pause() (not just returning
-        // false) so that resume() starts reading again.
-        if (blocked()) socket.pause();
-        return true;
-      },
+  const socket = open({
+    buffer: () => (ring[writing] as Buffer).subarray(fill),
+    callback: (n: number) => {
+      if (fill === start && n > 0) {
+        firstByteAt = Date.now();
+        // A consumer waiting for input gets these bytes within flushAfterMs, a full frame or not.
+        if (wake) pokeIn(flushAfterMs);
+      }
+      fill += n;
+      if (fill < frameBytes) return true;
+      pass();
+      writing = (writing + 1) % RING;
+      start = fill = 0;
+      poke();
+      // Stop reading until the consumer frees the next buffer. socket.pause() (not just returning
+      // false) so that resume() starts reading again.
+      if (blocked()) socket.pause();
+      return true;
     },
-  };
-  const socket = new net.Socket(options);
+  });
   socket.on("end", () => {
     if (fill > start) pass();
     ended = true;
@@ -131,33 +111,35 @@ export async function* pipeFrames(fd: number, frameBytes = FRAME_BYTES, flushAft
     failure = err;
     poke();
   });
-  try {
-    for (;;) {
-      const next = filled.shift();
-      if (next) {
-        held = next[0];
-        yield (ring[held] as Buffer).subarray(next[1], next[2]);
-        held = -1;
-        if (socket.isPaused() && !ended && !blocked()) socket.resume();
-        continue;
+  async function* frames(): AsyncGenerator<Buffer> {
+    try {
+      for (;;) {
+        const next = filled.shift();
+        if (next) {
+          held = next[0];
+          yield (ring[held] as Buffer).subarray(next[1], next[2]);
+          held = -1;
+          if (socket.isPaused() && !ended && !blocked()) socket.resume();
+          continue;
+        }
+        if (failure) throw failure;
+        if (ended) return;
+        // A slow stream (a log followed with tail -f) is passed on in pieces rather than held back
+        // until a whole frame fills: bytes that waited flushAfterMs go as they are.
+        const waited = Date.now() - firstByteAt;
+        if (fill > start && waited >= flushAfterMs) {
+          pass();
+          continue;
+        }
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          if (fill > start) pokeIn(flushAfterMs - waited);
+        });
+        clearTimeout(flushTimer);
       }
-      if (failure) throw failure;
-      if (ended) return;
-      // A slow stream (a log followed with tail -f) is passed on in pieces rather than held back
-      // until a whole frame fills: bytes that waited flushAfterMs go as they are.
-      const waited = Date.now() - firstByteAt;
-      if (fill > start && waited >= flushAfterMs) {
-        pass();
-        continue;
-      }
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        if (fill > start) pokeIn(flushAfterMs - waited);
-      });
+    } finally {
       clearTimeout(flushTimer);
     }
-  } finally {
-    clearTimeout(flushTimer);
-    socket.destroy();
   }
+  return { socket, frames: frames() };
 }
