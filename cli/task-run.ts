@@ -133,17 +133,21 @@ function stopTaskWithUs(api: CoordinatorApi, task: string, embedded: Embedded | 
 }
 
 /**
- * Writes task output to stdout. A pipe's write fails at once with EPIPE when its reader has gone; that
- * becomes stdout's "error" (see stopTaskWithUs, which ends the run) and the output loop waits for it.
+ * Writes task output to stdout; resolves once it is written (the output's buffer is then free for the
+ * next piece, see OutputEvent). A pipe's write fails with EPIPE when its reader has gone; that becomes
+ * stdout's "error" (see stopTaskWithUs, which ends the run) and this never resolves.
  */
-function writeOutput(data: Buffer): boolean {
-  try {
-    return process.stdout.write(data);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EPIPE") throw err;
-    process.stdout.emit("error", err);
-    return false;
-  }
+function writeOutput(data: Buffer): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      process.stdout.write(data, (err) => {
+        if (!err) resolve();
+      });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EPIPE") throw err;
+      process.stdout.emit("error", err);
+    }
+  });
 }
 
 /** Prints a task's committed output to stdout as it commits, until the task ends; returns how it ended. */
@@ -151,8 +155,7 @@ export async function printOutput(api: CoordinatorApi, task: string, keepOrder: 
   let end = { state: "failed", error: "the output stream ended early" };
   for await (const ev of followOutput(api, task, keepOrder, reconnect)) {
     if (ev.kind === "data") {
-      // Not events.once: it would reject on EPIPE, which stopTaskWithUs handles (it ends the run).
-      if (!writeOutput(ev.data)) await new Promise((resolve) => process.stdout.once("drain", resolve));
+      await writeOutput(ev.data);
     } else if (ev.kind === "progress") {
       progress?.update(ev);
     } else if (ev.kind === "end") {

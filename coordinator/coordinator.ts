@@ -21,6 +21,7 @@ import { ChunkData } from "./chunk-data";
 import { Retention } from "./retention";
 import { Workers, type WorkerSession } from "./workers";
 import { filePieces } from "../core/file-pieces";
+import { FRAME_BYTES } from "../core/rpc";
 
 export type { WorkerSession } from "./workers";
 
@@ -251,11 +252,13 @@ export class Coordinator {
     let next = fromChunk;
     let skip = skipBytes;
     let lastProgress = 0;
+    // One buffer for all the output read (see OutputEvent: a reader is done with it when it asks for more).
+    const buffer = Buffer.allocUnsafeSlow(FRAME_BYTES);
     for (;;) {
       const row = this.ledger.task(task);
       const chunk = keepOrder ? this.ledger.findChunk(task, next) : this.ledger.chunkByCommitOrder(task, next);
       if (chunk && chunk.state === ChunkState.committed && chunk.committed_attempt !== null) {
-        for await (const data of filePieces(this.spool.attemptOutput(chunk.committed_attempt), skip)) {
+        for await (const data of filePieces(this.spool.attemptOutput(chunk.committed_attempt), skip, Infinity, FRAME_BYTES, buffer)) {
           yield { kind: "data", data };
         }
         skip = 0;

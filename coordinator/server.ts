@@ -4,13 +4,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { createHash, randomBytes } from "node:crypto";
 import { pipeline } from "node:stream/promises";
-import { Server, ServerCredentials, status, type Metadata, type ServerErrorResponse } from "@grpc/grpc-js";
+import { Server, ServerCredentials, status, type Metadata, type ServerErrorResponse, type ServerWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { Bachfile } from "../core/bachfile";
 import { InputError } from "../core/errors";
 import type { CoordinatorServer, WorkerMessage } from "../core/generated/bach";
 import { CoordinatorWire } from "../core/wire";
-import { channelOptions, statusFor, tokenOf } from "../core/rpc";
+import { channelOptions, FRAME_BYTES, statusFor, tokenOf } from "../core/rpc";
 import type { Coordinator, WorkerSession } from "./coordinator";
 import { taskList, taskReport, workerList } from "./report";
 import { filePieces } from "../core/file-pieces";
@@ -102,9 +102,13 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
       const send = async () => {
         for await (const ev of c.streamOutput(taskId, fromChunk, keepOrder, skipBytes)) {
           if (call.cancelled) return;
+          if (ev.kind === "data") {
+            // Its bytes are reused for the next piece: wait until this message is serialized and sent.
+            await written(call, { kind: { $case: "data", value: ev.data } });
+            continue;
+          }
           const ok =
-            ev.kind === "data" ? call.write({ kind: { $case: "data", value: ev.data } })
-            : ev.kind === "chunk-done" ? call.write({ kind: { $case: "chunkDone", value: ev.seq } })
+            ev.kind === "chunk-done" ? call.write({ kind: { $case: "chunkDone", value: ev.seq } })
             : ev.kind === "progress" ? call.write({ kind: { $case: "progress", value: { bytesIn: ev.bytesIn, inputDone: ev.inputDone, chunksPlanned: ev.planned, chunksCommitted: ev.committed, attemptsRunning: ev.running } } })
             : call.write({ kind: { $case: "end", value: { state: ev.state, error: ev.error } } });
           if (!ok) await new Promise((resolve) => call.once("drain", resolve));
@@ -189,17 +193,29 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
   };
 }
 
-async function sendFile<T>(
-  call: { write(m: T): boolean; once(e: "drain", f: () => void): unknown; end(): void; cancelled: boolean },
-  file: string,
-  offset: number,
-  length: number,
-  frame: (data: Buffer) => T,
-): Promise<void> {
+/**
+ * Resolves once `message` has been sent (or the call was cancelled, when grpc-js drops the message
+ * without calling back).
+ */
+function written<T>(call: ServerWritableStream<unknown, T>, message: T): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const cancelled = () => resolve();
+    call.once("cancelled", cancelled);
+    call.write(message, (err?: Error | null) => {
+      call.off("cancelled", cancelled);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
+}
+
+/** Sends a file range in frames read into one buffer, each sent before the next is read. */
+async function sendFile<T>(call: ServerWritableStream<unknown, T>, file: string, offset: number, length: number, frame: (data: Buffer) => T): Promise<void> {
   if (length > 0) {
-    for await (const data of filePieces(file, offset, offset + length)) {
+    const buffer = Buffer.allocUnsafeSlow(Math.min(FRAME_BYTES, length));
+    for await (const data of filePieces(file, offset, offset + length, FRAME_BYTES, buffer)) {
       if (call.cancelled) return;
-      if (!call.write(frame(data))) await new Promise<void>((resolve) => call.once("drain", resolve));
+      await written(call, frame(data));
     }
   }
   call.end();

@@ -7,14 +7,17 @@ import { FRAME_BYTES } from "./rpc";
 
 /**
  * Yields the bytes of `file` from `start` up to `end` (exclusive; default its end) in fresh buffers of
- * at most `size` bytes, each the consumer's to keep. A file that ends early ends the pieces early.
+ * at most `size` bytes, each the consumer's to keep; or, given `into`, in that one buffer read over
+ * and over, each piece valid only until the next is asked for (fresh memory is dear: on the VMs
+ * measured here, every MiB newly touched cost ~2 ms of CPU in page faults, so reading 100 MiB of output
+ * into fresh buffers took 0.27 CPU-s). A file that ends early ends the pieces early.
  */
-export async function* filePieces(file: string, start = 0, end = Infinity, size = FRAME_BYTES): AsyncGenerator<Buffer> {
+export async function* filePieces(file: string, start = 0, end = Infinity, size = FRAME_BYTES, into?: Buffer): AsyncGenerator<Buffer> {
   const fd = fs.openSync(file, "r");
   try {
     for (let at = start; at < end; ) {
-      const buffer = Buffer.allocUnsafe(Math.min(size, end - at));
-      const n = fs.readSync(fd, buffer, 0, buffer.length, at);
+      const buffer = into ?? Buffer.allocUnsafe(Math.min(size, end - at));
+      const n = fs.readSync(fd, buffer, 0, Math.min(buffer.length, end - at), at);
       if (n === 0) return;
       at += n;
       yield n < buffer.length ? buffer.subarray(0, n) : buffer;

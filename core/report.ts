@@ -87,7 +87,10 @@ export interface WorkerSummary {
   lastSeen: string;
 }
 
-/** What a reader of a task's output receives, in order, until the task ends. */
+/**
+ * What a reader of a task's output receives, in order, until the task ends. A data event's bytes may
+ * be a buffer used over and over: they are valid only until the reader asks for the next event.
+ */
 export type OutputEvent =
   | { kind: "data"; data: Buffer }
   | { kind: "chunk-done"; seq: number }
