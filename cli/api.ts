@@ -7,9 +7,10 @@ import type { Readable } from "node:stream";
 import { connectivityState } from "@grpc/grpc-js";
 import type { CoordinatorClient, OutputFrame } from "../core/generated/bach";
 import type { OutputEvent, TaskReport, TaskSummary, WorkerSummary } from "../core/report";
-import { connect, userError } from "../core/rpc";
-import { frames } from "../core/frames";
-import { CoordinatorUnreachableError, InputError } from "../core/errors";
+import { connect, FRAME_BYTES, userError } from "../core/rpc";
+import { frames, ringReader } from "../core/frames";
+import { BachError, CoordinatorUnreachableError, InputError } from "../core/errors";
+import { decodeEvents, type OutputFailure, type OutputRequest } from "../core/output-wire";
 import net from "node:net";
 import type { Coordinator, NewTaskRequest } from "../coordinator/coordinator";
 import { taskList, taskReport, workerList } from "../coordinator/report";
@@ -283,6 +284,18 @@ export class RemoteApi implements CoordinatorApi {
   }
 
   async *output(task: string, fromChunk: number, keepOrder: boolean, skipBytes: number): AsyncGenerator<OutputEvent> {
+    // A reader that did not start the task (bach task-output) asks where the data port is.
+    if (!this.dataPorts.has(task)) await this.inputStatus(task).catch((err: Error) => this.noPortFor(err));
+    const port = this.dataPorts.get(task) ?? 0;
+    const tcp = port > 0 ? await this.outputTcp(task, { fromChunk, keepOrder, skipBytes }, port) : null;
+    if (tcp) {
+      yield* tcp;
+      return;
+    }
+    if (port > 0) {
+      process.stderr.write(`bach: the coordinator's data port ${port} did not answer; reading the output over gRPC (slower)\n`);
+      this.dataPorts.set(task, 0);
+    }
     const call = this.client.streamOutput({ taskId: task, fromChunk, keepOrder, skipBytes });
     try {
       for await (const frame of call) {
@@ -297,6 +310,43 @@ export class RemoteApi implements CoordinatorApi {
     } catch (err) {
       throw userError(err, this.address);
     }
+  }
+
+  /** A task the coordinator does not know has no data port: the gRPC call that follows says what is wrong. */
+  private noPortFor(err: Error): void {
+    if (!(err instanceof InputError)) throw err;
+  }
+
+  /**
+   * The output over the coordinator's TCP data port, read into a ring of reused buffers (see
+   * core/output-wire); null when the port cannot be reached. A connection lost midway is a lost
+   * coordinator, which the caller may wait for and ask again.
+   */
+  private async outputTcp(task: string, req: OutputRequest, port: number): Promise<AsyncGenerator<OutputEvent> | null> {
+    const host = this.address.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+    const { socket, frames } = ringReader((onread) => net.connect({ host, port, onread }), FRAME_BYTES, 0);
+    const connected = await new Promise<boolean>((resolve) => {
+      socket.once("connect", () => resolve(true));
+      socket.once("error", () => resolve(false));
+    });
+    if (!connected) {
+      socket.destroy();
+      return null;
+    }
+    socket.write(`${JSON.stringify({ token: this.token, task, offset: 0, output: req })}\n`);
+    const address = this.address;
+    const failed = (f: OutputFailure) => (f.refused ? new CoordinatorUnreachableError(`coordinator ${address} refused us: ${f.error}`, address, true) : new InputError(f.error));
+    const lost = () => new CoordinatorUnreachableError(`the output stream from ${host}:${port} broke off`, address);
+    return (async function* () {
+      try {
+        yield* decodeEvents(frames, failed, lost);
+      } catch (err) {
+        if (err instanceof BachError) throw err;
+        throw new CoordinatorUnreachableError(`the output stream from ${host}:${port} broke: ${(err as Error).message}`, address);
+      } finally {
+        socket.destroy();
+      }
+    })();
   }
 
   async report(task: string | null): Promise<TaskReport> {

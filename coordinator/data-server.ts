@@ -1,16 +1,19 @@
-// The data stream: streamed input for a task over a plain TCP connection, the seed's "tcp connection
-// for data streams". gRPC carries control; bytes through grpc-js and protobuf cost ~5x more CPU than a
-// socket (measured here: 1 GiB in ~7 s against ~1.5 s), so a CLI uploads here when it can.
-// Protocol: one JSON line {"token","task","offset"}, then the bytes in blocks (a 4-byte big-endian
-// length, then that many bytes) and an empty block for the end of the input; the answer is one JSON
-// line, {"ok":true,"bytes":N} or {"error":"..."}. A connection that ends without the empty block broke
-// off (its CLI died, or the network): the input has not ended, and a CLI may resume it.
+// The data stream: a task's streamed input, or its output, over a plain TCP connection, the seed's
+// "tcp connection for data streams". gRPC carries control; bytes through grpc-js and protobuf cost ~5x
+// more CPU than a socket (measured here: 1 GiB in ~7 s against ~1.5 s), so a CLI uses this when it can.
+// Input: one JSON line {"token","task","offset"}, then the bytes in blocks (a 4-byte big-endian length,
+// then that many bytes) and an empty block for the end of the input; the answer is one JSON line,
+// {"ok":true,"bytes":N} or {"error":"..."}. A connection that ends without the empty block broke off
+// (its CLI died, or the network): the input has not ended, and a CLI may resume it.
+// Output: one JSON line {"token","task","output":{"fromChunk","keepOrder","skipBytes"}}, answered by
+// the messages of core/output-wire until the task's end.
 import net from "node:net";
 import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "pino";
 import { InputError } from "../core/errors";
 import { ringReader } from "../core/frames";
 import { FRAME_BYTES } from "../core/rpc";
+import { encodeEvent, encodeFailure, type OutputRequest } from "../core/output-wire";
 import type { Coordinator } from "./coordinator";
 
 const MAX_HEADER = 4096;
@@ -18,7 +21,10 @@ const MAX_HEADER = 4096;
 export interface DataHeader {
   token: string;
   task: string;
+  /** Input: where the bytes that follow start in the task's input. */
   offset: number;
+  /** Present when the connection reads the task's output instead (see core/output-wire). */
+  output?: OutputRequest;
 }
 
 function sameToken(a: string, b: string): boolean {
@@ -97,11 +103,7 @@ function unblock(first: Buffer, frames: AsyncIterator<Buffer>): { data: AsyncGen
   return { data: data(), ended: () => ended };
 }
 
-async function serve(c: Coordinator, token: string, frames: AsyncIterator<Buffer>, log: Logger): Promise<number> {
-  const { header, rest } = await readHeader(frames);
-  if (typeof header.token !== "string" || !sameToken(header.token, token)) {
-    throw new InputError(header.token ? "wrong token (give the coordinator's --token or BACH_TOKEN)" : "a token is required (--token or BACH_TOKEN)");
-  }
+async function serveInput(c: Coordinator, header: DataHeader, rest: Buffer, frames: AsyncIterator<Buffer>, log: Logger): Promise<number> {
   let offset = header.offset;
   const blocks = unblock(rest, frames);
   // Each piece is spooled before the next is read, which is what frees the ring's buffers.
@@ -116,6 +118,46 @@ async function serve(c: Coordinator, token: string, frames: AsyncIterator<Buffer
   return c.endInput(header.task);
 }
 
+function write(socket: net.Socket, pieces: Buffer[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.cork();
+    pieces.forEach((piece, i) => (i < pieces.length - 1 ? socket.write(piece) : socket.write(piece, (err) => (err ? reject(err) : resolve()))));
+    socket.uncork();
+  });
+}
+
+/** Streams the task's output; each message is written before the next event is asked for (its bytes are reused). */
+async function serveOutput(c: Coordinator, task: string, req: OutputRequest, socket: net.Socket): Promise<void> {
+  for await (const ev of c.streamOutput(task, req.fromChunk, req.keepOrder, req.skipBytes)) {
+    if (socket.destroyed) return;
+    await write(socket, encodeEvent(ev));
+  }
+  socket.end();
+}
+
+/** One connection: input and its answer line, or the output; a refusal in the form the client reads. */
+async function serve(c: Coordinator, token: string, socket: net.Socket, frames: AsyncIterator<Buffer>, log: Logger): Promise<void> {
+  let output = false;
+  let refused = false;
+  try {
+    const { header, rest } = await readHeader(frames);
+    output = header.output !== undefined;
+    if (typeof header.token !== "string" || !sameToken(header.token, token)) {
+      refused = true;
+      throw new InputError(header.token ? "wrong token (give the coordinator's --token or BACH_TOKEN)" : "a token is required (--token or BACH_TOKEN)");
+    }
+    if (header.output) return await serveOutput(c, header.task, header.output, socket);
+    const bytes = await serveInput(c, header, rest, frames, log);
+    socket.end(`${JSON.stringify({ ok: true, bytes })}\n`);
+  } catch (err) {
+    const message = (err as Error).message;
+    if (!(err instanceof InputError)) log.warn({ err: message }, "data stream failed");
+    socket.end(output ? encodeFailure({ error: message, refused }) : `${JSON.stringify({ error: message })}\n`);
+    // What the client still sends is read and dropped, so the connection closes when it closes.
+    for await (const frame of { [Symbol.asyncIterator]: () => frames }) void frame;
+  }
+}
+
 export function startDataServer(c: Coordinator, host: string, port: number, token: string, log: Logger): Promise<net.Server> {
   // Half-open: the client ends its side when the input ends, then waits for our answer on ours.
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted) => {
@@ -123,17 +165,7 @@ export function startDataServer(c: Coordinator, host: string, port: number, toke
     // asks (flushAfterMs 0): a slow stream's records go on as they come.
     const { socket, frames } = ringReader((onread) => adopt(accepted, onread), FRAME_BYTES, 0);
     socket.on("error", (err) => log.warn({ err: err.message }, "data stream broke"));
-    serve(c, token, frames, log).then(
-      (bytes) => socket.end(`${JSON.stringify({ ok: true, bytes })}\n`),
-      (err: Error) => {
-        if (!(err instanceof InputError)) log.warn({ err: err.message }, "data stream failed");
-        socket.end(`${JSON.stringify({ error: err.message })}\n`);
-        // What the client still sends is read and dropped, so the connection closes when it closes.
-        (async () => {
-          for await (const frame of frames) void frame;
-        })().catch((dropped: Error) => log.debug({ err: dropped.message }, "data stream closed"));
-      },
-    );
+    serve(c, token, socket, frames, log).catch((err: Error) => log.debug({ err: err.message }, "data stream closed"));
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);

@@ -1,7 +1,8 @@
-// The coordinator's data port (streamed input over plain TCP) reads each connection into reused
-// buffers and cuts its blocks out of them: whatever pieces the bytes arrive in (a header line split
-// in two, a block's 4-byte length split across reads, blocks of any size), the input arrives whole;
-// and a connection it refuses gets one line of answer and closes when its client does.
+// The coordinator's data port (streamed input and output over plain TCP) reads each connection into
+// reused buffers and cuts its blocks out of them: whatever pieces the bytes arrive in (a header line
+// split in two, a block's 4-byte length split across reads, blocks of any size), the input arrives
+// whole, and `bach task-output` reads it back whole over the same port; a connection it refuses gets
+// one answer and closes when its client does.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
@@ -10,6 +11,7 @@ import { randomBytes } from "node:crypto";
 import { startCluster, taskFolder, runBach, waitFor, tempDir, type Cluster } from "./harness";
 import { RemoteApi } from "../cli/api";
 import { prepareTask, uploadTask } from "../cli/prepare";
+import { decodeEvents, type OutputFailure } from "../core/output-wire";
 
 const pause = () => new Promise((resolve) => setTimeout(resolve, 5));
 
@@ -104,5 +106,25 @@ test("data port: input in awkward pieces arrives whole; a wrong token is refused
     const answer = await send(port, [header, ...blocks, u32(0)]);
     assert.match(answer, /^\{"error":"wrong token/);
     assert.equal(answer.split("\n").length, 1);
+  });
+
+  await t.test("an output reader with a wrong token is refused, as refused (not as a lost coordinator)", async () => {
+    const task = await streamedTask(cluster);
+    const socket = net.connect({ host: "127.0.0.1", port });
+    await once(socket, "connect");
+    socket.write(`${JSON.stringify({ token: "not-the-token", task, offset: 0, output: { fromChunk: 0, keepOrder: true, skipBytes: 0 } })}\n`);
+    const failure = await (async () => {
+      try {
+        for await (const ev of decodeEvents(socket[Symbol.asyncIterator]() as AsyncIterator<Buffer>, (f) => Object.assign(new Error("refused"), { f }), () => new Error("lost"))) {
+          assert.fail(`no event was expected, got ${ev.kind}`);
+        }
+      } catch (err) {
+        return (err as Error & { f?: OutputFailure }).f;
+      }
+      return undefined;
+    })();
+    socket.destroy();
+    assert.equal(failure?.refused, true);
+    assert.match(failure?.error ?? "", /wrong token/);
   });
 });
