@@ -121,7 +121,7 @@ describe("cluster on loopback", () => {
     assert.match(missing.stderr, /^bach: no task t-no-such$/m);
   });
 
-  test("stdin falls back to gRPC when the data port cannot be reached", async () => {
+  test("stdin and output fall back to gRPC when the data port cannot be reached", async () => {
     // The data stream listens on 127.0.0.2 only, so the CLI's connection to 127.0.0.1 is refused.
     const other = await startCluster({ workers: 1, slots: 2, dataListen: "127.0.0.2:0" });
     try {
