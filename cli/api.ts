@@ -7,11 +7,11 @@ import type { Readable } from "node:stream";
 import { connectivityState } from "@grpc/grpc-js";
 import type { CoordinatorClient, OutputFrame } from "../core/generated/bach";
 import type { OutputEvent, TaskReport, TaskSummary, WorkerSummary } from "../core/report";
-import { connect, FRAME_BYTES, userError } from "../core/rpc";
-import { frames, ringReader } from "../core/frames";
-import { BachError, CoordinatorUnreachableError, InputError } from "../core/errors";
-import { decodeEvents, type OutputFailure, type OutputRequest } from "../core/output-wire";
-import net from "node:net";
+import { connect, userError } from "../core/rpc";
+import { frames } from "../core/frames";
+import { CoordinatorUnreachableError, InputError } from "../core/errors";
+import { readEvents, sendBlocks } from "../core/data-client";
+import type { OutputRequest } from "../core/output-wire";
 import type { Coordinator, NewTaskRequest } from "../coordinator/coordinator";
 import { taskList, taskReport, workerList } from "../coordinator/report";
 import { filePieces } from "../core/file-pieces";
@@ -219,7 +219,7 @@ export class RemoteApi implements CoordinatorApi {
   async putInput(task: string, source: AsyncIterable<Buffer>, offset: number): Promise<number> {
     const port = this.dataPorts.get(task) ?? 0;
     if (port > 0) {
-      const sent = await this.putInputTcp(task, source, offset, port);
+      const sent = await sendBlocks({ address: this.address, port, token: this.token }, { task, offset }, source);
       if (sent !== null) return sent;
       process.stderr.write(`bach: the coordinator's data port ${port} did not answer; sending the input over gRPC (slower)\n`);
       this.dataPorts.set(task, 0);
@@ -231,40 +231,6 @@ export class RemoteApi implements CoordinatorApi {
     const s = await this.call<{ offset: number; dataPort: number; inputDone: boolean }>((cb) => this.client.getInputStatus({ taskId: task }, cb));
     this.dataPorts.set(task, s.dataPort);
     return s;
-  }
-
-  /** Streams the input over the coordinator's TCP data port; null when the port cannot be reached. */
-  /** Sends the bytes in blocks (a 4-byte length, then the bytes; length 0 ends the input), so a stream that breaks off is never taken for the end. */
-  private putInputTcp(task: string, source: AsyncIterable<Buffer>, offset: number, port: number): Promise<number | null> {
-    const host = this.address.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
-    return new Promise((resolve, reject) => {
-      const socket = net.connect({ host, port });
-      let connected = false;
-      let reply = "";
-      socket.on("connect", () => {
-        connected = true;
-        socket.write(`${JSON.stringify({ token: this.token, task, offset })}\n`);
-        (async () => {
-          const length = Buffer.alloc(4);
-          // The source's pieces as they come: frames of a MiB from a fast stream, a few records from a slow one.
-          for await (const data of source) {
-            length.writeUInt32BE(data.length);
-            socket.write(Buffer.from(length));
-            if (!socket.write(data)) await once(socket, "drain");
-          }
-          socket.end(Buffer.alloc(4));
-        })().catch((err: Error) => socket.destroy(err));
-      });
-      socket.on("data", (b: Buffer) => (reply += b.toString()));
-      socket.on("error", (err) => (connected ? reject(new CoordinatorUnreachableError(`data stream to ${host}:${port} broke: ${err.message}`, this.address)) : resolve(null)));
-      socket.on("close", () => {
-        if (!connected) return;
-        if (!reply.trim()) return reject(new CoordinatorUnreachableError(`the coordinator closed the data stream to ${host}:${port}`, this.address));
-        const answer = JSON.parse(reply.trim().split("\n")[0]) as { ok?: boolean; bytes?: number; error?: string };
-        if (answer.ok) resolve(answer.bytes ?? 0);
-        else reject(new InputError(answer.error ?? "data stream refused"));
-      });
-    });
   }
 
   private async putInputGrpc(task: string, source: AsyncIterable<Buffer>, from: number): Promise<number> {
@@ -287,7 +253,8 @@ export class RemoteApi implements CoordinatorApi {
     // A reader that did not start the task (bach task-output) asks where the data port is.
     if (!this.dataPorts.has(task)) await this.inputStatus(task).catch((err: Error) => this.noPortFor(err));
     const port = this.dataPorts.get(task) ?? 0;
-    const tcp = port > 0 ? await this.outputTcp(task, { fromChunk, keepOrder, skipBytes }, port) : null;
+    const output: OutputRequest = { fromChunk, keepOrder, skipBytes };
+    const tcp = port > 0 ? await readEvents({ address: this.address, port, token: this.token }, { task, offset: 0, output }) : null;
     if (tcp) {
       yield* tcp;
       return;
@@ -315,38 +282,6 @@ export class RemoteApi implements CoordinatorApi {
   /** A task the coordinator does not know has no data port: the gRPC call that follows says what is wrong. */
   private noPortFor(err: Error): void {
     if (!(err instanceof InputError)) throw err;
-  }
-
-  /**
-   * The output over the coordinator's TCP data port, read into a ring of reused buffers (see
-   * core/output-wire); null when the port cannot be reached. A connection lost midway is a lost
-   * coordinator, which the caller may wait for and ask again.
-   */
-  private async outputTcp(task: string, req: OutputRequest, port: number): Promise<AsyncGenerator<OutputEvent> | null> {
-    const host = this.address.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
-    const { socket, frames } = ringReader((onread) => net.connect({ host, port, onread }), FRAME_BYTES, 0);
-    const connected = await new Promise<boolean>((resolve) => {
-      socket.once("connect", () => resolve(true));
-      socket.once("error", () => resolve(false));
-    });
-    if (!connected) {
-      socket.destroy();
-      return null;
-    }
-    socket.write(`${JSON.stringify({ token: this.token, task, offset: 0, output: req })}\n`);
-    const address = this.address;
-    const failed = (f: OutputFailure) => (f.refused ? new CoordinatorUnreachableError(`coordinator ${address} refused us: ${f.error}`, address, true) : new InputError(f.error));
-    const lost = () => new CoordinatorUnreachableError(`the output stream from ${host}:${port} broke off`, address);
-    return (async function* () {
-      try {
-        yield* decodeEvents(frames, failed, lost);
-      } catch (err) {
-        if (err instanceof BachError) throw err;
-        throw new CoordinatorUnreachableError(`the output stream from ${host}:${port} broke: ${(err as Error).message}`, address);
-      } finally {
-        socket.destroy();
-      }
-    })();
   }
 
   async report(task: string | null): Promise<TaskReport> {

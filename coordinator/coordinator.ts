@@ -77,6 +77,8 @@ export class Coordinator {
   readonly spool: Spool;
   /** Where chunk bytes and attempt outputs are, for the servers that move them. */
   readonly data: ChunkData;
+  /** The TCP data port once it listens (see data-server), told to workers as they join; 0: none. */
+  dataPort = 0;
   private readonly live = new Map<string, LiveTask>();
   /** The connected workers; the server reports their heartbeats and announcements here directly. */
   readonly workers: Workers;
@@ -94,7 +96,7 @@ export class Coordinator {
     this.changes.setMaxListeners(0);
     this.workers = new Workers(
       this.ledger,
-      { heartbeatMs: opts.heartbeatMs, lostAfterMs: opts.lostAfterMs, log: opts.log, spoolProbe: { file: this.spool.probeFile, token: this.spool.probeToken } },
+      { heartbeatMs: opts.heartbeatMs, lostAfterMs: opts.lostAfterMs, log: opts.log, spoolProbe: { file: this.spool.probeFile, token: this.spool.probeToken }, dataPort: () => this.dataPort },
       {
         silent: (session, reason) => this.workerGone(session, reason),
         // Time alone can make an attempt a straggler: look again.

@@ -6,13 +6,17 @@
 // {"ok":true,"bytes":N} or {"error":"..."}. A connection that ends without the empty block broke off
 // (its CLI died, or the network): the input has not ended, and a CLI may resume it.
 // Output: one JSON line {"token","task","output":{"fromChunk","keepOrder","skipBytes"}}, answered by
-// the messages of core/output-wire until the task's end.
+// the messages of core/output-wire until the task's end. A worker on another machine reads a running
+// attempt's chunk the same way ({"token","chunk":ATTEMPT}: its bytes, then an end message) and sends
+// its output as input is sent ({"token","upload":ATTEMPT}, blocks, one answer line).
+import fs from "node:fs";
 import net from "node:net";
 import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "pino";
 import { InputError } from "../core/errors";
 import { ringReader } from "../core/frames";
 import { FRAME_BYTES } from "../core/rpc";
+import { filePieces } from "../core/file-pieces";
 import { encodeEvent, encodeFailure, type OutputRequest } from "../core/output-wire";
 import type { Coordinator } from "./coordinator";
 
@@ -25,6 +29,10 @@ export interface DataHeader {
   offset: number;
   /** Present when the connection reads the task's output instead (see core/output-wire). */
   output?: OutputRequest;
+  /** A worker reads this running attempt's chunk (as output-wire messages: its bytes, then an end). */
+  chunk?: number;
+  /** A worker sends this running attempt's output, in blocks as input is sent. */
+  upload?: number;
 }
 
 function sameToken(a: string, b: string): boolean {
@@ -135,19 +143,50 @@ async function serveOutput(c: Coordinator, task: string, req: OutputRequest, soc
   socket.end();
 }
 
-/** One connection: input and its answer line, or the output; a refusal in the form the client reads. */
+/** Sends a running attempt's chunk, from one buffer, each message written before the next is read. */
+async function serveChunk(c: Coordinator, attempt: number, socket: net.Socket): Promise<void> {
+  await c.data.serve(attempt, async (src) => {
+    const buffer = Buffer.allocUnsafeSlow(Math.max(1, Math.min(FRAME_BYTES, src.length)));
+    for await (const data of filePieces(src.path, src.offset, src.offset + src.length, FRAME_BYTES, buffer)) {
+      if (socket.destroyed) return;
+      await write(socket, encodeEvent({ kind: "data", data }));
+    }
+  });
+  await write(socket, encodeEvent({ kind: "end", state: "succeeded", error: "" }));
+  socket.end();
+}
+
+/** Writes a running attempt's output where it commits from; an upload that breaks off fails. */
+async function serveUpload(c: Coordinator, attempt: number, rest: Buffer, frames: AsyncIterator<Buffer>): Promise<number> {
+  const fd = fs.openSync(c.data.outputTarget(attempt), "w");
+  let bytes = 0;
+  try {
+    const blocks = unblock(rest, frames);
+    for await (const piece of blocks.data) {
+      for (let done = 0; done < piece.length; ) done += fs.writeSync(fd, piece, done, piece.length - done, bytes + done);
+      bytes += piece.length;
+    }
+    if (!blocks.ended()) throw new InputError(`the output of attempt ${attempt} broke off after ${bytes} bytes`);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return bytes;
+}
+
+/** One connection: bytes in (input, an output upload) and an answer line, or bytes out (the output, a chunk) as messages; a refusal in the form its client reads. */
 async function serve(c: Coordinator, token: string, socket: net.Socket, frames: AsyncIterator<Buffer>, log: Logger): Promise<void> {
   let output = false;
   let refused = false;
   try {
     const { header, rest } = await readHeader(frames);
-    output = header.output !== undefined;
+    output = header.output !== undefined || header.chunk !== undefined;
     if (typeof header.token !== "string" || !sameToken(header.token, token)) {
       refused = true;
       throw new InputError(header.token ? "wrong token (give the coordinator's --token or BACH_TOKEN)" : "a token is required (--token or BACH_TOKEN)");
     }
     if (header.output) return await serveOutput(c, header.task, header.output, socket);
-    const bytes = await serveInput(c, header, rest, frames, log);
+    if (header.chunk !== undefined) return await serveChunk(c, header.chunk, socket);
+    const bytes = header.upload !== undefined ? await serveUpload(c, header.upload, rest, frames) : await serveInput(c, header, rest, frames, log);
     socket.end(`${JSON.stringify({ ok: true, bytes })}\n`);
   } catch (err) {
     const message = (err as Error).message;

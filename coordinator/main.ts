@@ -23,7 +23,7 @@ function program(): Command {
     .option("--listen <host:port>", "address to listen on (e.g. --listen 0.0.0.0:7070 for a LAN)", `127.0.0.1:${DEFAULT_PORT}`)
     .option("--data-dir <dir>", "where the ledger (SQLite) and the spool live (e.g. --data-dir /var/lib/bach)", path.join(os.homedir(), ".bach", "coordinator"))
     .option("--token <token>", "shared secret every worker and CLI must present (default $BACH_TOKEN)")
-    .option("--data-listen <host:port>", "TCP address for streamed input and task output, faster than gRPC for bytes (default: the --listen host, its port + 1; port 0 picks a free one)")
+    .option("--data-listen <host:port>", "TCP address for bulk bytes (streamed input, task output, chunks and outputs of workers on other machines), faster than gRPC (default: the --listen host, its port + 1; port 0 picks a free one)")
     .option("--heartbeat <duration>", "how often workers send heartbeats (e.g. --heartbeat 1s)", "1s")
     .option("--lost-after <duration>", "declare a silent worker lost after this long (e.g. --lost-after 5s)", "5s")
     .option(
@@ -63,6 +63,7 @@ Then on each machine: bach-worker join HOST:7070 --token s3cret`,
         },
       );
       const dataPort = (data.address() as AddressInfo).port;
+      coordinator.dataPort = dataPort;
       const { server, port } = await startServer(coordinator, o.listen, token, log, () => dataPort).catch((err: Error) => {
         throw new InputError(`--listen ${o.listen}: ${err.message}`);
       });

@@ -39,6 +39,8 @@ export interface WorkersOptions {
   log: Logger;
   /** Told to every worker that joins: a file of the spool and its content, to find out whether it shares this filesystem. */
   spoolProbe: { file: string; token: string };
+  /** Told to every worker that joins: the TCP data port, 0 when there is none. */
+  dataPort: () => number;
 }
 
 export interface WorkerEvents {
@@ -99,7 +101,7 @@ export class Workers {
     const session: WorkerSession = { id, hello, running: new Map(), lastSeen: Date.now(), draining: false, probingUntil, send, close };
     this.sessions.set(id, session);
     const { file, token } = this.opts.spoolProbe;
-    send({ kind: { $case: "welcome", value: { workerId: id, heartbeatMs: this.opts.heartbeatMs, spoolProbe: file, spoolToken: token } } });
+    send({ kind: { $case: "welcome", value: { workerId: id, heartbeatMs: this.opts.heartbeatMs, spoolProbe: file, spoolToken: token, dataPort: this.opts.dataPort() } } });
     this.opts.log.info({ worker: id, name: hello.name, slots: hello.slots }, "worker joined");
     return session;
   }

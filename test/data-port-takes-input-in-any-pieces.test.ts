@@ -108,23 +108,33 @@ test("data port: input in awkward pieces arrives whole; a wrong token is refused
     assert.equal(answer.split("\n").length, 1);
   });
 
-  await t.test("an output reader with a wrong token is refused, as refused (not as a lost coordinator)", async () => {
-    const task = await streamedTask(cluster);
+  /** Sends `header` as a reader does; the failure that ends the answer (failing if any event comes first). */
+  async function readerRefused(header: object): Promise<OutputFailure | undefined> {
     const socket = net.connect({ host: "127.0.0.1", port });
     await once(socket, "connect");
-    socket.write(`${JSON.stringify({ token: "not-the-token", task, offset: 0, output: { fromChunk: 0, keepOrder: true, skipBytes: 0 } })}\n`);
-    const failure = await (async () => {
-      try {
-        for await (const ev of decodeEvents(socket[Symbol.asyncIterator]() as AsyncIterator<Buffer>, (f) => Object.assign(new Error("refused"), { f }), () => new Error("lost"))) {
-          assert.fail(`no event was expected, got ${ev.kind}`);
-        }
-      } catch (err) {
-        return (err as Error & { f?: OutputFailure }).f;
+    socket.write(`${JSON.stringify(header)}\n`);
+    try {
+      for await (const ev of decodeEvents(socket[Symbol.asyncIterator]() as AsyncIterator<Buffer>, (f) => Object.assign(new Error("refused"), { f }), () => new Error("lost"))) {
+        assert.fail(`no event was expected, got ${ev.kind}`);
       }
-      return undefined;
-    })();
-    socket.destroy();
+    } catch (err) {
+      return (err as Error & { f?: OutputFailure }).f;
+    } finally {
+      socket.destroy();
+    }
+    return undefined;
+  }
+
+  await t.test("an output reader with a wrong token is refused, as refused (not as a lost coordinator)", async () => {
+    const task = await streamedTask(cluster);
+    const failure = await readerRefused({ token: "not-the-token", task, offset: 0, output: { fromChunk: 0, keepOrder: true, skipBytes: 0 } });
     assert.equal(failure?.refused, true);
     assert.match(failure?.error ?? "", /wrong token/);
+  });
+
+  await t.test("a worker asking for the chunk of an attempt that is not running gets a failure, not bytes", async () => {
+    const failure = await readerRefused({ token: cluster.token, chunk: 987654 });
+    assert.equal(failure?.refused, false);
+    assert.match(failure?.error ?? "", /attempt 987654/);
   });
 });

@@ -121,7 +121,7 @@ describe("cluster on loopback", () => {
     assert.match(missing.stderr, /^bach: no task t-no-such$/m);
   });
 
-  test("stdin and output fall back to gRPC when the data port cannot be reached", async () => {
+  test("stdin, output, chunks and outputs fall back to gRPC when the data port cannot be reached", async () => {
     // The data stream listens on 127.0.0.2 only, so the CLI's connection to 127.0.0.1 is refused.
     const other = await startCluster({ workers: 1, slots: 2, dataListen: "127.0.0.2:0" });
     try {
@@ -129,6 +129,8 @@ describe("cluster on loopback", () => {
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /sending the input over gRPC/);
       assert.ok(r.stdout.equals(expectNode));
+      // The worker, told the same port, fetches its chunks and sends its outputs over gRPC.
+      assert.match(other.workers[0]?.stderr() ?? "", /data port did not answer; fetching chunks over gRPC/);
     } finally {
       await other.stop();
     }

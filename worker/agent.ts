@@ -10,7 +10,7 @@ import { status, type ClientDuplexStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { Bachfile } from "../core/bachfile";
 import type { Assign, CoordinatorClient, CoordinatorMessage, WorkerMessage } from "../core/generated/bach";
-import { connect } from "../core/rpc";
+import { connect, FRAME_BYTES } from "../core/rpc";
 import { createHash } from "node:crypto";
 import { connectDocker, dockerAnswers, DockerUnavailableError } from "../core/docker";
 import { BundleCache } from "./bundle-cache";
@@ -18,6 +18,8 @@ import { measureCapacity, type Capacity } from "./capacity";
 import { DockerRuntime } from "./docker-runtime";
 import { runProcess, type AttemptOutcome, type ChunkInput, type RunningAttempt } from "./process-runtime";
 import { filePieces } from "../core/file-pieces";
+import { readEvents, sendBlocks, type DataPort } from "../core/data-client";
+
 
 /** auto: containers when a Docker Engine answers; docker: an engine is required; process: never containers. */
 export type RuntimeChoice = "auto" | "docker" | "process";
@@ -61,6 +63,8 @@ export class WorkerAgent {
   private backoffMs = 100;
   private readonly bundles: BundleCache;
   private sharedSpool = false;
+  /** The coordinator's TCP data port (0: none, or it did not answer): chunks and outputs go there. */
+  private dataPort = 0;
   private containers: DockerRuntime | null = null;
   /** Every assigned attempt until its result is sent (drain waits for these). */
   private readonly inflight = new Set<Promise<void>>();
@@ -213,6 +217,7 @@ export class WorkerAgent {
     switch (kind.$case) {
       case "welcome":
         this.workerId = kind.value.workerId;
+        this.dataPort = kind.value.dataPort;
         this.backoffMs = 100;
         this.opts.log.info({ worker: this.workerId, coordinator: this.opts.coordinator }, "joined");
         if (this.heartbeat) clearInterval(this.heartbeat);
@@ -269,7 +274,7 @@ export class WorkerAgent {
     const outputFile = local ? a.outputPath : path.join(this.opts.dataDir, "attempts", `${a.attemptId}.out`);
     const input: ChunkInput = local
       ? { kind: "range", path: a.source?.path ?? "", offset: a.source?.offset ?? 0, length: a.source?.length ?? 0 }
-      : { kind: "stream", stream: this.fetchChunk(a.attemptId) };
+      : { kind: "stream", frames: this.fetchChunk(a.attemptId) };
     const run = {
       bachfile,
       cwd,
@@ -299,14 +304,46 @@ export class WorkerAgent {
     })());
   }
 
-  private fetchChunk(attemptId: number): Readable {
-    const call = this.client.fetchChunk({ attemptId });
-    return Readable.from((async function* () {
-      for await (const frame of call) yield (frame as { data: Buffer }).data;
-    })());
+  /** The coordinator's data port, as its welcome said; falls back to gRPC (for good) when it does not answer. */
+  private dataPortNow(): DataPort | null {
+    return this.dataPort === 0 ? null : { address: this.opts.coordinator, port: this.dataPort, token: this.opts.token };
   }
 
-  private uploadOutput(attemptId: number, file: string): Promise<void> {
+  private dataPortGone(what: string): void {
+    this.opts.log.warn({ port: this.dataPort }, `the coordinator's data port did not answer; ${what} over gRPC (slower)`);
+    this.dataPort = 0;
+  }
+
+  /**
+   * A running attempt's chunk from the coordinator: over its data port into a ring of reused buffers
+   * (each frame valid until the next is asked for), or over gRPC.
+   */
+  private async *fetchChunk(attemptId: number): AsyncGenerator<Buffer> {
+    const port = this.dataPortNow();
+    const events = port ? await readEvents(port, { chunk: attemptId }) : null;
+    if (events) {
+      for await (const ev of events) {
+        if (ev.kind === "data") yield ev.data;
+        if (ev.kind === "end") return;
+      }
+      return;
+    }
+    if (port) this.dataPortGone("fetching chunks");
+    for await (const frame of this.client.fetchChunk({ attemptId })) yield (frame as { data: Buffer }).data;
+  }
+
+  private async uploadOutput(attemptId: number, file: string): Promise<void> {
+    const port = this.dataPortNow();
+    if (port) {
+      // Each piece is sent before the next is read: one buffer serves the whole file.
+      const sent = await sendBlocks(port, { upload: attemptId }, filePieces(file, 0, Infinity, FRAME_BYTES, Buffer.allocUnsafeSlow(FRAME_BYTES)));
+      if (sent !== null) return;
+      this.dataPortGone("sending outputs");
+    }
+    return this.uploadOutputGrpc(attemptId, file);
+  }
+
+  private uploadOutputGrpc(attemptId: number, file: string): Promise<void> {
     return new Promise((resolve, reject) => {
       const call = this.client.putOutput((err) => (err ? reject(err) : resolve()));
       (async () => {

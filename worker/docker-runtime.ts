@@ -21,7 +21,7 @@ import type { Logger } from "pino";
 import { CONTAINER_USER, imageId, LABEL, loadImage, statusCode } from "../core/docker";
 import { isAlive } from "../core/pids";
 import { formatDuration } from "../core/sizes";
-import { firstLine, STDERR_KEPT, type AttemptOutcome, type AttemptRun, type RunningAttempt } from "./process-runtime";
+import { feedFrames, firstLine, STDERR_KEPT, type AttemptOutcome, type AttemptRun, type RunningAttempt } from "./process-runtime";
 
 const PID_LABEL = "org.bach.pid";
 const TASK_LABEL = "org.bach.task";
@@ -393,13 +393,10 @@ function feed(r: ContainerRun, fifo: string): { process: ChildProcess; done: Pro
   let ddStderr = "";
   dd.stderr?.on("data", (b: Buffer) => (ddStderr += b.toString()));
   if (input.kind === "stream" && dd.stdin) {
-    dd.stdin.on("error", () => input.stream.destroy()); // the program stopped reading: its exit status decides
-    input.stream.on("data", (b: Buffer) => (bytes += b.length));
-    input.stream.on("error", (err) => {
+    feedFrames(input.frames, dd.stdin, (n) => (bytes += n)).catch((err: Error) => {
       error = err.message;
       dd.kill("SIGKILL");
     });
-    input.stream.pipe(dd.stdin);
   }
   const done = new Promise<{ bytes: number; error: string }>((resolve) => {
     dd.on("error", (err) => {
@@ -407,7 +404,6 @@ function feed(r: ContainerRun, fifo: string): { process: ChildProcess; done: Pro
       resolve({ bytes, error });
     });
     dd.on("close", (code, signal) => {
-      if (input.kind === "stream") input.stream.destroy();
       // SIGPIPE or EPIPE: the program stopped reading early, which is its right; SIGKILL: we stopped it.
       if (code !== 0 && signal === null && !/Broken pipe/.test(ddStderr)) error ||= `dd: ${ddStderr.trim() || `exit ${code}`}`;
       resolve({ bytes, error });

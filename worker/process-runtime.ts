@@ -4,15 +4,35 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import type { Readable } from "node:stream";
+import type { Writable } from "node:stream";
 import type { Bachfile } from "../core/bachfile";
 import { formatDuration } from "../core/sizes";
 
 /** Enough stderr to show a user what went wrong, bounded so a chatty program cannot fill memory. */
 export const STDERR_KEPT = 64 * 1024;
 
-/** A chunk's bytes: a range of a file this machine can read, or a stream from the coordinator. */
-export type ChunkInput = { kind: "range"; path: string; offset: number; length: number } | { kind: "stream"; stream: Readable };
+/**
+ * A chunk's bytes: a range of a file this machine can read, or frames from the coordinator, each
+ * valid only until the next is asked for (they may be one buffer read into over and over).
+ */
+export type ChunkInput = { kind: "range"; path: string; offset: number; length: number } | { kind: "stream"; frames: AsyncIterable<Buffer> };
+
+/**
+ * Writes each frame into `into` (a program's stdin, or dd's) and waits until it is written before
+ * asking for the next; then ends it. A program that stops reading (EPIPE) ends the feeding quietly:
+ * its exit status decides. Rejects when the frames fail (the chunk could not be read).
+ */
+export async function feedFrames(frames: AsyncIterable<Buffer>, into: Writable, counted: (bytes: number) => void): Promise<void> {
+  let closed = false;
+  into.on("error", () => (closed = true));
+  for await (const frame of frames) {
+    if (closed) break;
+    const written = await new Promise<boolean>((resolve) => into.write(frame, (err) => resolve(!err)));
+    if (!written) break;
+    counted(frame.length);
+  }
+  if (!closed) into.end();
+}
 
 export interface AttemptRun {
   bachfile: Bachfile;
@@ -108,18 +128,10 @@ export function runProcess(run: AttemptRun): RunningAttempt {
   if (input.kind === "stream") {
     const stdin = child.stdin;
     if (!stdin) throw new Error("spawn gave no stdin pipe");
-    stdin.on("error", () => {
-      // EPIPE or ECONNRESET: the program stopped reading. Its exit status decides, so stop feeding it.
-      input.stream.destroy();
-    });
-    input.stream.on("data", (b: Buffer) => {
-      bytesIn += b.length;
-    });
-    input.stream.on("error", (err) => {
+    feedFrames(input.frames, stdin, (n) => (bytesIn += n)).catch((err: Error) => {
       feedError = err.message;
       kill(`reading the chunk failed: ${err.message}`);
     });
-    input.stream.pipe(stdin);
   }
   let feederDone: Promise<void> = Promise.resolve();
   if (feeder) {
@@ -157,7 +169,6 @@ export function runProcess(run: AttemptRun): RunningAttempt {
 
   const done = Promise.all([exited, feederDone]).then(([{ code, signal }]) => {
     if (timer) clearTimeout(timer);
-    if (input.kind === "stream") input.stream.destroy();
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const bytesOut = fs.statSync(run.outputFile, { throwIfNoEntry: false })?.size ?? 0;
     const exitCode = code ?? -1;
