@@ -22,7 +22,7 @@ const flag = (name: string, dflt: string) => {
 const BYTES = Number(flag("--bytes", String(1 << 30)));
 const RUNS = Number(flag("--runs", "2"));
 const ONLY = flag("--only", "").split(",").filter(Boolean);
-/** --network-workers: the cluster's workers fetch chunks over gRPC as if on other machines. */
+/** --network-workers: the cluster's workers fetch chunks and send outputs over the network (the data port), as on other machines. */
 const NETWORK_WORKERS = args.includes("--network-workers");
 
 const gen = fs.existsSync(path.join(shared, "gen-gdelt.js")) ? path.join(shared, "gen-gdelt.js") : path.join(root, "examples", "data", "gen-gdelt.js");
@@ -282,7 +282,7 @@ async function main(): Promise<void> {
         ]
       : []),
     {
-      name: `cat FILE | bach task-run (cluster: coordinator + 2 workers on loopback${NETWORK_WORKERS ? ", chunks over gRPC" : ""})`,
+      name: `cat FILE | bach task-run (cluster: coordinator + 2 workers on loopback${NETWORK_WORKERS ? ", chunks over the network as from other machines" : ""})`,
       run: async () => {
         const cluster = await startCluster();
         try {
