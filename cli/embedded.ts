@@ -1,12 +1,14 @@
 // The embedded default: with no coordinator named, `bach task-run` starts a coordinator and a worker in
 // this process (the worker still talks gRPC on loopback, as a remote one would) and stops them after.
 import fs from "node:fs";
+import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Server } from "@grpc/grpc-js";
 import { Coordinator } from "../coordinator/coordinator";
 import { startServer } from "../coordinator/server";
+import { startDataServer } from "../coordinator/data-server";
 import { makeLogger } from "../core/log";
 import { isAlive } from "../core/pids";
 import { WorkerAgent } from "../worker/agent";
@@ -63,6 +65,9 @@ export async function startEmbedded(opts: { slots: number; listenIp: string | nu
   const token = randomBytes(16).toString("hex");
   const host = opts.listenIp ?? "127.0.0.1";
   const bracketed = host.includes(":") ? `[${host}]` : host;
+  // Workers that join from other machines (--ip) fetch chunks and send outputs over a data port.
+  const data = opts.listenIp ? await startDataServer(coordinator, host, 0, token, log) : null;
+  if (data) coordinator.dataPort = (data.address() as AddressInfo).port;
   const { server, port } = await startServer(coordinator, `${bracketed}:0`, token, log);
   const address = `${bracketed}:${port}`;
   const worker = new WorkerAgent({
@@ -84,6 +89,7 @@ export async function startEmbedded(opts: { slots: number; listenIp: string | nu
     token,
     stop: async () => {
       await worker.stop();
+      data?.close();
       await shutdown(server);
       coordinator.close();
       claim.release();
