@@ -14,7 +14,7 @@ import net from "node:net";
 import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "pino";
 import { InputError } from "../core/errors";
-import { ringReader } from "../core/frames";
+import { ringReader, writePieces } from "../core/frames";
 import { FRAME_BYTES } from "../core/rpc";
 import { filePieces } from "../core/file-pieces";
 import { encodeEvent, encodeFailure, type OutputRequest } from "../core/output-wire";
@@ -126,19 +126,11 @@ async function serveInput(c: Coordinator, header: DataHeader, rest: Buffer, fram
   return c.endInput(header.task);
 }
 
-function write(socket: net.Socket, pieces: Buffer[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    socket.cork();
-    pieces.forEach((piece, i) => (i < pieces.length - 1 ? socket.write(piece) : socket.write(piece, (err) => (err ? reject(err) : resolve()))));
-    socket.uncork();
-  });
-}
-
 /** Streams the task's output; each message is written before the next event is asked for (its bytes are reused). */
 async function serveOutput(c: Coordinator, task: string, req: OutputRequest, socket: net.Socket): Promise<void> {
   for await (const ev of c.streamOutput(task, req.fromChunk, req.keepOrder, req.skipBytes)) {
     if (socket.destroyed) return;
-    await write(socket, encodeEvent(ev));
+    await writePieces(socket, encodeEvent(ev));
   }
   socket.end();
 }
@@ -149,10 +141,10 @@ async function serveChunk(c: Coordinator, attempt: number, socket: net.Socket): 
     const buffer = Buffer.allocUnsafeSlow(Math.max(1, Math.min(FRAME_BYTES, src.length)));
     for await (const data of filePieces(src.path, src.offset, src.offset + src.length, FRAME_BYTES, buffer)) {
       if (socket.destroyed) return;
-      await write(socket, encodeEvent({ kind: "data", data }));
+      await writePieces(socket, encodeEvent({ kind: "data", data }));
     }
   });
-  await write(socket, encodeEvent({ kind: "end", state: "succeeded", error: "" }));
+  await writePieces(socket, encodeEvent({ kind: "end", state: "succeeded", error: "" }));
   socket.end();
 }
 

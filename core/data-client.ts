@@ -4,7 +4,7 @@
 // without copying them. It never retries: the caller decides what a lost connection means.
 import net from "node:net";
 import { CoordinatorUnreachableError, InputError } from "./errors";
-import { ringReader } from "./frames";
+import { ringReader, writePieces } from "./frames";
 import { decodeEvents, type OutputFailure } from "./output-wire";
 import type { OutputEvent } from "./report";
 import { FRAME_BYTES } from "./rpc";
@@ -18,15 +18,6 @@ export interface DataPort {
 
 function hostOf(address: string): string {
   return address.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
-}
-
-/** Writes the pieces as one, resolving once the last is written (its buffer is then free again). */
-function writeAll(socket: net.Socket, pieces: Buffer[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    socket.cork();
-    pieces.forEach((piece, i) => (i < pieces.length - 1 ? socket.write(piece) : socket.write(piece, (err) => (err ? reject(err) : resolve()))));
-    socket.uncork();
-  });
 }
 
 /**
@@ -44,11 +35,11 @@ export function sendBlocks(to: DataPort, header: object, source: AsyncIterable<B
     socket.on("connect", () => {
       connected = true;
       (async () => {
-        await writeAll(socket, [Buffer.from(`${JSON.stringify({ ...header, token: to.token })}\n`)]);
+        await writePieces(socket, [Buffer.from(`${JSON.stringify({ ...header, token: to.token })}\n`)]);
         for await (const data of source) {
           const length = Buffer.allocUnsafe(4);
           length.writeUInt32BE(data.length);
-          await writeAll(socket, [length, data]);
+          await writePieces(socket, [length, data]);
         }
         socket.end(Buffer.alloc(4));
       })().catch((err: Error) => socket.destroy(err));

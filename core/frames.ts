@@ -24,6 +24,18 @@ export async function* frames(source: AsyncIterable<Buffer | Uint8Array>): Async
   if (size > 0) yield Buffer.concat(pending, size);
 }
 
+/**
+ * Writes the pieces in one go (a header and the bytes after it), resolving once the last is written:
+ * their buffers are then free to be used again.
+ */
+export function writePieces(socket: net.Socket, pieces: Buffer[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.cork();
+    pieces.forEach((piece, i) => (i < pieces.length - 1 ? socket.write(piece) : socket.write(piece, (err) => (err ? reject(err) : resolve()))));
+    socket.uncork();
+  });
+}
+
 /** Frames a pipe reader may fill ahead of the one its consumer holds. */
 const RING = 4;
 /** How long input may wait for its frame to fill before it is passed on anyway. */
@@ -102,11 +114,15 @@ export function ringReader(open: (onread: net.OnReadOpts) => net.Socket, frameBy
       return true;
     },
   });
-  socket.on("end", () => {
+  // "close" too: a socket destroyed on our side (an answer written, the peer gone) never sends "end".
+  const end = () => {
+    if (ended) return;
     if (fill > start) pass();
     ended = true;
     poke();
-  });
+  };
+  socket.on("end", end);
+  socket.on("close", end);
   socket.on("error", (err) => {
     failure = err;
     poke();
