@@ -1,6 +1,7 @@
-// The data stream: a task's streamed input, or its output, over a plain TCP connection, the seed's
-// "tcp connection for data streams". gRPC carries control; bytes through grpc-js and protobuf cost ~5x
-// more CPU than a socket (measured here: 1 GiB in ~7 s against ~1.5 s), so a CLI uses this when it can.
+// The data port: bulk bytes (a task's streamed input and its output, a remote worker's chunks and
+// outputs) over plain TCP connections, the seed's "tcp connection for data streams". gRPC carries
+// control; bytes through grpc-js and protobuf cost ~5x more CPU than a socket (measured here: 1 GiB in
+// ~7 s against ~1.5 s), so CLIs and workers use this when they can reach it.
 // Input: one JSON line {"token","task","offset"}, then the bytes in blocks (a 4-byte big-endian length,
 // then that many bytes) and an empty block for the end of the input; the answer is one JSON line,
 // {"ok":true,"bytes":N} or {"error":"..."}. A connection that ends without the empty block broke off
