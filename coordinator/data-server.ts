@@ -15,7 +15,7 @@ import net from "node:net";
 import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "pino";
 import { InputError } from "../core/errors";
-import { ringReader, writePieces } from "../core/frames";
+import { gatherHead, ringReader, writePieces } from "../core/frames";
 import { FRAME_BYTES } from "../core/rpc";
 import { filePieces } from "../core/file-pieces";
 import { encodeEvent, encodeFailure, type OutputRequest } from "../core/output-wire";
@@ -85,13 +85,11 @@ function unblock(first: Buffer, frames: AsyncIterator<Buffer>): { data: AsyncGen
   async function* data(): AsyncGenerator<Buffer> {
     /** Bytes left in the block being read; -1 while its 4-byte length is being read. */
     let left = -1;
-    let length = Buffer.alloc(0);
+    let length: Buffer = Buffer.alloc(0);
     for (let buf: Buffer | null = first; buf !== null; ) {
       while (buf.length > 0) {
         if (left < 0) {
-          const take = Math.min(4 - length.length, buf.length);
-          length = Buffer.concat([length, buf.subarray(0, take)]);
-          buf = buf.subarray(take);
+          ({ head: length, rest: buf } = gatherHead(length, buf, 4));
           if (length.length < 4) break;
           left = length.readUInt32BE(0);
           length = Buffer.alloc(0);
@@ -168,11 +166,12 @@ async function serveUpload(c: Coordinator, attempt: number, rest: Buffer, frames
 
 /** One connection: bytes in (input, an output upload) and an answer line, or bytes out (the output, a chunk) as messages; a refusal in the form its client reads. */
 async function serve(c: Coordinator, token: string, socket: net.Socket, frames: AsyncIterator<Buffer>, log: Logger): Promise<void> {
-  let output = false;
+  /** The client reads output-wire messages (output, a chunk), not an answer line. */
+  let readsMessages = false;
   let refused = false;
   try {
     const { header, rest } = await readHeader(frames);
-    output = header.output !== undefined || header.chunk !== undefined;
+    readsMessages = header.output !== undefined || header.chunk !== undefined;
     if (typeof header.token !== "string" || !sameToken(header.token, token)) {
       refused = true;
       throw new InputError(header.token ? "wrong token (give the coordinator's --token or BACH_TOKEN)" : "a token is required (--token or BACH_TOKEN)");
@@ -184,7 +183,7 @@ async function serve(c: Coordinator, token: string, socket: net.Socket, frames: 
   } catch (err) {
     const message = (err as Error).message;
     if (!(err instanceof InputError)) log.warn({ err: message }, "data stream failed");
-    socket.end(output ? encodeFailure({ error: message, refused }) : `${JSON.stringify({ error: message })}\n`);
+    socket.end(readsMessages ? encodeFailure({ error: message, refused }) : `${JSON.stringify({ error: message })}\n`);
     // What the client still sends is read and dropped, so the connection closes when it closes.
     for await (const frame of { [Symbol.asyncIterator]: () => frames }) void frame;
   }

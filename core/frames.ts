@@ -25,6 +25,15 @@ export async function* frames(source: AsyncIterable<Buffer | Uint8Array>): Async
 }
 
 /**
+ * Moves bytes from the front of `buf` onto `head` until it holds `size` (a length prefix that may
+ * arrive split across frames); returns the head so far and what is left of `buf`.
+ */
+export function gatherHead(head: Buffer, buf: Buffer, size: number): { head: Buffer; rest: Buffer } {
+  const take = Math.min(size - head.length, buf.length);
+  return { head: Buffer.concat([head, buf.subarray(0, take)]), rest: buf.subarray(take) };
+}
+
+/**
  * Writes the pieces in one go (a header and the bytes after it), resolving once the last is written:
  * their buffers are then free to be used again.
  */

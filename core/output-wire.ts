@@ -1,8 +1,10 @@
-// A task's output over the coordinator's data port (plain TCP), as messages: a type byte, a 4-byte
-// big-endian length, and that many bytes: the output's bytes, or JSON for the other events. gRPC
+// Bytes out of the coordinator's data port (plain TCP: a task's output to a CLI, a chunk to a worker),
+// as messages: a type byte, a 4-byte big-endian length, and that many bytes: the bytes, or JSON for
+// the other events. gRPC
 // carried a GiB of output for ~5 CPU-s in the CLI and ~3 in the coordinator on the machines measured
 // here (every HTTP/2 frame and message a fresh buffer); this carries it from a reused buffer into a
 // ring of reused buffers. Both ends of the protocol live here; neither end's transport does.
+import { gatherHead } from "./frames";
 import type { OutputEvent } from "./report";
 
 const DATA = 0x64; // "d"
@@ -64,7 +66,7 @@ export async function* decodeEvents(frames: AsyncIterator<Buffer>, failed: (f: O
   /** The message being read: its type, the bytes of its payload still to come, and a JSON payload so far. */
   let type = -1;
   let left = 0;
-  let header = Buffer.alloc(0);
+  let header: Buffer = Buffer.alloc(0);
   let body: Buffer[] = [];
   for (;;) {
     const next = await frames.next();
@@ -72,9 +74,7 @@ export async function* decodeEvents(frames: AsyncIterator<Buffer>, failed: (f: O
     let buf = next.value;
     while (buf.length > 0) {
       if (type < 0) {
-        const take = Math.min(5 - header.length, buf.length);
-        header = Buffer.concat([header, buf.subarray(0, take)]);
-        buf = buf.subarray(take);
+        ({ head: header, rest: buf } = gatherHead(header, buf, 5));
         if (header.length < 5) break;
         type = header[0] as number;
         left = header.readUInt32BE(1);

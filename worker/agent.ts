@@ -322,10 +322,8 @@ export class WorkerAgent {
     const port = this.dataPortNow();
     const events = port ? await readEvents(port, { chunk: attemptId }) : null;
     if (events) {
-      for await (const ev of events) {
-        if (ev.kind === "data") yield ev.data;
-        if (ev.kind === "end") return;
-      }
+      // The events end with the chunk's end message (or throw when the stream breaks off).
+      for await (const ev of events) if (ev.kind === "data") yield ev.data;
       return;
     }
     if (port) this.dataPortGone("fetching chunks");
