@@ -8,7 +8,9 @@ import { pipeline } from "node:stream/promises";
 import { once } from "node:events";
 import ignore from "ignore";
 import tar from "tar-stream";
-import { InputError } from "./errors";
+
+/** A bundle that cannot be unpacked safely: every worker would refuse it, so no retry can help. */
+export class BadBundleError extends Error {}
 
 /** Never part of a bundle: version control and Bach's own build state. */
 const ALWAYS_IGNORED = [".git/", ".bach/"];
@@ -79,7 +81,7 @@ export async function unpackBundle(tarFile: string, target: string): Promise<voi
   const done = pipeline(fs.createReadStream(tarFile), extract);
   for await (const entry of extract) {
     const dest = path.resolve(staging, entry.header.name);
-    if (!dest.startsWith(path.resolve(staging) + path.sep)) throw new InputError(`bundle entry escapes its folder: ${entry.header.name}`);
+    if (!dest.startsWith(path.resolve(staging) + path.sep)) throw new BadBundleError(`bundle entry escapes its folder: ${entry.header.name}`);
     if (entry.header.type === "directory") {
       fs.mkdirSync(dest, { recursive: true });
       entry.resume();

@@ -18,6 +18,8 @@ import { measureCapacity, type Capacity } from "./capacity";
 import { DockerRuntime } from "./docker-runtime";
 import { runProcess, type AttemptOutcome, type ChunkInput, type RunningAttempt } from "./process-runtime";
 import { filePieces } from "../core/file-pieces";
+import { OutcomeKind, retryableKind } from "../core/outcome";
+import { BadBundleError } from "../core/bundle";
 import { readEvents, sendBlocks, type DataPort } from "../core/data-client";
 
 
@@ -254,7 +256,7 @@ export class WorkerAgent {
     this.send({
       kind: {
         $case: "result",
-        value: { attemptId, ok: o.ok, exitCode: o.exitCode, signal: o.signal, reason: o.reason, stderr: o.stderr, bytesIn: o.bytesIn, bytesOut: o.bytesOut, seconds: o.seconds },
+        value: { attemptId, ok: o.ok, kind: o.kind, retryable: o.retryable, exitCode: o.exitCode, signal: o.signal, reason: o.reason, stderr: o.stderr, bytesIn: o.bytesIn, bytesOut: o.bytesOut, seconds: o.seconds },
       },
     });
   }
@@ -365,5 +367,6 @@ export class WorkerAgent {
 }
 
 function failedBeforeStart(err: Error): AttemptOutcome {
-  return { ok: false, exitCode: -1, signal: "", reason: `could not start the attempt: ${err.message}`, stderr: "", bytesIn: 0, bytesOut: 0, seconds: 0 };
+  const kind = err instanceof BadBundleError ? OutcomeKind.badBundle : OutcomeKind.worker;
+  return { ok: false, kind, retryable: retryableKind(kind), exitCode: -1, signal: "", reason: `could not start the attempt: ${err.message}`, stderr: "", bytesIn: 0, bytesOut: 0, seconds: 0 };
 }

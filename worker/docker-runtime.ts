@@ -21,6 +21,7 @@ import type { Logger } from "pino";
 import { CONTAINER_USER, imageId, LABEL, loadImage, statusCode } from "../core/docker";
 import { isAlive } from "../core/pids";
 import { formatDuration } from "../core/sizes";
+import { notFoundHint, OutcomeKind, retryableKind } from "../core/outcome";
 import { feedFrames, firstLine, STDERR_KEPT, type AttemptOutcome, type AttemptRun, type RunningAttempt } from "./process-runtime";
 
 const PID_LABEL = "org.bach.pid";
@@ -98,19 +99,22 @@ export class DockerRuntime {
   run(r: ContainerRun): RunningAttempt {
     const started = process.hrtime.bigint();
     let killedFor = "";
+    let killedKind: OutcomeKind = OutcomeKind.cancelled;
     let slot: SlotContainer | null = null;
     let feeder: ChildProcess | null = null;
-    const kill = (reason: string) => {
+    const kill = (reason: string, kind: OutcomeKind = OutcomeKind.cancelled) => {
       if (killedFor) return;
       killedFor = reason;
+      killedKind = kind;
       feeder?.kill("SIGKILL");
       if (slot) {
         slot.broken = true;
         slot.container.kill().catch((err: Error) => this.opts.log.debug({ err: err.message }, "container already stopped"));
       }
     };
-    const outcome = (o: Partial<AttemptOutcome> & { reason: string }): AttemptOutcome => ({
-      ok: o.reason === "",
+    const outcome = (o: Partial<AttemptOutcome> & { reason: string; kind: OutcomeKind }): AttemptOutcome => ({
+      ok: o.kind === OutcomeKind.ok,
+      retryable: retryableKind(o.kind),
       exitCode: -1,
       signal: "",
       stderr: "",
@@ -124,20 +128,20 @@ export class DockerRuntime {
       try {
         await this.ensureImage(r.imageId);
       } catch (err) {
-        return outcome({ reason: `image missing and could not be loaded: ${(err as Error).message}` });
+        return outcome({ kind: OutcomeKind.badImage, reason: `image missing and could not be loaded: ${(err as Error).message}` });
       }
-      if (killedFor) return outcome({ reason: killedFor });
+      if (killedFor) return outcome({ kind: killedKind, reason: killedFor });
       try {
         slot = await this.takeSlot(r);
       } catch (err) {
-        return outcome({ reason: `could not start a container of ${r.imageId.slice(0, 19)} on worker ${r.workerName}: ${dockerMessage(err)}` });
+        return outcome({ kind: OutcomeKind.worker, reason: `could not start a container of ${r.imageId.slice(0, 19)} on worker ${r.workerName}: ${dockerMessage(err)}` });
       }
       if (killedFor) {
         this.giveBack(slot);
-        return outcome({ reason: killedFor });
+        return outcome({ kind: killedKind, reason: killedFor });
       }
       try {
-        return await this.runIn(slot, r, started, kill, (f) => (feeder = f), () => killedFor);
+        return await this.runIn(slot, r, started, kill, (f) => (feeder = f), () => ({ reason: killedFor, kind: killedKind }));
       } finally {
         this.giveBack(slot);
       }
@@ -149,9 +153,9 @@ export class DockerRuntime {
     slot: SlotContainer,
     r: ContainerRun,
     started: bigint,
-    kill: (reason: string) => void,
+    kill: (reason: string, kind?: OutcomeKind) => void,
     setFeeder: (f: ChildProcess) => void,
-    killedFor: () => string,
+    killed: () => { reason: string; kind: OutcomeKind },
   ): Promise<AttemptOutcome> {
     const { bachfile } = r;
     const out = path.join(slot.dir, "out");
@@ -166,7 +170,7 @@ export class DockerRuntime {
       if (b.length === 0) return;
       if (stderr.length < STDERR_KEPT) stderr += b.toString("utf8", 0, Math.min(b.length, STDERR_KEPT - stderr.length));
       wroteStderr = true;
-      if (bachfile.stderr === "fail") kill("wrote to stderr");
+      if (bachfile.stderr === "fail") kill("wrote to stderr", OutcomeKind.stderr);
     };
     const attemptId = ++slot.runs;
     let exitCode = -1;
@@ -202,7 +206,7 @@ export class DockerRuntime {
     const feeding = feed(r, path.join(slot.dir, "in"));
     setFeeder(feeding.process);
     slot.control.write(`${attemptId}\n`);
-    const timer = bachfile.timeoutMs ? setTimeout(() => kill(`timeout after ${formatDuration(bachfile.timeoutMs ?? 0)}`), bachfile.timeoutMs) : null;
+    const timer = bachfile.timeoutMs ? setTimeout(() => kill(`timeout after ${formatDuration(bachfile.timeoutMs ?? 0)}`, OutcomeKind.timeout), bachfile.timeoutMs) : null;
     await ended;
     slot.onStderr = null;
     if (timer) clearTimeout(timer);
@@ -214,27 +218,32 @@ export class DockerRuntime {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const limit = bachfile.hardware.memory.max;
     // The shell says so on stderr, which under "stderr": "fail" has already stopped the attempt.
-    const notFound = /exec: .*: not found/.test(stderr) && (exitCode === 127 || killedFor() === "wrote to stderr");
-    let reason = notFound ? `program not found in image ${r.imageId.slice(0, 19)}: ${bachfile.binary} (bachfile field binary)` : killedFor();
-    if (oom || (!reason && exitCode === 137 && slot.oomFile === null && limit !== null)) {
-      reason = oom ? `killed: out of memory (limit ${limit ?? "none"} MiB)` : `killed by SIGKILL, most likely out of memory (limit ${limit} MiB)`;
-    } else if (!reason && bachfile.stderr === "fail" && wroteStderr) {
-      reason = `stderr: ${firstLine(stderr)}`;
-    } else if (!reason && exitCode !== 0) {
-      reason = exitCode === -1 ? "the container stopped before the program ended" : exitCode > 128 ? `killed by signal ${exitCode - 128} (exit ${exitCode})` : `exit ${exitCode}`;
-    } else if (!reason && fed.error) {
-      reason = `reading the chunk failed: ${fed.error}`;
+    const notFound = /exec: .*: not found/.test(stderr) && (exitCode === 127 || killed().kind === OutcomeKind.stderr);
+    let [kind, reason]: [OutcomeKind, string] = notFound
+      ? [OutcomeKind.notFound, `program not found in image ${r.imageId.slice(0, 19)}: ${bachfile.binary} (bachfile field binary)${notFoundHint(bachfile.binary, fs.existsSync(path.join(r.cwd, bachfile.binary)))}`]
+      : killed().reason ? [killed().kind, killed().reason] : [OutcomeKind.ok, ""];
+    if (oom || (kind === OutcomeKind.ok && exitCode === 137 && slot.oomFile === null && limit !== null)) {
+      [kind, reason] = [OutcomeKind.oom, oom ? `killed: out of memory (limit ${limit ?? "none"} MiB)` : `killed by SIGKILL, most likely out of memory (limit ${limit} MiB)`];
+    } else if (kind === OutcomeKind.ok && bachfile.stderr === "fail" && wroteStderr) {
+      [kind, reason] = [OutcomeKind.stderr, `stderr: ${firstLine(stderr)}`];
+    } else if (kind === OutcomeKind.ok && exitCode !== 0) {
+      [kind, reason] =
+        exitCode === -1 ? [OutcomeKind.worker, "the container stopped before the program ended"]
+        : exitCode > 128 ? [OutcomeKind.signal, `killed by signal ${exitCode - 128} (exit ${exitCode})`]
+        : [OutcomeKind.exit, `exit ${exitCode}`];
+    } else if (kind === OutcomeKind.ok && fed.error) {
+      [kind, reason] = [OutcomeKind.input, `reading the chunk failed: ${fed.error}`];
     }
     if (exitCode !== 0) slot.broken ||= !(await this.running(slot));
 
     let bytesOut = 0;
-    if (reason === "") {
+    if (kind === OutcomeKind.ok) {
       bytesOut = fs.statSync(out, { throwIfNoEntry: false })?.size ?? 0;
       await moveFile(out, r.outputFile);
     } else {
       fs.rmSync(out, { force: true });
     }
-    return { ok: reason === "", exitCode, signal: "", reason, stderr, bytesIn: fed.bytes, bytesOut, seconds };
+    return { ok: kind === OutcomeKind.ok, kind, retryable: retryableKind(kind), exitCode, signal: "", reason, stderr, bytesIn: fed.bytes, bytesOut, seconds };
   }
 
   /** The task is over: its idle containers go now, busy ones when their attempt ends. */

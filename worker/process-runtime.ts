@@ -7,6 +7,7 @@ import path from "node:path";
 import type { Writable } from "node:stream";
 import type { Bachfile } from "../core/bachfile";
 import { formatDuration } from "../core/sizes";
+import { notFoundHint, OutcomeKind, retryableKind } from "../core/outcome";
 
 /** Enough stderr to show a user what went wrong, bounded so a chatty program cannot fill memory. */
 export const STDERR_KEPT = 64 * 1024;
@@ -46,6 +47,9 @@ export interface AttemptRun {
 
 export interface AttemptOutcome {
   ok: boolean;
+  /** What ended it (OutcomeKind.ok when it succeeded) and whether another try could end otherwise. */
+  kind: OutcomeKind;
+  retryable: boolean;
   exitCode: number;
   signal: string;
   reason: string;
@@ -57,7 +61,8 @@ export interface AttemptOutcome {
 
 export interface RunningAttempt {
   done: Promise<AttemptOutcome>;
-  kill(reason: string): void;
+  /** Stops it; the outcome says `reason`, of `kind` (default: cancelled, Bach stopped it). */
+  kill(reason: string, kind?: OutcomeKind): void;
 }
 
 /**
@@ -108,12 +113,14 @@ export function runProcess(run: AttemptRun): RunningAttempt {
   let bytesIn = input.kind === "range" ? input.length : 0;
   let stderr = "";
   let killedFor = "";
+  let killedKind: OutcomeKind = OutcomeKind.cancelled;
   let feedError = "";
   let spawnError: NodeJS.ErrnoException | null = null;
 
-  const kill = (reason: string) => {
+  const kill = (reason: string, kind: OutcomeKind = OutcomeKind.cancelled) => {
     if (killedFor || child.exitCode !== null || child.signalCode !== null) return;
     killedFor = reason;
+    killedKind = kind;
     if (child.pid) {
       try {
         process.kill(-child.pid, "SIGKILL");
@@ -130,7 +137,7 @@ export function runProcess(run: AttemptRun): RunningAttempt {
     if (!stdin) throw new Error("spawn gave no stdin pipe");
     feedFrames(input.frames, stdin, (n) => (bytesIn += n)).catch((err: Error) => {
       feedError = err.message;
-      kill(`reading the chunk failed: ${err.message}`);
+      kill(`reading the chunk failed: ${err.message}`, OutcomeKind.input);
     });
   }
   let feederDone: Promise<void> = Promise.resolve();
@@ -140,7 +147,7 @@ export function runProcess(run: AttemptRun): RunningAttempt {
     feederDone = new Promise((resolve) => {
       feeder.on("error", (err) => {
         feedError = `could not start dd: ${err.message}`;
-        kill(`reading the chunk failed: ${feedError}`);
+        kill(`reading the chunk failed: ${feedError}`, OutcomeKind.input);
         resolve();
       });
       feeder.on("close", (code, signal) => {
@@ -155,10 +162,10 @@ export function runProcess(run: AttemptRun): RunningAttempt {
   child.stderr?.on("data", (b: Buffer) => {
     if (stderr.length < STDERR_KEPT) stderr += b.toString("utf8", 0, Math.min(b.length, STDERR_KEPT - stderr.length));
     wroteStderr = true;
-    if (bachfile.stderr === "fail") kill("wrote to stderr");
+    if (bachfile.stderr === "fail") kill("wrote to stderr", OutcomeKind.stderr);
   });
 
-  const timer = bachfile.timeoutMs ? setTimeout(() => kill(`timeout after ${formatDuration(bachfile.timeoutMs ?? 0)}`), bachfile.timeoutMs) : null;
+  const timer = bachfile.timeoutMs ? setTimeout(() => kill(`timeout after ${formatDuration(bachfile.timeoutMs ?? 0)}`, OutcomeKind.timeout), bachfile.timeoutMs) : null;
 
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.on("error", (err: NodeJS.ErrnoException) => {
@@ -173,14 +180,18 @@ export function runProcess(run: AttemptRun): RunningAttempt {
     const bytesOut = fs.statSync(run.outputFile, { throwIfNoEntry: false })?.size ?? 0;
     const exitCode = code ?? -1;
     const failure: NodeJS.ErrnoException | null = spawnError;
-    const reason = failure
+    const [kind, reason]: [OutcomeKind, string] = failure
       ? failure.code === "ENOENT"
-        ? `program not found on worker ${run.workerName}: ${bachfile.binary} (bachfile field binary)`
-        : `could not start ${bachfile.binary} on worker ${run.workerName}: ${failure.message}`
+        ? [OutcomeKind.notFound, `program not found on worker ${run.workerName}: ${bachfile.binary} (bachfile field binary)${notFoundHint(bachfile.binary, fs.existsSync(path.join(run.cwd, bachfile.binary)))}`]
+        : [OutcomeKind.worker, `could not start ${bachfile.binary} on worker ${run.workerName}: ${failure.message}`]
       : bachfile.stderr === "fail" && wroteStderr
-        ? `stderr: ${firstLine(stderr)}`
-        : killedFor || (exitCode !== 0 ? (signal ? `killed by ${signal}` : `exit ${exitCode}`) : feedError ? `reading the chunk failed: ${feedError}` : "");
-    return { ok: reason === "", exitCode, signal: signal ?? "", reason, stderr, bytesIn, bytesOut, seconds };
+        ? [OutcomeKind.stderr, `stderr: ${firstLine(stderr)}`]
+        : killedFor
+          ? [killedKind, killedFor]
+          : exitCode !== 0
+            ? signal ? [OutcomeKind.signal, `killed by ${signal}`] : [OutcomeKind.exit, `exit ${exitCode}`]
+            : feedError ? [OutcomeKind.input, `reading the chunk failed: ${feedError}`] : [OutcomeKind.ok, ""];
+    return { ok: kind === OutcomeKind.ok, kind, retryable: retryableKind(kind), exitCode, signal: signal ?? "", reason, stderr, bytesIn, bytesOut, seconds };
   });
   return { done, kill };
 }
