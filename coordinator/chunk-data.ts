@@ -1,7 +1,11 @@
 // Where chunk bytes and attempt outputs live, for whatever moves them (gRPC streams to remote
 // workers, paths for workers on this filesystem). It refuses attempts the ledger no longer runs, so a
-// fenced attempt can neither read its chunk nor write an output. It never changes the ledger.
+// fenced attempt can neither read its chunk nor write an output, and connections that do not present
+// the attempt's key: only the worker session the attempt was assigned to was told it. It never
+// changes the ledger.
+import { createHmac, randomBytes } from "node:crypto";
 import { InputError } from "../core/errors";
+import { sameSecret } from "../core/secrets";
 import type { ChunkRow, Ledger, TaskRow } from "./ledger";
 import type { Spool } from "./spool";
 
@@ -13,6 +17,11 @@ export interface ChunkBytes {
 
 export class ChunkData {
   private readonly streamGates = new Map<string, { active: number; waiting: (() => void)[] }>();
+  /**
+   * Keys are derived from this process's secret: a restart makes every running attempt lost anyway,
+   * so nothing about them needs to outlive the process or sit in the ledger.
+   */
+  private readonly secret = randomBytes(32);
 
   constructor(
     private readonly ledger: Ledger,
@@ -26,9 +35,14 @@ export class ChunkData {
       : { path: row.input_path, offset: c.offset, length: c.length };
   }
 
-  /** Where a running attempt's chunk bytes are. */
-  source(attempt: number): ChunkBytes & { task: string } {
-    const a = this.running(attempt);
+  /** The key an attempt's own worker presents to fetch its chunk or send its output. */
+  keyOf(attempt: number): string {
+    return createHmac("sha256", this.secret).update(String(attempt)).digest("hex");
+  }
+
+  /** Where a running attempt's chunk bytes are, for the holder of its key. */
+  source(attempt: number, key: string): ChunkBytes & { task: string } {
+    const a = this.running(attempt, key);
     return { ...this.bytesOf(this.ledger.task(a.task_id), this.ledger.chunk(a.task_id, a.seq)), task: a.task_id };
   }
 
@@ -36,8 +50,8 @@ export class ChunkData {
    * Serves one attempt's chunk bytes through `send`, as one of the task's data streams: with --lb N, at
    * most N are served at once and the rest wait their turn.
    */
-  async serve(attempt: number, send: (src: ChunkBytes) => Promise<void>): Promise<void> {
-    const src = this.source(attempt);
+  async serve(attempt: number, key: string, send: (src: ChunkBytes) => Promise<void>): Promise<void> {
+    const src = this.source(attempt, key);
     const cap = this.ledger.task(src.task).data_streams;
     const gate = this.streamGates.get(src.task) ?? { active: 0, waiting: [] };
     this.streamGates.set(src.task, gate);
@@ -52,14 +66,16 @@ export class ChunkData {
     }
   }
 
-  /** Where a remote worker's upload of a running attempt's output goes. */
-  outputTarget(attempt: number): string {
-    this.running(attempt);
+  /** Where a remote worker's upload of a running attempt's output goes, for the holder of its key. */
+  outputTarget(attempt: number, key: string): string {
+    this.running(attempt, key);
     return this.spool.attemptOutput(attempt);
   }
 
-  private running(attempt: number) {
-    const a = this.ledger.attempt(attempt);
+  private running(attempt: number, key: string) {
+    if (!sameSecret(key, this.keyOf(attempt))) throw new InputError(`attempt ${attempt}: wrong or missing attempt key (only the worker it was assigned to may read its chunk or send its output)`);
+    const a = this.ledger.findAttempt(attempt);
+    if (!a) throw new InputError(`no attempt ${attempt}`);
     if (a.state !== "running") throw new InputError(`attempt ${attempt} is no longer running`);
     return a;
   }

@@ -14,9 +14,12 @@ import { InputError } from "../core/errors";
 import type { AttemptResult, WorkerHello } from "../core/generated/bach";
 import { AttemptState, ChunkState, TaskState } from "../core/states";
 import { Intake, type IntakeResume } from "./intake";
-import { Ledger, type AttemptEnd, type TaskRow } from "./ledger";
+import { Ledger, noEnd, type AttemptEnd, type AttemptRow, type TaskEnd, type TaskRow } from "./ledger";
+import { OutcomeKind, outcomeKindOf } from "../core/outcome";
+import { checkBachfileJson } from "../core/bachfile";
 import { DEFAULT_SPECULATION, neverFits, placeBackups, placeChunks, type Needs, type RunningAttemptView, type Speculation, type TaskView } from "./scheduler";
 import { Spool } from "./spool";
+import { DataDirLock } from "./data-dir-lock";
 import { ChunkData } from "./chunk-data";
 import { Retention } from "./retention";
 import { Workers, type WorkerSession } from "./workers";
@@ -38,7 +41,11 @@ export interface CoordinatorOptions {
   sharesEngine?: boolean;
   /** How long an ended task's output stays in the spool (absent: for ever; see Retention). */
   keepOutputMs?: number;
+  /** A chunk whose attempts were lost with their worker this many times fails its task (default 3). */
+  maxLost?: number;
 }
+
+export const DEFAULT_MAX_LOST = 3;
 
 export interface NewTaskRequest {
   bachfile: Bachfile;
@@ -87,9 +94,14 @@ export class Coordinator {
   /** Output streams open per task (retention never removes an output while it is read). */
   private readonly readers = new Map<string, number>();
   private readonly retention: Retention | null;
+  private readonly maxLost: number;
+  private readonly lock: DataDirLock;
 
   constructor(private readonly opts: CoordinatorOptions) {
     fs.mkdirSync(opts.dataDir, { recursive: true });
+    this.maxLost = opts.maxLost ?? DEFAULT_MAX_LOST;
+    // Before anything of the data dir is read or written: a second coordinator on it is refused.
+    this.lock = DataDirLock.take(opts.dataDir);
     this.ledger = new Ledger(path.join(opts.dataDir, "ledger.sqlite"));
     this.spool = new Spool(path.join(opts.dataDir, "spool"));
     this.data = new ChunkData(this.ledger, this.spool);
@@ -117,10 +129,18 @@ export class Coordinator {
   private carryOnWhatTheLastRunLeftOpen(): void {
     for (const w of this.ledger.workers().filter((w) => w.state === "connected")) this.ledger.workerLost(w.id, "coordinator restarted");
     for (const row of this.ledger.runningTasks()) {
-      const bachfile = JSON.parse(row.bachfile) as Bachfile;
       for (const a of this.ledger.runningAttemptsOfTask(row.id)) {
-        this.ledger.failAttempt(a.id, "lost", { ...lostEnd, reason: "the coordinator restarted" }, bachfile.retries);
+        this.ledger.endAttempt({ attempt: a.id, by: null, to: "lost", end: { ...noEnd, kind: OutcomeKind.lost, reason: "the coordinator restarted" }, limits: { retries: 0, maxLost: this.maxLost }, blameless: true });
         this.spool.removeQuietly(this.spool.attemptOutput(a.id));
+      }
+      let bachfile: Bachfile;
+      try {
+        bachfile = checkBachfileJson(row.bachfile);
+      } catch (err) {
+        // A task stored by an older or damaged ledger must not stop this coordinator from starting.
+        this.opts.log.error({ task: row.id, err: (err as Error).message }, "a task left open has an unreadable bachfile; failing it");
+        this.ledger.finishTask(row.id, TaskState.failed, `its stored bachfile cannot be read: ${(err as Error).message}`);
+        continue;
       }
       const resume = { index: row.chunks_planned, offset: this.ledger.plannedEnd(row.id), openChunkSize: row.open_chunk_size, spooled: row.spooled };
       const totalBytes = row.input_kind === "path" ? (fs.statSync(row.input_path, { throwIfNoEntry: false })?.size ?? null) : null;
@@ -168,6 +188,7 @@ export class Coordinator {
     this.retention?.stop();
     this.workers.close("coordinator stopping");
     this.ledger.close();
+    this.lock.release();
   }
 
   // --- tasks ---
@@ -260,7 +281,8 @@ export class Coordinator {
       const row = this.ledger.task(task);
       const chunk = keepOrder ? this.ledger.findChunk(task, next) : this.ledger.chunkByCommitOrder(task, next);
       if (chunk && chunk.state === ChunkState.committed && chunk.committed_attempt !== null) {
-        for await (const data of filePieces(this.spool.attemptOutput(chunk.committed_attempt), skip, Infinity, FRAME_BYTES, buffer)) {
+        // Exactly the committed length: bytes a program's leftover process wrote after its commit never count.
+        for await (const data of filePieces(this.spool.attemptOutput(chunk.committed_attempt), skip, chunk.bytes_out ?? 0, FRAME_BYTES, buffer)) {
           yield { kind: "data", data };
         }
         skip = 0;
@@ -358,27 +380,42 @@ export class Coordinator {
   }
 
   private endTask(task: string, state: TaskState, error: string | null): void {
-    const cancelled = this.ledger.finishTask(task, state, error);
-    for (const a of cancelled) {
-      const w = this.workers.get(a.worker_id);
-      w?.running.delete(a.id);
-      w?.send({ kind: { $case: "cancel", value: { attemptId: a.id, reason: `task ${state}` } } });
-    }
+    this.taskEnded(task, { state, error }, this.ledger.finishTask(task, state, error));
+  }
+
+  /** What follows a task's end in the ledger: its running attempts stopped, workers told, readers woken. */
+  private taskEnded(task: string, end: TaskEnd, cancelled: AttemptRow[]): void {
+    this.stopAttempts(cancelled, `task ${end.state}`);
     // Workers drop what they kept for the task (its containers).
     for (const w of this.workers.all()) w.send({ kind: { $case: "taskEnded", value: { taskId: task } } });
     const t = this.live.get(task);
     this.live.delete(task);
     t?.intake.close();
     if (t?.row.input_kind === "stream") this.spool.removeInput(task);
-    this.opts.log.info({ task, state, error }, "task ended");
+    this.opts.log.info({ task, state: end.state, error: end.error }, "task ended");
     this.notify(task);
     this.queueDispatch();
+  }
+
+  /** Attempts the ledger has cancelled: stopped on their workers, their outputs removed. */
+  private stopAttempts(attempts: AttemptRow[], reason: string): void {
+    for (const a of attempts) {
+      const w = this.workers.get(a.worker_id);
+      if (w?.running.delete(a.id)) {
+        const t = this.live.get(a.task_id);
+        if (t) t.running--;
+      }
+      w?.send({ kind: { $case: "cancel", value: { attemptId: a.id, reason } } });
+      this.spool.removeQuietly(this.spool.attemptOutput(a.id));
+    }
   }
 
   // --- workers (their sessions live in Workers; here, what their coming and going does to chunks) ---
 
   workerJoined(hello: WorkerHello, send: WorkerSession["send"], close: WorkerSession["close"]): WorkerSession {
-    const session = this.workers.join(hello, send, close);
+    const { session, replaced } = this.workers.join(hello, send, close);
+    // The same worker again on a new connection: what its old session ran is lost with it.
+    if (replaced) this.loseAttemptsOf(replaced, "replaced by a new connection of the same worker");
     this.queueDispatch();
     return session;
   }
@@ -392,64 +429,92 @@ export class Coordinator {
   /** The worker's stream ended or it fell silent: its running attempts are lost and run again elsewhere. */
   workerGone(session: WorkerSession, reason: string): void {
     if (!this.workers.remove(session, reason)) return;
-    for (const attempt of session.running.keys()) {
-      this.endAttempt(attempt, "lost", { ...lostEnd, reason: `worker ${session.id} lost: ${reason}` });
+    this.loseAttemptsOf(session, reason);
+    this.queueDispatch();
+  }
+
+  private loseAttemptsOf(session: WorkerSession, reason: string): void {
+    for (const attempt of [...session.running.keys()]) {
+      // A draining worker's unfinished chunks were handed back: preemption is not the chunk's fault.
+      this.finishAttempt(session, attempt, "lost", { ...noEnd, kind: OutcomeKind.lost, reason: `worker ${session.id} lost: ${reason}` }, session.draining);
     }
     session.running.clear();
-    this.queueDispatch();
   }
 
-  attemptResult(session: WorkerSession, r: AttemptResult): void {
-    session.running.delete(r.attemptId);
-    const end: AttemptEnd = { exitCode: r.exitCode, reason: r.reason, stderr: r.stderr, bytesIn: r.bytesIn, bytesOut: r.bytesOut, seconds: r.seconds };
-    if (r.ok) {
-      const size = fileSize(this.spool.attemptOutput(r.attemptId));
-      if (size === r.bytesOut) {
-        this.commit(r.attemptId, end);
-      } else {
-        this.endAttempt(r.attemptId, "failed", { ...end, reason: `output incomplete: ${size ?? "no"} bytes of ${r.bytesOut} arrived` });
+  /**
+   * A heartbeat lists what the worker runs: an attempt the ledger gave this session that it no longer
+   * runs (its result was lost, or it never arrived) is lost; an attempt it runs that is not its own
+   * running attempt in the ledger is stopped there. An attempt is only missed once the worker has had
+   * two heartbeats' time to hear of it.
+   */
+  heartbeat(session: WorkerSession, running: number[]): void {
+    const reported = new Set(running);
+    const settled = Date.now() - 2 * this.opts.heartbeatMs;
+    for (const [id, r] of [...session.running]) {
+      if (!reported.has(id) && r.startedAt < settled) {
+        this.finishAttempt(session, id, "lost", { ...noEnd, kind: OutcomeKind.lost, reason: `worker ${session.id} no longer runs it` });
       }
-    } else {
-      this.endAttempt(r.attemptId, "failed", end);
     }
+    for (const id of reported) {
+      if (session.running.has(id)) continue;
+      this.opts.log.warn({ worker: session.id, attempt: id }, "a worker runs an attempt that is not its own running attempt in the ledger: stopping it");
+      session.send({ kind: { $case: "cancel", value: { attemptId: id, reason: "not a running attempt of this worker" } } });
+    }
+  }
+
+  /**
+   * A worker's result. It counts only when the ledger says this session owns the attempt and it is
+   * still running; anything else (an unknown attempt, another worker's, one already ended) is refused
+   * and logged, never thrown.
+   */
+  attemptResult(session: WorkerSession, r: AttemptResult): void {
+    const kind = outcomeKindOf(r.kind);
+    let end: AttemptEnd = {
+      kind: r.ok ? OutcomeKind.ok : kind,
+      retryable: r.ok || r.kind === "" ? true : r.retryable,
+      exitCode: r.exitCode,
+      reason: r.reason,
+      stderr: r.stderr,
+      bytesIn: r.bytesIn,
+      bytesOut: r.bytesOut,
+      seconds: r.seconds,
+    };
+    if (r.ok && session.running.has(r.attemptId)) {
+      const size = fileSize(this.spool.attemptOutput(r.attemptId));
+      if (size !== r.bytesOut) end = { ...end, kind: OutcomeKind.input, retryable: true, reason: `output incomplete: ${size ?? "no"} bytes of ${r.bytesOut} arrived` };
+    }
+    this.finishAttempt(session, r.attemptId, end.kind === OutcomeKind.ok ? "succeeded" : "failed", end);
     this.queueDispatch();
   }
 
-  private commit(attempt: number, end: AttemptEnd): void {
-    const a = this.ledger.attempt(attempt);
-    const t = this.live.get(a.task_id);
-    if (!this.ledger.commitAttempt(attempt, end)) {
-      // Fenced: the coordinator had given up on this attempt; its output never counts.
-      this.spool.removeQuietly(this.spool.attemptOutput(attempt));
+  /** Ends an attempt in the ledger as `session` reports it, and does what the ledger says follows. */
+  private finishAttempt(session: WorkerSession, attempt: number, to: "succeeded" | "failed" | "lost", end: AttemptEnd, blameless = false): void {
+    const running = session.running.get(attempt);
+    const t = running ? this.live.get(running.task) : undefined;
+    const retries = t?.bachfile.retries ?? 0;
+    const f = this.ledger.endAttempt({ attempt, by: { worker: session.id, session: session.epoch }, to, end, limits: { retries, maxLost: this.maxLost }, blameless });
+    if (f.kind === "refused") {
+      this.opts.log.warn({ worker: session.id, attempt, why: f.why }, "attempt result refused");
+      if (f.dropOutput) this.spool.removeQuietly(this.spool.attemptOutput(attempt));
       return;
     }
-    if (t) {
-      t.running--;
-      observe(t, end.bytesIn, end.seconds);
+    session.running.delete(attempt);
+    if (t) t.running--;
+    if (f.kind === "committed") {
+      if (t) observe(t, end.bytesIn, end.seconds);
+      this.stopAttempts(f.stop, `attempt ${attempt} committed the chunk first`);
+    } else {
+      this.spool.removeQuietly(this.spool.attemptOutput(attempt));
+      const next = f.chunk === "failed" ? "the chunk failed" : f.chunk === "pending" ? "the chunk runs again" : "other attempts run the chunk";
+      this.opts.log.warn({ task: f.task, chunk: f.seq, attempt, reason: end.reason, kind: end.kind }, `attempt ${to}: ${next}`);
     }
-    // A straggler and its backup: the one that lost the race is stopped.
-    for (const rival of this.ledger.cancelRivals(attempt)) {
-      const w = this.workers.get(rival.worker_id);
-      if (w?.running.delete(rival.id) && t) t.running--;
-      w?.send({ kind: { $case: "cancel", value: { attemptId: rival.id, reason: `attempt ${attempt} committed the chunk first` } } });
-      this.spool.removeQuietly(this.spool.attemptOutput(rival.id));
-    }
-    this.notify(a.task_id);
-    this.finishIfDone(a.task_id);
+    if (f.taskEnd) this.taskEnded(f.task, f.taskEnd, f.stop);
+    else this.notify(f.task);
   }
 
-  private endAttempt(attempt: number, to: "failed" | "lost", end: AttemptEnd): void {
-    const a = this.ledger.attempt(attempt);
-    const t = this.live.get(a.task_id);
-    const retries = t?.bachfile.retries ?? 0;
-    const outcome = this.ledger.failAttempt(attempt, to, end, retries);
-    this.spool.removeQuietly(this.spool.attemptOutput(attempt));
-    if (!outcome.ended) return;
-    if (t) t.running--;
-    const next = outcome.chunk === "failed" ? "no retries left" : "the chunk runs again";
-    this.opts.log.warn({ task: a.task_id, chunk: a.seq, attempt, reason: end.reason, outcome: outcome.chunk }, `attempt ${to}: ${next}`);
-    if (outcome.chunk === "failed") this.failTask(a.task_id, outcome.taskError);
-    else this.notify(a.task_id);
+  /** Proof that a connection asking for an attempt's chunk or sending its output is the attempt's worker. */
+  attemptKey(attempt: number): string {
+    return this.data.keyOf(attempt);
   }
 
   // --- the one dispatch point ---
@@ -535,6 +600,7 @@ export class Coordinator {
           source: local ? this.data.bytesOf(t.row, chunk) : { path: "", offset: chunk.offset, length: chunk.length },
           outputPath: local ? this.spool.attemptOutput(attemptId) : "",
           imageId: t.row.image_id,
+          key: local ? "" : this.data.keyOf(attemptId),
         },
       },
     });
@@ -565,8 +631,6 @@ function needsOf(b: Bachfile, imageId: string): Needs {
     steady: !b.interruptible,
   };
 }
-
-const lostEnd: AttemptEnd = { exitCode: -1, reason: "", stderr: "", bytesIn: 0, bytesOut: 0, seconds: 0 };
 
 function fileSize(file: string): number | null {
   return fs.statSync(file, { throwIfNoEntry: false })?.size ?? null;

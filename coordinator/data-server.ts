@@ -12,9 +12,9 @@
 // its output as input is sent ({"token","upload":ATTEMPT}, blocks, one answer line).
 import fs from "node:fs";
 import net from "node:net";
-import { timingSafeEqual } from "node:crypto";
 import type { Logger } from "pino";
 import { InputError } from "../core/errors";
+import { sameSecret } from "../core/secrets";
 import { gatherHead, ringReader, writePieces } from "../core/frames";
 import { FRAME_BYTES } from "../core/rpc";
 import { filePieces } from "../core/file-pieces";
@@ -34,12 +34,8 @@ export interface DataHeader {
   chunk?: number;
   /** A worker sends this running attempt's output, in blocks as input is sent. */
   upload?: number;
-}
-
-function sameToken(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+  /** With `chunk` or `upload`: the attempt's key (Assign.key), which only its own worker was told. */
+  key?: string;
 }
 
 /**
@@ -135,8 +131,8 @@ async function serveOutput(c: Coordinator, task: string, req: OutputRequest, soc
 }
 
 /** Sends a running attempt's chunk, from one buffer, each message written before the next is read. */
-async function serveChunk(c: Coordinator, attempt: number, socket: net.Socket): Promise<void> {
-  await c.data.serve(attempt, async (src) => {
+async function serveChunk(c: Coordinator, attempt: number, key: string, socket: net.Socket): Promise<void> {
+  await c.data.serve(attempt, key, async (src) => {
     const buffer = Buffer.allocUnsafeSlow(Math.max(1, Math.min(FRAME_BYTES, src.length)));
     for await (const data of filePieces(src.path, src.offset, src.offset + src.length, FRAME_BYTES, buffer)) {
       if (socket.destroyed) return;
@@ -148,8 +144,8 @@ async function serveChunk(c: Coordinator, attempt: number, socket: net.Socket): 
 }
 
 /** Writes a running attempt's output where it commits from; an upload that breaks off fails. */
-async function serveUpload(c: Coordinator, attempt: number, rest: Buffer, frames: AsyncIterator<Buffer>): Promise<number> {
-  const fd = fs.openSync(c.data.outputTarget(attempt), "w");
+async function serveUpload(c: Coordinator, attempt: number, key: string, rest: Buffer, frames: AsyncIterator<Buffer>): Promise<number> {
+  const fd = fs.openSync(c.data.outputTarget(attempt, key), "w");
   let bytes = 0;
   try {
     const blocks = unblock(rest, frames);
@@ -172,13 +168,15 @@ async function serve(c: Coordinator, token: string, socket: net.Socket, frames: 
   try {
     const { header, rest } = await readHeader(frames);
     readsMessages = header.output !== undefined || header.chunk !== undefined;
-    if (typeof header.token !== "string" || !sameToken(header.token, token)) {
+    if (header === null || typeof header !== "object") throw new InputError("data stream header is not a JSON object");
+    if (!sameSecret(header.token, token)) {
       refused = true;
       throw new InputError(header.token ? "wrong token (give the coordinator's --token or BACH_TOKEN)" : "a token is required (--token or BACH_TOKEN)");
     }
     if (header.output) return await serveOutput(c, header.task, header.output, socket);
-    if (header.chunk !== undefined) return await serveChunk(c, header.chunk, socket);
-    const bytes = header.upload !== undefined ? await serveUpload(c, header.upload, rest, frames) : await serveInput(c, header, rest, frames, log);
+    const key = typeof header.key === "string" ? header.key : "";
+    if (header.chunk !== undefined) return await serveChunk(c, Number(header.chunk), key, socket);
+    const bytes = header.upload !== undefined ? await serveUpload(c, Number(header.upload), key, rest, frames) : await serveInput(c, header, rest, frames, log);
     socket.end(`${JSON.stringify({ ok: true, bytes })}\n`);
   } catch (err) {
     const message = (err as Error).message;

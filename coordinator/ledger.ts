@@ -11,8 +11,9 @@ import {
   canMoveChunk,
   canMoveTask,
 } from "../core/states";
+import { OutcomeKind } from "../core/outcome";
 
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 const schemaV1 = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,6 +71,19 @@ const schemaV5 = `
 ALTER TABLE tasks ADD COLUMN output_removed_at INTEGER;
 `;
 
+/**
+ * Version 6: fencing and bounded losses. A worker's sessions are numbered (`epoch`, one more at each
+ * hello) and an attempt records the session it was given to: only that session's result counts. An
+ * attempt records what kind of end it had (core/outcome.ts); a chunk counts the times an attempt of it
+ * was lost with its worker, so a chunk that keeps killing its worker fails instead of looping.
+ */
+const schemaV6 = `
+ALTER TABLE workers ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN session INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN kind TEXT;
+ALTER TABLE chunks ADD COLUMN losses INTEGER NOT NULL DEFAULT 0;
+`;
+
 /** Migrations by the version they produce; a later issue appends to this list, never edits it. */
 const migrations: { version: number; sql: string }[] = [
   { version: 1, sql: schemaV1 },
@@ -77,6 +91,7 @@ const migrations: { version: number; sql: string }[] = [
   { version: 3, sql: schemaV3 },
   { version: 4, sql: schemaV4 },
   { version: 5, sql: schemaV5 },
+  { version: 6, sql: schemaV6 },
 ];
 
 export interface TaskRow {
@@ -113,6 +128,8 @@ export interface ChunkRow {
   committed_attempt: number | null;
   commit_order: number | null;
   bytes_out: number | null;
+  /** Attempts of it lost with their worker (not counting preemption or a coordinator restart). */
+  losses: number;
 }
 
 export interface AttemptRow {
@@ -130,6 +147,9 @@ export interface AttemptRow {
   bytes_out: number | null;
   seconds: number | null;
   backup: number;
+  /** The worker session it was given to (WorkerRow.epoch at the time): only that session may end it. */
+  session: number;
+  kind: OutcomeKind | null;
 }
 
 export interface WorkerRow {
@@ -146,6 +166,8 @@ export interface WorkerRow {
   state: "connected" | "lost";
   joined_at: number;
   last_seen: number;
+  /** Its current session: one more at each hello. */
+  epoch: number;
 }
 
 export interface EventRow {
@@ -172,6 +194,9 @@ export interface NewTask {
 }
 
 export interface AttemptEnd {
+  kind: OutcomeKind;
+  /** false: every retry would end the same way (see core/outcome.ts); the chunk fails at once. */
+  retryable: boolean;
   exitCode: number;
   reason: string;
   stderr: string;
@@ -180,14 +205,52 @@ export interface AttemptEnd {
   seconds: number;
 }
 
+/** The worker session an attempt was given to; only it may end the attempt. */
+export interface Owner {
+  worker: string;
+  session: number;
+}
+
+/** How far a chunk may go wrong before it fails its task. */
+export interface AttemptLimits {
+  /** Failed attempts after the first (the bachfile's `retries`). */
+  retries: number;
+  /** Attempts lost with their worker (bach-coordinator --max-lost). */
+  maxLost: number;
+}
+
+export interface EndAttempt {
+  attempt: number;
+  /** The session that reports it; null when the coordinator itself ends it (a restart, a lost worker). */
+  by: Owner | null;
+  to: "succeeded" | "failed" | "lost";
+  end: AttemptEnd;
+  limits: AttemptLimits;
+  /** A lost attempt that is not the chunk's doing (its worker was draining, the coordinator restarted). */
+  blameless?: boolean;
+}
+
+/** A task that ended with an attempt: succeeded with its last commit, or failed with a chunk. */
+export interface TaskEnd {
+  state: TaskState;
+  error: string | null;
+}
+
 /**
- * What ending an attempt did: nothing (it was no longer running: fenced), or ended it and left its chunk
- * to other running attempts, put the chunk back to pending, or failed it for good (and the task with it).
+ * What ending an attempt did (Ledger.endAttempt), in one transaction:
+ * - refused: nothing changed. `why` names the reason (no such attempt, another session's, ended
+ *   already); `dropOutput` says whether an output written for it may be removed (never a committed
+ *   one, never one another session may still be writing).
+ * - committed: its output is its chunk's, once and for all.
+ * - ended: it did not commit; its chunk is unchanged (other attempts run it), pending again, or
+ *   failed (and the task with it).
+ * `stop` lists running attempts the change cancelled (rivals of a commit, the rest of a failed task),
+ * to be stopped on their workers; `taskEnd` says when the task ended with this attempt.
  */
-export type FailOutcome =
-  | { ended: false }
-  | { ended: true; chunk: "unchanged" | "pending" }
-  | { ended: true; chunk: "failed"; taskError: string };
+export type AttemptFinish =
+  | { kind: "refused"; why: string; dropOutput: boolean }
+  | { kind: "committed"; task: string; seq: number; stop: AttemptRow[]; taskEnd: TaskEnd | null }
+  | { kind: "ended"; task: string; seq: number; chunk: "unchanged" | "pending" | "failed"; stop: AttemptRow[]; taskEnd: TaskEnd | null };
 
 export class Ledger {
   readonly db: Database.Database;
@@ -252,9 +315,9 @@ export class Ledger {
     if (!canMoveAttempt(from, to)) throw new IllegalTransition("attempt", String(id), from, to);
     this.db
       .prepare(
-        `UPDATE attempts SET state=?, ended_at=?, exit_code=?, reason=?, stderr=?, bytes_in=?, bytes_out=?, seconds=? WHERE id=?`,
+        `UPDATE attempts SET state=?, ended_at=?, kind=?, exit_code=?, reason=?, stderr=?, bytes_in=?, bytes_out=?, seconds=? WHERE id=?`,
       )
-      .run(to, this.now(), end?.exitCode ?? null, end?.reason ?? null, end?.stderr ?? null, end?.bytesIn ?? null, end?.bytesOut ?? null, end?.seconds ?? null, id);
+      .run(to, this.now(), end?.kind ?? null, end?.exitCode ?? null, end?.reason ?? null, end?.stderr ?? null, end?.bytesIn ?? null, end?.bytesOut ?? null, end?.seconds ?? null, id);
   }
 
   // --- tasks ---
@@ -347,14 +410,17 @@ export class Ledger {
 
   /** Ends a task: succeeded, failed or cancelled. Returns the attempts still running, to be cancelled on their workers. */
   finishTask(id: string, to: TaskState, error: string | null = null): AttemptRow[] {
-    return this.db.transaction(() => {
-      const running = this.db.prepare("SELECT * FROM attempts WHERE task_id=? AND state='running'").all(id) as AttemptRow[];
-      for (const a of running) this.moveAttempt(a.id, AttemptState.cancelled, { ...noEnd, reason: `task ${to}` });
-      const open = this.db.prepare("SELECT seq FROM chunks WHERE task_id=? AND state IN ('pending','running')").all(id) as { seq: number }[];
-      for (const c of open) this.moveChunk(id, c.seq, ChunkState.cancelled);
-      this.moveTask(id, to, error);
-      return running;
-    })();
+    return this.db.transaction(() => this.endTaskNow(id, to, error))();
+  }
+
+  /** The body of finishTask, for transactions that end a task among other changes. */
+  private endTaskNow(id: string, to: TaskState, error: string | null): AttemptRow[] {
+    const running = this.db.prepare("SELECT * FROM attempts WHERE task_id=? AND state='running'").all(id) as AttemptRow[];
+    for (const a of running) this.moveAttempt(a.id, AttemptState.cancelled, { ...noEnd, kind: OutcomeKind.cancelled, reason: `task ${to}` });
+    const open = this.db.prepare("SELECT seq FROM chunks WHERE task_id=? AND state IN ('pending','running')").all(id) as { seq: number }[];
+    for (const c of open) this.moveChunk(id, c.seq, ChunkState.cancelled);
+    this.moveTask(id, to, error);
+    return running;
   }
 
   // --- chunks and attempts ---
@@ -381,6 +447,10 @@ export class Ledger {
     return this.db.prepare("SELECT * FROM chunks WHERE task_id=? AND commit_order=?").get(task, order) as ChunkRow | undefined;
   }
 
+  findAttempt(id: number): AttemptRow | undefined {
+    return this.db.prepare("SELECT * FROM attempts WHERE id=?").get(id) as AttemptRow | undefined;
+  }
+
   attempt(id: number): AttemptRow {
     const row = this.db.prepare("SELECT * FROM attempts WHERE id=?").get(id) as AttemptRow | undefined;
     if (!row) throw new Error(`no attempt ${id} in the ledger`);
@@ -401,12 +471,13 @@ export class Ledger {
 
   startAttempt(task: string, seq: number, worker: string): number {
     return this.db.transaction(() => {
+      const session = this.workerEpoch(worker);
       this.moveChunk(task, seq, ChunkState.running);
       this.db.prepare("UPDATE chunks SET attempts=attempts+1 WHERE task_id=? AND seq=?").run(task, seq);
       const id = Number(
         this.db
-          .prepare("INSERT INTO attempts(task_id, seq, worker_id, state, started_at) VALUES (?,?,?,'running',?)")
-          .run(task, seq, worker, this.now()).lastInsertRowid,
+          .prepare("INSERT INTO attempts(task_id, seq, worker_id, session, state, started_at) VALUES (?,?,?,?,'running',?)")
+          .run(task, seq, worker, session, this.now()).lastInsertRowid,
       );
       this.event("attempt-started", { task, seq, attempt: id, worker });
       return id;
@@ -423,71 +494,72 @@ export class Ledger {
       if (c.state !== ChunkState.running) throw new Error(`chunk ${task}/${seq} is ${c.state}, not running: no backup`);
       const id = Number(
         this.db
-          .prepare("INSERT INTO attempts(task_id, seq, worker_id, state, started_at, backup) VALUES (?,?,?,'running',?,1)")
-          .run(task, seq, worker, this.now()).lastInsertRowid,
+          .prepare("INSERT INTO attempts(task_id, seq, worker_id, session, state, started_at, backup) VALUES (?,?,?,?,'running',?,1)")
+          .run(task, seq, worker, this.workerEpoch(worker), this.now()).lastInsertRowid,
       );
       this.event("backup-started", { task, seq, attempt: id, worker });
       return id;
     })();
   }
 
-  /** After a commit: the chunk's other running attempts are cancelled (they lost the race). */
-  cancelRivals(committed: number): AttemptRow[] {
-    return this.db.transaction(() => {
-      const a = this.attempt(committed);
-      const rivals = this.db.prepare("SELECT * FROM attempts WHERE task_id=? AND seq=? AND state='running' AND id<>?").all(a.task_id, a.seq, committed) as AttemptRow[];
-      for (const r of rivals) this.moveAttempt(r.id, AttemptState.cancelled, { exitCode: -1, reason: `attempt ${committed} committed the chunk first`, stderr: "", bytesIn: 0, bytesOut: 0, seconds: 0 });
-      return rivals;
-    })();
-  }
-
   /**
-   * Commits an attempt's output as its chunk's, once. Returns false, changing nothing, when the attempt
-   * is no longer running (fenced: the coordinator gave up on it, or the chunk already committed).
+   * Ends a running attempt as its owner reports it, with every consequence, in one transaction: the
+   * commit and the cancelling of its rivals (and the task's success when it was the last chunk), or the
+   * chunk's retry, or the chunk's failure and with it the task's. A chunk fails at once on an end that
+   * no retry can mend, after `retries` failures, or after `maxLost` losses with its worker.
    */
-  commitAttempt(id: number, end: AttemptEnd): boolean {
-    return this.db.transaction(() => {
-      const a = this.attempt(id);
-      if (a.state !== AttemptState.running) return false;
+  endAttempt(e: EndAttempt): AttemptFinish {
+    return this.db.transaction((): AttemptFinish => {
+      const a = this.findAttempt(e.attempt);
+      if (!a) return { kind: "refused", why: `no attempt ${e.attempt} in the ledger`, dropOutput: false };
+      if (e.by && (a.worker_id !== e.by.worker || a.session !== e.by.session)) {
+        return { kind: "refused", why: `attempt ${e.attempt} belongs to worker ${a.worker_id} (session ${a.session}), not ${e.by.worker} (session ${e.by.session})`, dropOutput: false };
+      }
+      if (a.state !== AttemptState.running) return { kind: "refused", why: `attempt ${e.attempt} has already ended (${a.state})`, dropOutput: a.state !== AttemptState.succeeded };
       const c = this.chunk(a.task_id, a.seq);
-      if (c.state !== ChunkState.running) return false;
-      this.moveAttempt(id, AttemptState.succeeded, end);
-      this.moveChunk(a.task_id, a.seq, ChunkState.committed);
-      const order = (this.db.prepare("SELECT commits FROM tasks WHERE id=?").get(a.task_id) as { commits: number }).commits;
-      this.db
-        .prepare("UPDATE chunks SET committed_attempt=?, commit_order=?, bytes_out=? WHERE task_id=? AND seq=?")
-        .run(id, order, end.bytesOut, a.task_id, a.seq);
-      this.db.prepare("UPDATE tasks SET commits=commits+1 WHERE id=?").run(a.task_id);
-      this.event("chunk-committed", { task: a.task_id, seq: a.seq, attempt: id, worker: a.worker_id });
-      return true;
-    })();
-  }
-
-  /**
-   * Ends a running attempt that did not succeed. The chunk goes back to pending while it has attempts
-   * left (retries + 1 in all), else it fails and takes the task with it, in the same transaction.
-   */
-  failAttempt(id: number, to: "failed" | "lost" | "cancelled", end: AttemptEnd, retries: number): FailOutcome {
-    return this.db.transaction((): FailOutcome => {
-      const a = this.attempt(id);
-      if (a.state !== AttemptState.running) return { ended: false };
-      this.moveAttempt(id, to, end);
-      this.event(`attempt-${to}`, { task: a.task_id, seq: a.seq, attempt: id, worker: a.worker_id, detail: end.reason });
-      const c = this.chunk(a.task_id, a.seq);
-      const othersRunning = this.db
-        .prepare("SELECT COUNT(*) AS n FROM attempts WHERE task_id=? AND seq=? AND state='running'")
-        .get(a.task_id, a.seq) as { n: number };
-      if (c.state !== ChunkState.running || othersRunning.n > 0) return { ended: true, chunk: "unchanged" };
-      // A lost or cancelled attempt is not the program's fault: it does not use up a retry.
-      if (to !== "failed" || c.attempts <= retries) {
-        if (to !== "failed") this.db.prepare("UPDATE chunks SET attempts=attempts-1 WHERE task_id=? AND seq=?").run(a.task_id, a.seq);
+      if (e.to === "succeeded") return this.commit(a, c, e.end);
+      this.moveAttempt(a.id, e.to, e.end);
+      this.event(`attempt-${e.to}`, { task: a.task_id, seq: a.seq, attempt: a.id, worker: a.worker_id, detail: e.end.reason });
+      const counted = e.to === "lost" && !e.blameless;
+      if (counted) this.db.prepare("UPDATE chunks SET losses=losses+1 WHERE task_id=? AND seq=?").run(a.task_id, a.seq);
+      const losses = c.losses + (counted ? 1 : 0);
+      const ended = { kind: "ended" as const, task: a.task_id, seq: a.seq, stop: [] as AttemptRow[], taskEnd: null };
+      const othersRunning = this.db.prepare("SELECT COUNT(*) AS n FROM attempts WHERE task_id=? AND seq=? AND state='running'").get(a.task_id, a.seq) as { n: number };
+      if (c.state !== ChunkState.running || othersRunning.n > 0) return { ...ended, chunk: "unchanged" };
+      const why =
+        e.to === "failed" && !e.end.retryable ? `${e.end.reason} (no retry can change that)`
+        : e.to === "failed" && c.attempts > e.limits.retries ? null
+        : counted && losses >= e.limits.maxLost ? `its worker died ${losses} times while running it (last: ${e.end.reason}; bach-coordinator --max-lost ${e.limits.maxLost})`
+        : undefined;
+      if (why === undefined) {
+        // A lost attempt is not the program's fault: it does not use up a retry.
+        if (e.to !== "failed") this.db.prepare("UPDATE chunks SET attempts=attempts-1 WHERE task_id=? AND seq=?").run(a.task_id, a.seq);
         this.moveChunk(a.task_id, a.seq, ChunkState.pending);
-        return { ended: true, chunk: "pending" };
+        return { ...ended, chunk: "pending" };
       }
       this.moveChunk(a.task_id, a.seq, ChunkState.failed);
-      const taskError = chunkFailure(c, end);
-      return { ended: true, chunk: "failed", taskError };
+      const error = why === null ? chunkFailure(c, e.end) : `chunk ${c.seq} (bytes ${c.offset}-${c.offset + c.length}) failed: ${why}${stderrOf(e.end)}`;
+      const stop = this.endTaskNow(a.task_id, TaskState.failed, error);
+      return { ...ended, chunk: "failed", stop, taskEnd: { state: TaskState.failed, error } };
     })();
+  }
+
+  /** The commit of a running attempt, its rivals cancelled, and the task's success when nothing is left. */
+  private commit(a: AttemptRow, c: ChunkRow, end: AttemptEnd): AttemptFinish {
+    if (c.state !== ChunkState.running) return { kind: "refused", why: `chunk ${a.task_id}/${a.seq} is ${c.state}`, dropOutput: true };
+    this.moveAttempt(a.id, AttemptState.succeeded, end);
+    this.moveChunk(a.task_id, a.seq, ChunkState.committed);
+    const order = (this.db.prepare("SELECT commits FROM tasks WHERE id=?").get(a.task_id) as { commits: number }).commits;
+    this.db.prepare("UPDATE chunks SET committed_attempt=?, commit_order=?, bytes_out=? WHERE task_id=? AND seq=?").run(a.id, order, end.bytesOut, a.task_id, a.seq);
+    this.db.prepare("UPDATE tasks SET commits=commits+1 WHERE id=?").run(a.task_id);
+    this.event("chunk-committed", { task: a.task_id, seq: a.seq, attempt: a.id, worker: a.worker_id });
+    // A straggler and its backup: the one that lost the race is stopped.
+    const stop = this.db.prepare("SELECT * FROM attempts WHERE task_id=? AND seq=? AND state='running'").all(a.task_id, a.seq) as AttemptRow[];
+    for (const r of stop) this.moveAttempt(r.id, AttemptState.cancelled, { ...noEnd, kind: OutcomeKind.cancelled, reason: `attempt ${a.id} committed the chunk first` });
+    const t = this.task(a.task_id);
+    const done = t.input_done === 1 && t.commits === t.chunks_planned;
+    if (done) this.moveTask(a.task_id, TaskState.succeeded, null);
+    return { kind: "committed", task: a.task_id, seq: a.seq, stop, taskEnd: done ? { state: TaskState.succeeded, error: null } : null };
   }
 
   runningAttemptsOf(worker: string): AttemptRow[] {
@@ -496,18 +568,25 @@ export class Ledger {
 
   // --- workers ---
 
-  workerJoined(w: Omit<WorkerRow, "state" | "joined_at" | "last_seen">): void {
-    this.db.transaction(() => {
+  /** A worker said hello: returns the number of its new session (one more than its last). */
+  workerJoined(w: Omit<WorkerRow, "state" | "joined_at" | "last_seen" | "epoch">): number {
+    return this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT INTO workers(id, name, host, slots, cpus, memory_mb, disk_mb, gpus, docker, interruptible, state, joined_at, last_seen)
-           VALUES (@id, @name, @host, @slots, @cpus, @memory_mb, @disk_mb, @gpus, @docker, @interruptible, 'connected', @now, @now)
+          `INSERT INTO workers(id, name, host, slots, cpus, memory_mb, disk_mb, gpus, docker, interruptible, state, joined_at, last_seen, epoch)
+           VALUES (@id, @name, @host, @slots, @cpus, @memory_mb, @disk_mb, @gpus, @docker, @interruptible, 'connected', @now, @now, 1)
            ON CONFLICT(id) DO UPDATE SET name=@name, host=@host, slots=@slots, cpus=@cpus, memory_mb=@memory_mb,
-             disk_mb=@disk_mb, gpus=@gpus, docker=@docker, interruptible=@interruptible, state='connected', last_seen=@now`,
+             disk_mb=@disk_mb, gpus=@gpus, docker=@docker, interruptible=@interruptible, state='connected', last_seen=@now, epoch=epoch+1`,
         )
         .run({ ...w, now: this.now() });
       this.event("worker-joined", { worker: w.id, detail: `${w.name} on ${w.host}, ${w.slots} slots` });
+      return this.workerEpoch(w.id);
     })();
+  }
+
+  private workerEpoch(id: string): number {
+    const row = this.db.prepare("SELECT epoch FROM workers WHERE id=?").get(id) as { epoch: number } | undefined;
+    return row?.epoch ?? 0;
   }
 
   workerSeen(id: string, at: number): void {
@@ -535,9 +614,13 @@ export class Ledger {
   }
 }
 
-const noEnd: AttemptEnd = { exitCode: -1, reason: "", stderr: "", bytesIn: 0, bytesOut: 0, seconds: 0 };
+/** The end of an attempt that never ran to a verdict of its own (lost, cancelled). */
+export const noEnd: AttemptEnd = { kind: OutcomeKind.cancelled, retryable: true, exitCode: -1, reason: "", stderr: "", bytesIn: 0, bytesOut: 0, seconds: 0 };
+
+function stderrOf(end: AttemptEnd): string {
+  return end.stderr.trim() ? `\n--- stderr of its last attempt ---\n${end.stderr.trimEnd()}` : "";
+}
 
 function chunkFailure(c: ChunkRow, end: AttemptEnd): string {
-  const stderr = end.stderr.trim() ? `\n--- stderr of its last attempt ---\n${end.stderr.trimEnd()}` : "";
-  return `chunk ${c.seq} (bytes ${c.offset}-${c.offset + c.length}) failed after ${c.attempts} attempt${c.attempts === 1 ? "" : "s"}: ${end.reason}${stderr}`;
+  return `chunk ${c.seq} (bytes ${c.offset}-${c.offset + c.length}) failed after ${c.attempts} attempt${c.attempts === 1 ? "" : "s"}: ${end.reason}${stderrOf(end)}`;
 }

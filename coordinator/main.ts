@@ -3,11 +3,11 @@
 import os from "node:os";
 import path from "node:path";
 import { Command } from "commander";
-import { DEFAULT_PORT, runMain, tokenFrom } from "../core/cli-common";
+import { DEFAULT_PORT, positiveInt, runMain, tokenFrom, TOKEN_FILE_HELP } from "../core/cli-common";
 import { InputError } from "../core/errors";
 import { makeLogger } from "../core/log";
 import { parseDuration } from "../core/sizes";
-import { Coordinator } from "./coordinator";
+import { Coordinator, DEFAULT_MAX_LOST } from "./coordinator";
 import { startServer } from "./server";
 import { startDataServer } from "./data-server";
 import type { AddressInfo } from "node:net";
@@ -23,9 +23,11 @@ function program(): Command {
     .option("--listen <host:port>", "address to listen on (e.g. --listen 0.0.0.0:7070 for a LAN)", `127.0.0.1:${DEFAULT_PORT}`)
     .option("--data-dir <dir>", "where the ledger (SQLite) and the spool live (e.g. --data-dir /var/lib/bach)", path.join(os.homedir(), ".bach", "coordinator"))
     .option("--token <token>", "shared secret every worker and CLI must present (default $BACH_TOKEN)")
+    .option("--token-file <file>", TOKEN_FILE_HELP)
     .option("--data-listen <host:port>", "TCP address for bulk bytes (streamed input, task output, chunks and outputs of workers on other machines), faster than gRPC (default: the --listen host, its port + 1; port 0 picks a free one)")
     .option("--heartbeat <duration>", "how often workers send heartbeats (e.g. --heartbeat 1s)", "1s")
     .option("--lost-after <duration>", "declare a silent worker lost after this long (e.g. --lost-after 5s)", "5s")
+    .option("--max-lost <n>", "a chunk whose worker died (or vanished) this many times while running it fails its task (e.g. --max-lost 5)", String(DEFAULT_MAX_LOST))
     .option(
       "--keep-output <duration>",
       "how long an ended task's output stays for `bach task-output`; then it, and bundles and images no kept task uses, leave the spool (e.g. --keep-output 30d, or forever)",
@@ -37,12 +39,13 @@ function program(): Command {
 Examples:
   bach-coordinator start --listen 0.0.0.0:7070 --data-dir /var/lib/bach --token s3cret
   BACH_TOKEN=s3cret bach-coordinator start --lost-after 10s
+  bach-coordinator start --token-file /etc/bach/token    # the token stays out of the process list
   bach-coordinator start --token s3cret --keep-output 1d    # a busy coordinator with a small disk
 
 Then on each machine: bach-worker join HOST:7070 --token s3cret`,
     )
-    .action(async (o: { listen: string; dataListen?: string; dataDir: string; token?: string; heartbeat: string; lostAfter: string; keepOutput: string }) => {
-      const token = tokenFrom(o.token);
+    .action(async (o: { listen: string; dataListen?: string; dataDir: string; token?: string; tokenFile?: string; maxLost: string; heartbeat: string; lostAfter: string; keepOutput: string }) => {
+      const token = tokenFrom(o.token, o.tokenFile);
       if (!token) throw new InputError("a token is required: --token T or BACH_TOKEN (workers and CLIs must present it)");
       if (!/^.+:\d+$/.test(o.listen)) throw new InputError(`--listen ${o.listen}: expected HOST:PORT, e.g. 0.0.0.0:${DEFAULT_PORT}`);
       const log = makeLogger("bach-coordinator", "info");
@@ -51,6 +54,7 @@ Then on each machine: bach-worker join HOST:7070 --token s3cret`,
         heartbeatMs: parseDuration(o.heartbeat, "--heartbeat"),
         lostAfterMs: parseDuration(o.lostAfter, "--lost-after"),
         keepOutputMs: o.keepOutput === "forever" ? undefined : parseDuration(o.keepOutput, "--keep-output"),
+        maxLost: positiveInt(o.maxLost, "--max-lost"),
         log,
       });
       const host = o.listen.replace(/:\d+$/, "");

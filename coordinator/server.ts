@@ -6,8 +6,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { pipeline } from "node:stream/promises";
 import { Server, ServerCredentials, status, type Metadata, type ServerErrorResponse, type ServerWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
-import type { Bachfile } from "../core/bachfile";
-import { InputError } from "../core/errors";
+import { BachError, InputError } from "../core/errors";
+import { checkBachfileJson } from "../core/bachfile";
+import { sameSecret } from "../core/secrets";
 import type { CoordinatorServer, WorkerMessage } from "../core/generated/bach";
 import { CoordinatorWire } from "../core/wire";
 import { channelOptions, FRAME_BYTES, statusFor, tokenOf } from "../core/rpc";
@@ -16,7 +17,7 @@ import { taskList, taskReport, workerList } from "./report";
 import { filePieces } from "../core/file-pieces";
 
 function refusal(metadata: Metadata, token: string): ServerErrorResponse | null {
-  if (tokenOf(metadata) === token) return null;
+  if (sameSecret(tokenOf(metadata), token)) return null;
   const details = tokenOf(metadata) ? "wrong token (give the coordinator's --token or BACH_TOKEN)" : "a token is required (--token or BACH_TOKEN)";
   return Object.assign(new Error(details), { code: status.UNAUTHENTICATED, details });
 }
@@ -26,15 +27,43 @@ function failure(err: unknown): ServerErrorResponse {
   return Object.assign(new Error(s.details), s);
 }
 
+/** Any grpc-js handler: a call, and for unary and client-streaming calls an answer callback. */
+type AnyHandler = (call: { metadata: Metadata; emit(event: "error", err: ServerErrorResponse): boolean }, cb?: (err: ServerErrorResponse | null) => void) => void;
+
+/**
+ * Every method, in one place: the token is checked before the handler runs, and nothing the handler
+ * throws leaves it: the call fails with a status (logged when it is a bug, not a caller's mistake)
+ * and the coordinator stays up.
+ */
+function guarded(handlers: CoordinatorServer, token: string, log: Logger): CoordinatorServer {
+  const out: Record<string, AnyHandler> = {};
+  for (const [name, handler] of Object.entries(handlers as unknown as Record<string, AnyHandler>)) {
+    out[name] = (call, cb) => {
+      const fail = (err: ServerErrorResponse) => (cb ? cb(err) : call.emit("error", err));
+      const refused = refusal(call.metadata, token);
+      if (refused) return fail(refused);
+      try {
+        handler(call, cb);
+      } catch (err) {
+        if (!(err instanceof BachError)) log.warn({ method: name, err: (err as Error).message }, "a call failed");
+        fail(failure(err));
+      }
+    };
+  }
+  return out as unknown as CoordinatorServer;
+}
+
 export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, dataPort: () => number): CoordinatorServer {
+  return guarded(handlers(c, log, dataPort), token, log);
+}
+
+function handlers(c: Coordinator, log: Logger, dataPort: () => number): CoordinatorServer {
   // A server stream ends with an error status through emit("error"); destroy() would drop the status.
 
-  /** Unary handlers share one shape: refuse, run, answer or fail. */
+  /** Unary handlers share one shape: run, answer or fail. */
   const unary =
     <Req, Res>(fn: (req: Req) => Res) =>
-    (call: { request: Req; metadata: Metadata }, cb: (e: ServerErrorResponse | null, r?: Res) => void) => {
-      const refused = refusal(call.metadata, token);
-      if (refused) return cb(refused);
+    (call: { request: Req }, cb: (e: ServerErrorResponse | null, r?: Res) => void) => {
       try {
         cb(null, fn(call.request));
       } catch (err) {
@@ -45,7 +74,8 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
   return {
     createTask: unary((req) => {
       const task = c.createTask({
-        bachfile: JSON.parse(req.bachfileJson) as Bachfile,
+        // Checked whole before anything is stored: a partial bachfile never becomes a running task.
+        bachfile: checkBachfileJson(req.bachfileJson),
         bundleHash: req.bundleHash,
         imageId: req.imageId,
         parallelism: req.parallelism,
@@ -57,8 +87,6 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
       return { taskId: task.id, inputKind: task.input, dataPort: dataPort() };
     }),
     getInputStatus(call, cb) {
-      const refused = refusal(call.metadata, token);
-      if (refused) return cb(refused);
       c.inputStatus(call.request.taskId).then((s) => cb(null, { ...s, dataPort: dataPort() }), (err) => cb(failure(err)));
     },
     hasBundle: unary((req) => ({ present: c.spool.hasBundle(req.hash) })),
@@ -72,8 +100,6 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
     }),
 
     putInput(call, cb) {
-      const refused = refusal(call.metadata, token);
-      if (refused) return cb(refused);
       let task = "";
       let offset = -1;
       const consume = async () => {
@@ -96,8 +122,6 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
     },
 
     streamOutput(call) {
-      const refused = refusal(call.metadata, token);
-      if (refused) return call.emit("error", refused);
       const { taskId, fromChunk, keepOrder, skipBytes } = call.request;
       const send = async () => {
         for await (const ev of c.streamOutput(taskId, fromChunk, keepOrder, skipBytes)) {
@@ -119,20 +143,14 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
     },
 
     putBundle(call, cb) {
-      const refused = refusal(call.metadata, token);
-      if (refused) return cb(refused);
       receiveBundle(c, call).then((hash) => cb(null, { hash }), (err) => cb(failure(err)));
     },
 
     putImage(call, cb) {
-      const refused = refusal(call.metadata, token);
-      if (refused) return cb(refused);
       receiveImage(c, call).then((id) => cb(null, { id }), (err) => cb(failure(err)));
     },
 
     fetchImage(call) {
-      const refused = refusal(call.metadata, token);
-      if (refused) return call.emit("error", refused);
       const { id } = call.request;
       if (!c.spool.hasImage(id)) return call.emit("error", failure(new InputError(`the coordinator has no image ${id}`)));
       const file = c.spool.image(id);
@@ -140,52 +158,66 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
     },
 
     fetchBundle(call) {
-      const refused = refusal(call.metadata, token);
-      if (refused) return call.emit("error", refused);
       const file = c.spool.bundle(call.request.hash);
       sendFile(call, file, 0, fs.statSync(file).size, (data) => ({ hash: call.request.hash, data })).catch((err) => call.emit("error", failure(err)));
     },
 
     fetchChunk(call) {
-      const refused = refusal(call.metadata, token);
-      if (refused) return call.emit("error", refused);
-      c.data.serve(call.request.attemptId, (src) => sendFile(call, src.path, src.offset, src.length, (data) => ({ data }))).catch((err) =>
+      c.data.serve(call.request.attemptId, call.request.key, (src) => sendFile(call, src.path, src.offset, src.length, (data) => ({ data }))).catch((err) =>
         call.emit("error", failure(err)),
       );
     },
 
     putOutput(call, cb) {
-      const refused = refusal(call.metadata, token);
-      if (refused) return cb(refused);
       receiveOutput(c, call).then(() => cb(null, {}), (err) => cb(failure(err)));
     },
 
     work(call) {
-      const refused = refusal(call.metadata, token);
-      if (refused) return call.emit("error", refused);
       let session: WorkerSession | null = null;
+      let ended = false;
       const gone = (reason: string) => {
         if (session) c.workerGone(session, reason);
       };
-      call.on("data", (msg: WorkerMessage) => {
+      const refuse = (reason: string) => {
+        if (ended) return;
+        ended = true;
+        log.warn({ worker: session?.id, reason }, "refusing a worker stream");
+        gone(reason);
+        call.emit("error", failure(new InputError(reason)));
+      };
+      const onMessage = (msg: WorkerMessage) => {
         const kind = msg.kind;
         if (!kind) return;
         if (kind.$case === "hello") {
+          if (session) return refuse("a worker says hello once per stream");
           session = c.workerJoined(kind.value, (m) => call.write(m), (reason) => {
             log.warn({ worker: session?.id, reason }, "closing worker stream");
+            ended = true;
             call.end();
           });
           return;
         }
-        if (!session) return call.emit("error", failure(new Error("a worker must say hello first")));
+        if (!session) return refuse("a worker must say hello first");
         c.workers.seen(session);
+        if (kind.$case === "heartbeat") c.heartbeat(session, kind.value.running);
         if (kind.$case === "result") c.attemptResult(session, kind.value);
         if (kind.$case === "sharedSpool") c.workerProbed(session, kind.value.ok);
         if (kind.$case === "draining") c.workers.draining(session, kind.value.graceMs);
+      };
+      call.on("data", (msg: WorkerMessage) => {
+        // A message that makes the coordinator fail is a bug of ours or a hostile peer: it ends this
+        // stream (and the worker's session), never the process.
+        try {
+          onMessage(msg);
+        } catch (err) {
+          log.error({ worker: session?.id, err: (err as Error).stack }, "a worker message failed");
+          refuse(`the coordinator could not handle a ${msg.kind?.$case ?? "empty"} message: ${(err as Error).message}`);
+        }
       });
       call.on("end", () => {
         gone("disconnected");
-        call.end();
+        if (!ended) call.end();
+        ended = true;
       });
       call.on("error", (err) => gone(`stream error: ${err.message}`));
       call.on("cancelled", () => gone("connection cancelled"));
@@ -265,11 +297,11 @@ async function receiveBundle(c: Coordinator, frames: AsyncIterable<{ hash: strin
   }
 }
 
-async function receiveOutput(c: Coordinator, frames: AsyncIterable<{ attemptId: number; data: Buffer }>): Promise<void> {
+async function receiveOutput(c: Coordinator, frames: AsyncIterable<{ attemptId: number; data: Buffer; key: string }>): Promise<void> {
   const iterator = frames[Symbol.asyncIterator]();
   const first = await iterator.next();
   if (first.done) return;
-  const file = c.data.outputTarget(first.value.attemptId);
+  const file = c.data.outputTarget(first.value.attemptId, first.value.key);
   async function* rest(): AsyncGenerator<Buffer> {
     yield first.value.data;
     for (let r = await iterator.next(); !r.done; r = await iterator.next()) yield r.value.data;

@@ -8,6 +8,8 @@ import { take, type Needs, type Resources, type WorkerView } from "./scheduler";
 
 export interface WorkerSession {
   id: string;
+  /** Which of the worker's sessions this is (the ledger's count of its hellos): attempts are fenced by it. */
+  epoch: number;
   hello: WorkerHello;
   /** Its running attempts: which chunk, since when, and what each takes from it. */
   running: Map<number, RunningAttempt>;
@@ -80,12 +82,19 @@ export class Workers {
     return n;
   }
 
-  /** A worker connected: it keeps its id across reconnections, and a stale session of it is closed. */
-  join(hello: WorkerHello, send: WorkerSession["send"], close: WorkerSession["close"]): WorkerSession {
+  /**
+   * A worker connected: it keeps its id across reconnections, with a new session number. A session of
+   * the same id still open is closed and returned as `replaced`: its attempts end with it.
+   */
+  join(hello: WorkerHello, send: WorkerSession["send"], close: WorkerSession["close"]): { session: WorkerSession; replaced: WorkerSession | null } {
     const known = hello.workerId && this.ledger.workers().some((w) => w.id === hello.workerId);
     const id = known ? hello.workerId : this.ledger.nextWorkerId();
-    this.sessions.get(id)?.close("replaced by a new connection of the same worker");
-    this.ledger.workerJoined({
+    const replaced = this.sessions.get(id) ?? null;
+    if (replaced) {
+      this.sessions.delete(id);
+      replaced.close("replaced by a new connection of the same worker");
+    }
+    const epoch = this.ledger.workerJoined({
       id,
       name: hello.name,
       host: hello.host,
@@ -98,12 +107,12 @@ export class Workers {
       interruptible: hello.interruptible ? 1 : 0,
     });
     const probingUntil = hello.localFiles ? 0 : Date.now() + PROBE_ANSWER_MS;
-    const session: WorkerSession = { id, hello, running: new Map(), lastSeen: Date.now(), draining: false, probingUntil, send, close };
+    const session: WorkerSession = { id, epoch, hello, running: new Map(), lastSeen: Date.now(), draining: false, probingUntil, send, close };
     this.sessions.set(id, session);
     const { file, token } = this.opts.spoolProbe;
     send({ kind: { $case: "welcome", value: { workerId: id, heartbeatMs: this.opts.heartbeatMs, spoolProbe: file, spoolToken: token, dataPort: this.opts.dataPort() } } });
-    this.opts.log.info({ worker: id, name: hello.name, slots: hello.slots }, "worker joined");
-    return session;
+    this.opts.log.info({ worker: id, session: epoch, name: hello.name, slots: hello.slots, replaced: replaced !== null }, "worker joined");
+    return { session, replaced };
   }
 
   /** The worker answered the spool probe: when it reads this spool in place, its chunks skip the network. */

@@ -249,3 +249,48 @@ export function bachfileTemplate(folderName: string): string {
   };
   return `${JSON.stringify(t, null, 2)}\n`;
 }
+
+const limit = z.strictObject({ min: z.number().min(0), max: z.number().positive().nullable() });
+
+/** The normalized form (Bachfile) as it travels from a CLI to the coordinator and sits in the ledger. */
+const normalizedSchema = z.strictObject({
+  logicalName: z.string().min(1),
+  interruptible: z.boolean(),
+  binary: z.string().min(1),
+  args: z.array(z.string()),
+  delimiter: z.string().min(1),
+  hardware: z.strictObject({
+    cpu: limit,
+    memory: limit,
+    disk: z.strictObject({ min: z.number().min(0) }),
+    graphics: z.union([z.null(), z.strictObject({ count: z.number().int().min(1) })]),
+    network: z.enum(["none", "default"]),
+  }),
+  image: z.string().min(1).nullable(),
+  dockerfile: z.string().min(1).nullable(),
+  reduce: z.union([z.null(), z.strictObject({ binary: z.string().min(1), args: z.array(z.string()), partitions: z.number().int().min(1), key: z.string().min(1) })]),
+  stderr: z.enum(["fail", "log", "ignore"]),
+  retries: z.number().int().min(0).max(100),
+  chunkSize: z.union([z.literal("auto"), z.number().int().positive()]),
+  timeoutMs: z.number().positive().nullable(),
+  env: z.record(z.string(), z.string()),
+}) satisfies z.ZodType<Bachfile>;
+
+/**
+ * Checks a normalized bachfile that came over the network (CreateTask) or out of the ledger before
+ * anything is stored or run: a partial or hostile one is one clear line naming its first bad field.
+ */
+export function checkBachfileJson(text: string, what = "bachfile_json"): Bachfile {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new InputError(`${what}: not valid JSON: ${(err as Error).message}`);
+  }
+  const parsed = normalizedSchema.safeParse(json);
+  if (!parsed.success) {
+    const problems = problemsOf(parsed.error.issues, json);
+    throw new InputError(`${what}: ${problems.map((p) => `${p.field || "(top level)"}: ${p.message}`).join("; ")}`, { field: problems[0]?.field });
+  }
+  return parsed.data;
+}

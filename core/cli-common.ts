@@ -4,6 +4,7 @@
 import { CommanderError } from "commander";
 import { BachError, ExitStatus, InputError } from "./errors";
 import { isServiceError, userError } from "./rpc";
+import { hideTokenFlag, readToken } from "./secrets";
 
 export const DEFAULT_PORT = 7070;
 
@@ -16,9 +17,12 @@ export function coordinatorAddress(flag: string | undefined): string | null {
   return address;
 }
 
-export function tokenFrom(flag: string | undefined): string {
-  return flag ?? process.env.BACH_TOKEN ?? "";
+/** The token from --token-file, --token, $BACH_TOKEN_FILE or $BACH_TOKEN (see core/secrets.ts). */
+export function tokenFrom(flag: string | undefined, file?: string): string {
+  return readToken(flag, file ?? process.env.BACH_TOKEN_FILE);
 }
+
+export const TOKEN_FILE_HELP = "read the token from the first line of FILE (safer than --token, which other users of the machine can see in the process list; default $BACH_TOKEN_FILE)";
 
 export function positiveInt(value: string, flag: string): number {
   const n = Number(value);
@@ -28,6 +32,7 @@ export function positiveInt(value: string, flag: string): number {
 
 /** Runs a program's main and turns what it throws into an exit status. */
 export function runMain(program: string, main: () => Promise<void>, address?: () => string): void {
+  hideTokenFlag();
   main().then(
     // Exit only once stdout has taken everything written to it.
     () => process.stdout.write("", () => process.exit(ExitStatus.done)),

@@ -35,8 +35,8 @@ test("hand-serialized bulk frames decode to the same message with ts-proto", () 
     }),
   );
   fc.assert(
-    fc.property(int64, bytes, (attemptId, data) => {
-      assert.deepEqual(OutputUpload.decode(serializeOutputUpload({ attemptId, data })), { attemptId, data });
+    fc.property(int64, bytes, text, (attemptId, data, key) => {
+      assert.deepEqual(OutputUpload.decode(serializeOutputUpload({ attemptId, data, key })), { attemptId, data, key });
       assert.deepEqual(DataFrame.decode(serializeDataFrame({ data })), { data });
       const frame: OutputFrame = { kind: { $case: "data", value: data } };
       assert.deepEqual(OutputFrame.decode(serializeOutputFrame(frame)), frame);

@@ -3,11 +3,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { Ledger, SCHEMA_VERSION } from "../coordinator/ledger";
+import { Ledger, SCHEMA_VERSION, type AttemptEnd } from "../coordinator/ledger";
 import { IllegalTransition, canMoveAttempt, canMoveChunk, canMoveTask } from "../core/states";
 import { tempDir } from "./harness";
 
-const end = { exitCode: 0, reason: "", stderr: "", bytesIn: 10, bytesOut: 5, seconds: 0.1 };
+const end: AttemptEnd = { kind: "ok", retryable: true, exitCode: 0, reason: "", stderr: "", bytesIn: 10, bytesOut: 5, seconds: 0.1 };
 
 function freshLedger(): Ledger {
   const l = new Ledger(path.join(tempDir(), "ledger.sqlite"));
@@ -37,31 +37,94 @@ test("the schema has a version", () => {
   l.close();
 });
 
+const limits = { retries: 3, maxLost: 3 };
+const by = { worker: "w1", session: 1 };
+
 test("a chunk commits once; a second attempt's result is fenced", () => {
   const l = freshLedger();
   const a1 = l.startAttempt("t1", 0, "w1");
   assert.throws(() => l.startAttempt("t1", 0, "w1"), IllegalTransition, "a running chunk cannot start again");
-  assert.equal(l.commitAttempt(a1, end), true);
-  assert.equal(l.commitAttempt(a1, end), false, "committing twice changes nothing");
+  assert.equal(l.endAttempt({ attempt: a1, by, to: "succeeded", end, limits }).kind, "committed");
+  const again = l.endAttempt({ attempt: a1, by, to: "succeeded", end, limits });
+  assert.deepEqual(again, { kind: "refused", why: `attempt ${a1} has already ended (succeeded)`, dropOutput: false }, "committing twice changes nothing, and keeps the output");
   assert.equal(l.chunk("t1", 0).state, "committed");
   assert.equal(l.chunk("t1", 0).commit_order, 0);
-  assert.deepEqual(l.failAttempt(a1, "lost", end, 3), { ended: false });
+  assert.equal(l.endAttempt({ attempt: a1, by: null, to: "lost", end, limits }).kind, "refused");
   assert.equal(l.chunk("t1", 0).state, "committed", "a late loss cannot undo a commit");
   l.close();
 });
 
-test("failures retry up to the limit, then fail the chunk; losses do not use up retries", () => {
+test("only the session an attempt was given to may end it; unknown attempts are refused, not thrown", () => {
   const l = freshLedger();
+  const a = l.startAttempt("t1", 0, "w1");
+  assert.equal(l.attempt(a).session, 1);
+  const forged = l.endAttempt({ attempt: a, by: { worker: "w2", session: 1 }, to: "succeeded", end, limits });
+  assert.equal(forged.kind, "refused");
+  assert.equal(forged.kind === "refused" && forged.dropOutput, false, "another session's refusal never removes the owner's output");
+  const epoch = l.workerJoined({ id: "w1", name: "a", host: "h", slots: 1, cpus: 1, memory_mb: 1, disk_mb: 1, gpus: 0, docker: 0, interruptible: 0 });
+  assert.equal(epoch, 2, "a hello starts a new session");
+  assert.equal(l.endAttempt({ attempt: a, by: { worker: "w1", session: 2 }, to: "succeeded", end, limits }).kind, "refused", "a newer session of the same worker does not own the old one's attempts");
+  assert.equal(l.endAttempt({ attempt: 99999, by, to: "succeeded", end, limits }).kind, "refused");
+  assert.equal(l.attempt(a).state, "running");
+  assert.equal(l.endAttempt({ attempt: a, by, to: "succeeded", end, limits }).kind, "committed");
+  l.close();
+});
+
+test("failures retry up to the limit, then fail the chunk and the task in one step; losses do not use up retries", () => {
+  const l = freshLedger();
+  const lim = { retries: 1, maxLost: 3 };
   const lost = l.startAttempt("t1", 1, "w1");
-  assert.deepEqual(l.failAttempt(lost, "lost", end, 1), { ended: true, chunk: "pending" });
+  assert.equal(l.endAttempt({ attempt: lost, by, to: "lost", end, limits: lim }).kind === "ended" && l.chunk("t1", 1).state, "pending");
   const f1 = l.startAttempt("t1", 1, "w1");
-  assert.deepEqual(l.failAttempt(f1, "failed", { ...end, reason: "exit 2" }, 1), { ended: true, chunk: "pending" });
+  const r1 = l.endAttempt({ attempt: f1, by, to: "failed", end: { ...end, kind: "exit", reason: "exit 2" }, limits: lim });
+  assert.equal(r1.kind === "ended" && r1.chunk, "pending");
+  const other = l.startAttempt("t1", 0, "w1");
   const f2 = l.startAttempt("t1", 1, "w1");
-  const outcome = l.failAttempt(f2, "failed", { ...end, reason: "exit 2", stderr: "boom" }, 1);
-  assert.equal(outcome.ended && outcome.chunk, "failed");
-  assert.match(outcome.ended && outcome.chunk === "failed" ? outcome.taskError : "", /chunk 1 \(bytes 10-20\) failed after 2 attempts: exit 2[\s\S]*boom/);
+  const r2 = l.endAttempt({ attempt: f2, by, to: "failed", end: { ...end, kind: "exit", reason: "exit 2", stderr: "boom" }, limits: lim });
+  assert.ok(r2.kind === "ended" && r2.chunk === "failed");
+  assert.match(r2.taskEnd?.error ?? "", /chunk 1 \(bytes 10-20\) failed after 2 attempts: exit 2[\s\S]*boom/);
   assert.equal(l.chunk("t1", 1).state, "failed");
+  assert.equal(l.task("t1").state, "failed", "the task fails in the same transaction");
+  assert.deepEqual(r2.stop.map((a) => a.id), [other], "and its other running attempts are to be stopped");
+  assert.equal(l.attempt(other).state, "cancelled");
   assert.deepEqual(l.failedOn("t1", 1), ["w1"]);
+  l.close();
+});
+
+test("an end no retry can mend fails the chunk at once", () => {
+  const l = freshLedger();
+  const a = l.startAttempt("t1", 0, "w1");
+  const r = l.endAttempt({ attempt: a, by, to: "failed", end: { ...end, kind: "not-found", retryable: false, reason: "program not found: x" }, limits });
+  assert.ok(r.kind === "ended" && r.chunk === "failed");
+  assert.match(r.taskEnd?.error ?? "", /chunk 0 .*program not found: x \(no retry can change that\)/);
+  assert.equal(l.attempt(a).kind, "not-found");
+  l.close();
+});
+
+test("a chunk whose worker dies under it maxLost times fails its task; blameless losses do not count", () => {
+  const l = freshLedger();
+  const lim = { retries: 3, maxLost: 2 };
+  const b = l.startAttempt("t1", 0, "w1");
+  l.endAttempt({ attempt: b, by: null, to: "lost", end: { ...end, reason: "the coordinator restarted" }, limits: lim, blameless: true });
+  assert.equal(l.chunk("t1", 0).losses, 0);
+  const a1 = l.startAttempt("t1", 0, "w1");
+  assert.equal(l.endAttempt({ attempt: a1, by, to: "lost", end: { ...end, reason: "worker w1 lost" }, limits: lim }).kind, "ended");
+  assert.equal(l.chunk("t1", 0).state, "pending");
+  const a2 = l.startAttempt("t1", 0, "w1");
+  const r = l.endAttempt({ attempt: a2, by, to: "lost", end: { ...end, reason: "worker w1 lost" }, limits: lim });
+  assert.ok(r.kind === "ended" && r.chunk === "failed");
+  assert.match(r.taskEnd?.error ?? "", /chunk 0 .*its worker died 2 times while running it/);
+  l.close();
+});
+
+test("the last commit ends the task in the same transaction", () => {
+  const l = freshLedger();
+  const a = l.startAttempt("t1", 0, "w1");
+  assert.equal(l.endAttempt({ attempt: a, by, to: "succeeded", end, limits }).kind, "committed");
+  const b = l.startAttempt("t1", 1, "w1");
+  const r = l.endAttempt({ attempt: b, by, to: "succeeded", end, limits });
+  assert.deepEqual(r.kind === "committed" && r.taskEnd, { state: "succeeded", error: null });
+  assert.equal(l.task("t1").state, "succeeded");
   l.close();
 });
 
@@ -72,7 +135,7 @@ test("finishing a task cancels what is open and returns the attempts to stop", (
   assert.deepEqual(cancelled.map((x) => x.id), [a]);
   assert.equal(l.chunk("t1", 0).state, "cancelled");
   assert.equal(l.chunk("t1", 1).state, "cancelled");
-  assert.equal(l.commitAttempt(a, end), false, "a cancelled attempt never commits");
+  assert.equal(l.endAttempt({ attempt: a, by, to: "succeeded", end, limits }).kind, "refused", "a cancelled attempt never commits");
   assert.throws(() => l.finishTask("t1", "succeeded"), IllegalTransition);
   assert.ok(l.events("t1").some((e) => e.kind === "task-cancelled"));
   l.close();

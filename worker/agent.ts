@@ -70,6 +70,8 @@ export class WorkerAgent {
   private containers: DockerRuntime | null = null;
   /** Every assigned attempt until its result is sent (drain waits for these). */
   private readonly inflight = new Set<Promise<void>>();
+  /** The ids of those attempts: heartbeats list them, so the coordinator can reconcile its ledger. */
+  private readonly assigned = new Set<number>();
   private capacity: Capacity | null = null;
 
   constructor(private readonly opts: WorkerOptions) {
@@ -224,7 +226,7 @@ export class WorkerAgent {
         this.opts.log.info({ worker: this.workerId, coordinator: this.opts.coordinator }, "joined");
         if (this.heartbeat) clearInterval(this.heartbeat);
         this.heartbeat = setInterval(
-          () => this.send({ kind: { $case: "heartbeat", value: { running: [...this.running.keys()] } } }),
+          () => this.send({ kind: { $case: "heartbeat", value: { running: [...this.assigned] } } }),
           kind.value.heartbeatMs,
         );
         this.heartbeat.unref();
@@ -233,6 +235,8 @@ export class WorkerAgent {
         if (!this.opts.localFiles) this.send({ kind: { $case: "sharedSpool", value: { ok: this.sharedSpool } } });
         break;
       case "assign": {
+        if (this.assigned.has(kind.value.attemptId)) break;
+        this.assigned.add(kind.value.attemptId);
         const done: Promise<void> = this.runAttempt(kind.value)
           .then(
             (outcome) => this.report(kind.value.attemptId, outcome),
@@ -253,6 +257,7 @@ export class WorkerAgent {
 
   private report(attemptId: number, o: AttemptOutcome): void {
     this.running.delete(attemptId);
+    this.assigned.delete(attemptId);
     this.send({
       kind: {
         $case: "result",
@@ -276,7 +281,7 @@ export class WorkerAgent {
     const outputFile = local ? a.outputPath : path.join(this.opts.dataDir, "attempts", `${a.attemptId}.out`);
     const input: ChunkInput = local
       ? { kind: "range", path: a.source?.path ?? "", offset: a.source?.offset ?? 0, length: a.source?.length ?? 0 }
-      : { kind: "stream", frames: this.fetchChunk(a.attemptId) };
+      : { kind: "stream", frames: this.fetchChunk(a.attemptId, a.key) };
     const run = {
       bachfile,
       cwd,
@@ -291,7 +296,7 @@ export class WorkerAgent {
     const outcome = await attempt.done;
     if (!local) {
       try {
-        if (outcome.ok) await this.uploadOutput(a.attemptId, outputFile);
+        if (outcome.ok) await this.uploadOutput(a.attemptId, a.key, outputFile);
       } finally {
         await fs.promises.rm(outputFile, { force: true });
       }
@@ -320,39 +325,39 @@ export class WorkerAgent {
    * A running attempt's chunk from the coordinator: over its data port into a ring of reused buffers
    * (each frame valid until the next is asked for), or over gRPC.
    */
-  private async *fetchChunk(attemptId: number): AsyncGenerator<Buffer> {
+  private async *fetchChunk(attemptId: number, key: string): AsyncGenerator<Buffer> {
     const port = this.dataPortNow();
-    const events = port ? await readEvents(port, { chunk: attemptId }) : null;
+    const events = port ? await readEvents(port, { chunk: attemptId, key }) : null;
     if (events) {
       // The events end with the chunk's end message (or throw when the stream breaks off).
       for await (const ev of events) if (ev.kind === "data") yield ev.data;
       return;
     }
     if (port) this.dataPortGone("fetching chunks");
-    for await (const frame of this.client.fetchChunk({ attemptId })) yield (frame as { data: Buffer }).data;
+    for await (const frame of this.client.fetchChunk({ attemptId, key })) yield (frame as { data: Buffer }).data;
   }
 
-  private async uploadOutput(attemptId: number, file: string): Promise<void> {
+  private async uploadOutput(attemptId: number, key: string, file: string): Promise<void> {
     const port = this.dataPortNow();
     if (port) {
       // Each piece is sent before the next is read: one buffer serves the whole file.
-      const sent = await sendBlocks(port, { upload: attemptId }, filePieces(file, 0, Infinity, FRAME_BYTES, Buffer.allocUnsafeSlow(FRAME_BYTES)));
+      const sent = await sendBlocks(port, { upload: attemptId, key }, filePieces(file, 0, Infinity, FRAME_BYTES, Buffer.allocUnsafeSlow(FRAME_BYTES)));
       if (sent !== null) return;
       this.dataPortGone("sending outputs");
     }
-    return this.uploadOutputGrpc(attemptId, file);
+    return this.uploadOutputGrpc(attemptId, key, file);
   }
 
-  private uploadOutputGrpc(attemptId: number, file: string): Promise<void> {
+  private uploadOutputGrpc(attemptId: number, key: string, file: string): Promise<void> {
     return new Promise((resolve, reject) => {
       const call = this.client.putOutput((err) => (err ? reject(err) : resolve()));
       (async () => {
         let first = true;
         for await (const data of filePieces(file)) {
-          if (!call.write({ attemptId: first ? attemptId : 0, data })) await once(call, "drain");
+          if (!call.write({ attemptId: first ? attemptId : 0, key: first ? key : "", data })) await once(call, "drain");
           first = false;
         }
-        if (first) call.write({ attemptId, data: Buffer.alloc(0) });
+        if (first) call.write({ attemptId, key, data: Buffer.alloc(0) });
         call.end();
       })().catch((err: Error) => {
         call.destroy(err);
