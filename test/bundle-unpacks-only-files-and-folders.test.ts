@@ -5,38 +5,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { pipeline } from "node:stream/promises";
 import fc from "fast-check";
 import tar from "tar-stream";
 import { BadBundleError, unpackBundle } from "../core/bundle";
-import { tempDir } from "./harness";
-
-interface Entry {
-  name: string;
-  type?: tar.Header["type"];
-  mode?: number;
-  body?: string;
-  linkname?: string;
-}
-
-/** Writes a tar of exactly these headers, as a hostile uploader could. */
-async function craftTar(entries: Entry[]): Promise<string> {
-  const file = path.join(tempDir("bach-tar-"), "bundle.tar");
-  const pack = tar.pack();
-  const writing = pipeline(pack, fs.createWriteStream(file));
-  for (const e of entries) {
-    const type = e.type ?? "file";
-    const header = { name: e.name, type, mode: e.mode ?? 0o644, linkname: e.linkname, mtime: new Date(0), devmajor: 1, devminor: 3 };
-    await new Promise<void>((resolve, reject) => {
-      const written = (err?: Error | null) => (err ? reject(err) : resolve());
-      if (type === "file") pack.entry(header, e.body ?? "", written);
-      else pack.entry(header, written);
-    });
-  }
-  pack.finalize();
-  await writing;
-  return file;
-}
+import { craftTar, tempDir, type TarEntrySpec } from "./harness";
 
 /** Runs `fn` and returns the unhandled rejections seen meanwhile (and for a moment after). */
 async function rejectionsDuring(fn: () => Promise<void>): Promise<unknown[]> {
@@ -67,7 +39,7 @@ async function unpackInSandbox(tarFile: string): Promise<{ error: unknown; left:
   return { error, left, target, rejections };
 }
 
-const hostile: [string, Entry[], RegExp][] = [
+const hostile: [string, TarEntrySpec[], RegExp][] = [
   ["a name with ..", [{ name: "ok.txt", body: "fine" }, { name: "../escaped.txt", body: "x" }], /"\.\.\/escaped\.txt"/],
   ["a .. in the middle", [{ name: "a/../../escaped.txt", body: "x" }], /"a\/\.\.\/\.\.\/escaped\.txt"/],
   ["an absolute name", [{ name: "/tmp/bach-absolute-escape.txt", body: "x" }], /"\/tmp\/bach-absolute-escape\.txt"/],
