@@ -19,6 +19,20 @@ export const STDERR_KEPT = 64 * 1024;
  */
 const AFTER_EXIT_WAIT_MS = 2000;
 
+/**
+ * What a program inherits from the worker's environment: what finding tools, writing temp files,
+ * formatting dates and text need. Never the rest: the worker's BACH_TOKEN would let any task's program
+ * speak for the worker to the coordinator, and other variables may hold secrets of the machine.
+ */
+const INHERITED = /^(PATH|HOME|LANG|LC_[A-Z_]+|TZ|TMPDIR|USER|LOGNAME)$/;
+
+/** The program's environment: the inherited few, then the bachfile's env, then the attempt's BACH_* variables. */
+export function programEnv(worker: NodeJS.ProcessEnv, bachfileEnv: Record<string, string>, attemptEnv: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(worker)) if (value !== undefined && INHERITED.test(name)) env[name] = value;
+  return { ...env, ...bachfileEnv, ...attemptEnv };
+}
+
 /** SIGKILLs a process group; one already gone (ESRCH) is no error. */
 function killGroup(pid: number | undefined): void {
   if (!pid) return;
@@ -74,6 +88,7 @@ export interface AttemptRun {
   cwd: string;
   input: ChunkInput;
   outputFile: string;
+  /** The attempt's variables (BACH_TASK, BACH_CHUNK, BACH_ATTEMPT, BACH_WORKER): all a program gets from Bach. */
   env: Record<string, string>;
   workerName: string;
 }
@@ -134,7 +149,7 @@ export function runProcess(run: AttemptRun): RunningAttempt {
   const feeder = input.kind === "range" && whole === null ? rangeFeeder(input) : null;
   const child = spawn(binary, bachfile.args, {
     cwd: run.cwd,
-    env: { ...process.env, ...bachfile.env, ...run.env },
+    env: programEnv(process.env, bachfile.env, run.env),
     stdio: [whole ?? feeder?.stdout ?? "pipe", out, bachfile.stderr === "ignore" ? "ignore" : "pipe"],
     // Its own process group, so a kill reaches whatever the program started (sh -c "a | b").
     detached: true,
