@@ -33,13 +33,20 @@ export function programEnv(worker: NodeJS.ProcessEnv, bachfileEnv: Record<string
   return { ...env, ...bachfileEnv, ...attemptEnv };
 }
 
-/** SIGKILLs a process group; one already gone (ESRCH) is no error. */
+/**
+ * The answers of kill(2) that leave nothing for us to do: the group is gone (ESRCH), or all that is
+ * left of it is not ours to signal (EPERM: a setuid program it started); no attempt should crash the
+ * worker over either.
+ */
+const NOTHING_TO_KILL = new Set(["ESRCH", "EPERM"]);
+
+/** SIGKILLs a process group. */
 function killGroup(pid: number | undefined): void {
   if (!pid) return;
   try {
     process.kill(-pid, "SIGKILL");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
+    if (!NOTHING_TO_KILL.has((err as NodeJS.ErrnoException).code ?? "")) throw err;
   }
 }
 
@@ -51,7 +58,7 @@ async function groupGone(pid: number | undefined, ms: number): Promise<void> {
     try {
       process.kill(-pid, 0);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ESRCH") return;
+      if (NOTHING_TO_KILL.has((err as NodeJS.ErrnoException).code ?? "")) return;
       throw err;
     }
     if (Date.now() >= until) return;
