@@ -5,7 +5,6 @@ import fs from "node:fs";
 import path from "node:path";
 import { createHash, randomBytes } from "node:crypto";
 import { pipeline } from "node:stream/promises";
-import { once } from "node:events";
 import ignore from "ignore";
 import tar from "tar-stream";
 
@@ -72,32 +71,89 @@ export async function packBundle(dir: string, cacheDir: string, extra: Record<st
   return { hash: digest, file, files: files.length + Object.keys(extra).length, bytes };
 }
 
-/** Unpacks a bundle tar into `target` (atomically: a half-unpacked bundle is never seen). */
+/**
+ * Unpacks a bundle tar into `target` (atomically: a half-unpacked bundle is never seen). A bundle is
+ * whatever someone uploaded, so only regular files and folders are taken, named inside the target, with
+ * no mode bit beyond rwx; anything else is a BadBundleError naming the entry, and nothing is left behind.
+ */
 export async function unpackBundle(tarFile: string, target: string): Promise<void> {
   if (fs.existsSync(target)) return;
   const staging = `${target}.${randomBytes(4).toString("hex")}.partial`;
   fs.mkdirSync(staging, { recursive: true });
-  const extract = tar.extract();
-  const done = pipeline(fs.createReadStream(tarFile), extract);
-  for await (const entry of extract) {
-    const dest = path.resolve(staging, entry.header.name);
-    if (!dest.startsWith(path.resolve(staging) + path.sep)) throw new BadBundleError(`bundle entry escapes its folder: ${entry.header.name}`);
-    if (entry.header.type === "directory") {
-      fs.mkdirSync(dest, { recursive: true });
-      entry.resume();
-      continue;
-    }
-    fs.mkdirSync(path.dirname(dest), { recursive: true });
-    const out = fs.createWriteStream(dest, { mode: entry.header.mode ?? 0o644 });
-    entry.pipe(out);
-    await once(out, "close");
+  try {
+    await extractInto(tarFile, staging);
+  } catch (err) {
+    await fs.promises.rm(staging, { recursive: true, force: true });
+    throw err;
   }
-  await done;
   try {
     fs.renameSync(staging, target);
   } catch (err) {
-    // Another attempt unpacked the same bundle first: theirs is as good as ours.
+    // Another attempt (or another worker on this data dir) unpacked the same bundle first: theirs is
+    // as good as ours, and is kept.
     fs.rmSync(staging, { recursive: true, force: true });
     if (!fs.existsSync(target)) throw err;
+  }
+}
+
+async function extractInto(tarFile: string, staging: string): Promise<void> {
+  const extract = tar.extract();
+  // Settles with the reading's error, if any, so that it is never left unhandled while the loop below
+  // waits on a write, nor when the loop throws (leaving the loop destroys the extract, and the reading
+  // then fails with a premature close that says nothing).
+  const reading = pipeline(fs.createReadStream(tarFile), extract).then(
+    () => null,
+    (err: unknown) => err,
+  );
+  let failure: unknown = null;
+  try {
+    for await (const entry of extract) await writeEntry(entry, staging);
+  } catch (err) {
+    failure = err;
+  }
+  const readFailure = await reading;
+  failure ??= readFailure;
+  if (failure === null) return;
+  // An error without a system code comes from tar-stream: the bytes are not a tar (the cache checked
+  // them against their hash, so another fetch would bring the same bytes).
+  if (failure instanceof Error && !(failure instanceof BadBundleError) && !(failure as NodeJS.ErrnoException).code) {
+    throw new BadBundleError(`bundle is not a readable tar: ${failure.message}`);
+  }
+  throw failure;
+}
+
+/** The errors of an entry that clashes with an earlier one (a file where a folder is, or under a file). */
+const CLASHES = new Set(["EEXIST", "ENOTDIR", "EISDIR"]);
+
+/** One entry of a tar being read: its header and a stream of its bytes. */
+type TarEntry = tar.Extract extends AsyncIterable<infer E> ? E : never;
+
+async function writeEntry(entry: TarEntry, staging: string): Promise<void> {
+  const { name } = entry.header;
+  // tar-stream gives null for a type flag it does not know, whatever its types say.
+  const type: string | null = entry.header.type;
+  const shown = JSON.stringify(name);
+  if (type !== "file" && type !== "directory") throw new BadBundleError(`bundle entry ${shown} is a ${type ?? "entry of unknown type"}: a bundle holds only files and folders`);
+  const parts = name.split("/");
+  if (name.startsWith("/") || parts.includes("..")) throw new BadBundleError(`bundle entry ${shown} names a place outside its folder`);
+  const inside = parts.filter((p) => p !== "" && p !== ".");
+  if (inside.length === 0) throw new BadBundleError(`bundle entry ${shown} has no name`);
+  const dest = path.join(staging, ...inside);
+  try {
+    if (type === "directory") {
+      fs.mkdirSync(dest, { recursive: true });
+      fs.chmodSync(dest, 0o755);
+      entry.resume();
+      return;
+    }
+    // As packBundle writes them: executable or not, and nothing else (no setuid, setgid or sticky bit).
+    const mode = (entry.header.mode ?? 0) & 0o111 ? 0o755 : 0o644;
+    fs.mkdirSync(path.dirname(dest), { recursive: true });
+    await pipeline(entry, fs.createWriteStream(dest, { mode }));
+    fs.chmodSync(dest, mode);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code && CLASHES.has(code)) throw new BadBundleError(`bundle entry ${shown} clashes with an earlier entry (${code})`);
+    throw err;
   }
 }

@@ -193,3 +193,33 @@ export function gdeltFile(bytes: number): string {
 }
 
 export const exampleDir = (name: string) => path.join(root, "examples", name);
+
+/** One entry of a hand-made tar: any name, type and mode, as a hostile uploader could write them. */
+export interface TarEntrySpec {
+  name: string;
+  type?: import("tar-stream").Header["type"];
+  mode?: number;
+  body?: string;
+  linkname?: string;
+}
+
+/** Writes a tar of exactly these entries (tar-stream, no checks) into a temp dir; returns its path. */
+export async function craftTar(entries: TarEntrySpec[]): Promise<string> {
+  const tar = await import("tar-stream");
+  const { pipeline } = await import("node:stream/promises");
+  const file = path.join(tempDir("bach-tar-"), "bundle.tar");
+  const pack = tar.pack();
+  const writing = pipeline(pack, fs.createWriteStream(file));
+  for (const e of entries) {
+    const type = e.type ?? "file";
+    const header = { name: e.name, type, mode: e.mode ?? 0o644, linkname: e.linkname, mtime: new Date(0), devmajor: 1, devminor: 3 };
+    await new Promise<void>((resolve, reject) => {
+      const written = (err?: Error | null) => (err ? reject(err) : resolve());
+      if (type === "file") pack.entry(header, e.body ?? "", written);
+      else pack.entry(header, written);
+    });
+  }
+  pack.finalize();
+  await writing;
+  return file;
+}

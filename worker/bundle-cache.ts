@@ -1,12 +1,20 @@
 // The worker's bundle cache: each task's code, fetched from the coordinator once per hash and unpacked
 // under the worker's data dir. A bundle no attempt has used for `keepMs` is removed; one that an
-// attempt is using (or that is being fetched) never is.
+// attempt is using (or that is being fetched) never is. Several workers on one machine may share the
+// folder, so nothing here writes a file another worker could be reading.
 import fs from "node:fs";
 import path from "node:path";
+import { createHash, randomBytes } from "node:crypto";
 import { pipeline } from "node:stream/promises";
 import { unpackBundle } from "../core/bundle";
 import { MAX_SWEEP_EVERY_MS, sweepEveryMs } from "../core/sizes";
 
+/**
+ * What a fetch or an unpack under way writes (each under a name of its own): HASH.<random>.tar.partial
+ * and HASH.<random>.partial; and HASH.tar, which workers wrote before the names were their own.
+ */
+const LEFTOVER = /^([0-9a-f]{64})\.(?:[0-9a-f]+\.(?:tar\.)?partial|tar)$/;
+const WHOLE = /^[0-9a-f]{64}$/;
 
 export interface BundleUse {
   /** The unpacked bundle: the attempt's working directory. */
@@ -71,10 +79,28 @@ export class BundleCache {
   private async fetchAndUnpack(hash: string): Promise<string> {
     const dir = path.join(this.dir, hash);
     if (fs.existsSync(dir)) return dir;
-    const tarFile = `${dir}.tar`;
-    await pipeline(this.fetch(hash), fs.createWriteStream(tarFile));
-    await unpackBundle(tarFile, dir);
-    await fs.promises.rm(tarFile, { force: true });
+    // A file of its own: another worker on this data dir may be fetching, unpacking or removing the
+    // same bundle's file right now. Its unpack's rename keeps whichever folder arrived first.
+    const tarFile = `${dir}.${randomBytes(6).toString("hex")}.tar.partial`;
+    try {
+      const digest = createHash("sha256");
+      await pipeline(
+        this.fetch(hash),
+        async function* (frames: AsyncIterable<Buffer>) {
+          for await (const frame of frames) {
+            digest.update(frame);
+            yield frame;
+          }
+        },
+        fs.createWriteStream(tarFile),
+      );
+      // Checked, so that a tar that will not unpack is the bundle's fault (final), not the fetch's.
+      const got = digest.digest("hex");
+      if (got !== hash) throw new Error(`bundle ${hash.slice(0, 12)} arrived damaged: its bytes hash to ${got.slice(0, 12)}`);
+      await unpackBundle(tarFile, dir);
+    } finally {
+      await fs.promises.rm(tarFile, { force: true });
+    }
     return dir;
   }
 
@@ -82,12 +108,13 @@ export class BundleCache {
   sweep(): void {
     const before = this.now() - this.keepMs;
     for (const name of fs.readdirSync(this.dir)) {
-      const hash = /^[0-9a-f]{64}/.exec(name)?.[0];
+      const whole = WHOLE.test(name);
+      const hash = whole ? name : LEFTOVER.exec(name)?.[1];
       if (!hash || (this.users.get(hash) ?? 0) > 0) continue;
       const file = path.join(this.dir, name);
-      const whole = name === hash;
       const stat = fs.statSync(file, { throwIfNoEntry: false });
-      // A fetch under way writes HASH.tar or HASH.*.partial: only stale ones are leftovers.
+      // A fetch or unpack under way (here or in another worker on this folder) keeps its file fresh:
+      // only a stale one is a leftover.
       if (!stat || stat.mtimeMs >= (whole ? before : this.now() - MAX_SWEEP_EVERY_MS)) continue;
       if (whole) this.unpacked.delete(hash);
       fs.rmSync(file, { recursive: true, force: true });

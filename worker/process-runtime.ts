@@ -13,6 +13,60 @@ import { notFoundHint, OutcomeKind, retryableKind } from "../core/outcome";
 export const STDERR_KEPT = 64 * 1024;
 
 /**
+ * How long to wait, once the program's group is killed, for its stderr pipe to close and its group to
+ * be gone: killed processes are gone within milliseconds; one that left the group (setsid) and holds
+ * the pipe would otherwise hold the attempt for ever.
+ */
+const AFTER_EXIT_WAIT_MS = 2000;
+
+/**
+ * What a program inherits from the worker's environment: what finding tools, writing temp files,
+ * formatting dates and text need. Never the rest: the worker's BACH_TOKEN would let any task's program
+ * speak for the worker to the coordinator, and other variables may hold secrets of the machine.
+ */
+const INHERITED = /^(PATH|HOME|LANG|LC_[A-Z_]+|TZ|TMPDIR|USER|LOGNAME)$/;
+
+/** The program's environment: the inherited few, then the bachfile's env, then the attempt's BACH_* variables. */
+export function programEnv(worker: NodeJS.ProcessEnv, bachfileEnv: Record<string, string>, attemptEnv: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(worker)) if (value !== undefined && INHERITED.test(name)) env[name] = value;
+  return { ...env, ...bachfileEnv, ...attemptEnv };
+}
+
+/**
+ * The answers of kill(2) that leave nothing for us to do: the group is gone (ESRCH), or all that is
+ * left of it is not ours to signal (EPERM: a setuid program it started); no attempt should crash the
+ * worker over either.
+ */
+const NOTHING_TO_KILL = new Set(["ESRCH", "EPERM"]);
+
+/** SIGKILLs a process group. */
+function killGroup(pid: number | undefined): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch (err) {
+    if (!NOTHING_TO_KILL.has((err as NodeJS.ErrnoException).code ?? "")) throw err;
+  }
+}
+
+/** Resolves once no process is left in the group (or after `ms`): a killed one may still be mid-write. */
+async function groupGone(pid: number | undefined, ms: number): Promise<void> {
+  if (!pid) return;
+  const until = Date.now() + ms;
+  for (;;) {
+    try {
+      process.kill(-pid, 0);
+    } catch (err) {
+      if (NOTHING_TO_KILL.has((err as NodeJS.ErrnoException).code ?? "")) return;
+      throw err;
+    }
+    if (Date.now() >= until) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/**
  * A chunk's bytes: a range of a file this machine can read, or frames from the coordinator, each
  * valid only until the next is asked for (they may be one buffer read into over and over).
  */
@@ -41,6 +95,7 @@ export interface AttemptRun {
   cwd: string;
   input: ChunkInput;
   outputFile: string;
+  /** The attempt's variables (BACH_TASK, BACH_CHUNK, BACH_ATTEMPT, BACH_WORKER): all a program gets from Bach. */
   env: Record<string, string>;
   workerName: string;
 }
@@ -101,7 +156,7 @@ export function runProcess(run: AttemptRun): RunningAttempt {
   const feeder = input.kind === "range" && whole === null ? rangeFeeder(input) : null;
   const child = spawn(binary, bachfile.args, {
     cwd: run.cwd,
-    env: { ...process.env, ...bachfile.env, ...run.env },
+    env: programEnv(process.env, bachfile.env, run.env),
     stdio: [whole ?? feeder?.stdout ?? "pipe", out, bachfile.stderr === "ignore" ? "ignore" : "pipe"],
     // Its own process group, so a kill reaches whatever the program started (sh -c "a | b").
     detached: true,
@@ -121,14 +176,7 @@ export function runProcess(run: AttemptRun): RunningAttempt {
     if (killedFor || child.exitCode !== null || child.signalCode !== null) return;
     killedFor = reason;
     killedKind = kind;
-    if (child.pid) {
-      try {
-        process.kill(-child.pid, "SIGKILL");
-      } catch (err) {
-        // The group is already gone (ESRCH): nothing left to kill.
-        if ((err as NodeJS.ErrnoException).code !== "ESRCH") throw err;
-      }
-    }
+    killGroup(child.pid);
     feeder?.kill("SIGKILL");
   };
 
@@ -167,11 +215,31 @@ export function runProcess(run: AttemptRun): RunningAttempt {
 
   const timer = bachfile.timeoutMs ? setTimeout(() => kill(`timeout after ${formatDuration(bachfile.timeoutMs ?? 0)}`, OutcomeKind.timeout), bachfile.timeoutMs) : null;
 
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+  type Status = { code: number | null; signal: NodeJS.Signals | null };
+  const exited = new Promise<Status>((resolve) => {
+    let status: Status | null = null;
+    let closeWait: NodeJS.Timeout | null = null;
     child.on("error", (err: NodeJS.ErrnoException) => {
       spawnError = err;
     });
-    child.on("close", (code, signal) => resolve({ code, signal }));
+    child.on("exit", (code, signal) => {
+      status = { code, signal };
+      // The attempt is the main process: what it left in its group (a background job still writing to
+      // stdout) dies with it, before the attempt is judged and its output measured, so a committed
+      // output never changes after. 'close' waits for stderr, which such a job could hold open.
+      killGroup(child.pid);
+      closeWait = setTimeout(() => {
+        child.stderr?.destroy();
+        resolve({ code, signal });
+      }, AFTER_EXIT_WAIT_MS);
+    });
+    child.on("close", (code, signal) => {
+      if (closeWait) clearTimeout(closeWait);
+      resolve(status ?? { code, signal });
+    });
+  }).then(async (status) => {
+    await groupGone(child.pid, AFTER_EXIT_WAIT_MS);
+    return status;
   });
 
   const done = Promise.all([exited, feederDone]).then(([{ code, signal }]) => {
