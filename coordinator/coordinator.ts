@@ -10,11 +10,11 @@ import type { Bachfile } from "../core/bachfile";
 import type { OutputEvent } from "../core/report";
 import { ChunkSizer } from "../core/chunk-size";
 import { fileSample } from "../core/file-sample";
-import { InputError } from "../core/errors";
+import { DiskFullError, diskFullMessage, InputError, isDiskFull } from "../core/errors";
 import type { AttemptResult, WorkerHello } from "../core/generated/bach";
 import { AttemptState, ChunkState, TaskState } from "../core/states";
 import { Intake, type IntakeResume } from "./intake";
-import { Ledger, noEnd, type AttemptEnd, type AttemptRow, type TaskEnd, type TaskRow } from "./ledger";
+import { Ledger, noEnd, type AttemptEnd, type AttemptFinish, type AttemptRow, type TaskEnd, type TaskRow } from "./ledger";
 import { OutcomeKind, outcomeKindOf } from "../core/outcome";
 import { checkBachfileJson } from "../core/bachfile";
 import { DEFAULT_SPECULATION, neverFits, placeBackups, placeChunks, type Needs, type RunningAttemptView, type Speculation, type TaskView } from "./scheduler";
@@ -95,6 +95,8 @@ export class Coordinator {
   private readonly readers = new Map<string, number>();
   private readonly retention: Retention | null;
   private readonly maxLost: number;
+  /** Tasks whose failure could not be written yet (a full disk): task -> its error. */
+  private readonly unrecorded = new Map<string, string>();
   private readonly lock: DataDirLock;
 
   constructor(private readonly opts: CoordinatorOptions) {
@@ -112,7 +114,11 @@ export class Coordinator {
       {
         silent: (session, reason) => this.workerGone(session, reason),
         // Time alone can make an attempt a straggler: look again.
-        tick: () => this.live.size > 0 && this.queueDispatch(),
+        tick: () => {
+          this.recordUnrecorded();
+          if (this.unrecorded.size === 0) this.spool.keepReserve();
+          if (this.live.size > 0) this.queueDispatch();
+        },
       },
     );
     this.carryOnWhatTheLastRunLeftOpen();
@@ -159,7 +165,14 @@ export class Coordinator {
     const slots = row.parallelism > 0 ? row.parallelism : Math.max(1, this.workers.totalSlots());
     const explicit = row.chunk_size > 0 ? row.chunk_size : bachfile.chunkSize === "auto" ? null : bachfile.chunkSize;
     const sizer = new ChunkSizer({ explicit, totalBytes, slots });
-    const intake = new Intake(id, bachfile.delimiter, sizer, this.ledger, { room: (waiting) => this.roomToPlan(id, slots, waiting), recorded: () => this.afterInput(id) }, resume);
+    const intake = new Intake(
+      id,
+      bachfile.delimiter,
+      sizer,
+      this.ledger,
+      { room: (waiting) => this.roomToPlan(id, slots, waiting), recorded: () => this.afterInput(id), failed: (err) => this.taskBroke(id, "cutting the input into chunks", err) },
+      resume,
+    );
     const t: LiveTask = { row, bachfile, sizer, intake, running: 0, needs: needsOf(bachfile, row.image_id), ready: Promise.resolve(), pace: [] };
     this.live.set(id, t);
     if (row.input_done === 1) return t;
@@ -241,8 +254,47 @@ export class Coordinator {
     try {
       await work;
     } catch (err) {
-      if (!(err instanceof InputError)) this.failTask(task, `spooling the input failed: ${(err as Error).message}`);
-      throw err;
+      if (err instanceof InputError) throw err;
+      this.taskBroke(task, "spooling the input", err as Error);
+      throw isDiskFull(err) ? new DiskFullError(diskFullMessage(err)) : err;
+    }
+  }
+
+  /**
+   * Something the task needed failed outside any caller that could answer for it: the task fails. A
+   * full disk first gets back the room the task held in the spool (its input, its running attempts'
+   * outputs), so the ledger can record the failure; should even that fail, it is tried again at the
+   * next heartbeat check, and the coordinator stays up meanwhile.
+   */
+  private taskBroke(task: string, doing: string, err: Error): void {
+    const full = isDiskFull(err);
+    const error = full ? `${doing} failed: ${diskFullMessage(err)}` : `${doing} failed: ${err.message}`;
+    this.opts.log.error({ task, err: err.message }, `${doing} failed: the task fails`);
+    if (full) {
+      this.spool.releaseReserve();
+      this.spool.removeInput(task);
+      for (const a of this.ledger.runningAttemptsOfTask(task)) this.spool.removeQuietly(this.spool.attemptOutput(a.id));
+    }
+    try {
+      this.failTask(task, error);
+      this.unrecorded.delete(task);
+    } catch (again) {
+      if (!isDiskFull(again)) throw again;
+      this.unrecorded.set(task, error);
+      this.opts.log.error({ task, err: (again as Error).message }, "the data dir is still full: the task's failure is recorded as soon as there is room");
+    }
+  }
+
+  /** Failures taskBroke could not record for lack of room: tried again at each heartbeat check. */
+  private recordUnrecorded(): void {
+    for (const [task, error] of [...this.unrecorded]) {
+      try {
+        this.failTask(task, error);
+        this.unrecorded.delete(task);
+      } catch (err) {
+        if (!isDiskFull(err)) throw err;
+        return;
+      }
     }
   }
 
@@ -292,6 +344,12 @@ export class Coordinator {
       }
       if (row.state !== TaskState.running) {
         yield { kind: "end", state: row.state, error: row.error ?? "" };
+        return;
+      }
+      const unrecorded = this.unrecorded.get(task);
+      if (unrecorded !== undefined) {
+        // Failed, though the ledger has no room to say so yet.
+        yield { kind: "end", state: TaskState.failed, error: unrecorded };
         return;
       }
       if (Date.now() - lastProgress >= 250) {
@@ -492,7 +550,17 @@ export class Coordinator {
     const running = session.running.get(attempt);
     const t = running ? this.live.get(running.task) : undefined;
     const retries = t?.bachfile.retries ?? 0;
-    const f = this.ledger.endAttempt({ attempt, by: { worker: session.id, session: session.epoch }, to, end, limits: { retries, maxLost: this.maxLost }, blameless });
+    let f: AttemptFinish;
+    try {
+      f = this.ledger.endAttempt({ attempt, by: { worker: session.id, session: session.epoch }, to, end, limits: { retries, maxLost: this.maxLost }, blameless });
+    } catch (err) {
+      if (!isDiskFull(err) || !running) throw err;
+      // Nothing was recorded: the attempt is still running in the ledger, and its task fails for room.
+      session.running.delete(attempt);
+      this.spool.removeQuietly(this.spool.attemptOutput(attempt));
+      this.taskBroke(running.task, `recording attempt ${attempt}`, err as Error);
+      return;
+    }
     if (f.kind === "refused") {
       this.opts.log.warn({ worker: session.id, attempt, why: f.why }, "attempt result refused");
       if (f.dropOutput) this.spool.removeQuietly(this.spool.attemptOutput(attempt));
@@ -524,7 +592,12 @@ export class Coordinator {
     this.dispatchQueued = true;
     setImmediate(() => {
       this.dispatchQueued = false;
-      this.dispatch();
+      try {
+        this.dispatch();
+      } catch (err) {
+        // Only a bug gets here (assign handles a full disk): it is logged loudly, and the next event dispatches again.
+        this.opts.log.error({ err: (err as Error).stack }, "dispatch failed");
+      }
     });
   }
 
@@ -581,7 +654,13 @@ export class Coordinator {
     const t = this.live.get(task);
     if (!w || !t) return;
     const chunk = this.ledger.chunk(task, seq);
-    const attemptId = backup ? this.ledger.startBackupAttempt(task, seq, workerId) : this.ledger.startAttempt(task, seq, workerId);
+    let attemptId: number;
+    try {
+      attemptId = backup ? this.ledger.startBackupAttempt(task, seq, workerId) : this.ledger.startAttempt(task, seq, workerId);
+    } catch (err) {
+      if (!isDiskFull(err)) throw err;
+      return this.taskBroke(task, `starting an attempt of chunk ${seq}`, err as Error);
+    }
     if (backup) this.opts.log.info({ task, chunk: seq, attempt: attemptId, worker: workerId }, "backup attempt for a straggler");
     t.running++;
     // A chunk leaving pending makes room for the reader to plan more.

@@ -18,6 +18,8 @@ export interface IntakeHooks {
   room(waiting?: () => Promise<void>): Promise<void>;
   /** Called after chunks (or the end of input) were recorded. */
   recorded(): void;
+  /** Work the intake did on its own (a timer's cut) failed: the task cannot go on as it is. */
+  failed(err: Error): void;
 }
 
 function writeAll(fd: number, data: Buffer, position: number): void {
@@ -256,6 +258,15 @@ export class Intake {
   /** The chunk being filled has held a whole record for CUT_AFTER_MS: unless it is about to fill, it is cut there and runs. */
   private cutWaitingChunk(): void {
     this.cutTimer = undefined;
+    try {
+      this.cutNow();
+    } catch (err) {
+      // A timer has no caller to throw to: a full disk, say, is the task's failure, not the process's.
+      this.hooks.failed(err as Error);
+    }
+  }
+
+  private cutNow(): void {
     // A reader held back for room has chunks enough waiting; its next append arms the timer again.
     if (this.done || this.closed || this.appending || !this.files) return;
     const perMs = (this.bytesIn - this.bytesAtArming) / CUT_AFTER_MS;

@@ -527,8 +527,7 @@ export class Ledger {
       const othersRunning = this.db.prepare("SELECT COUNT(*) AS n FROM attempts WHERE task_id=? AND seq=? AND state='running'").get(a.task_id, a.seq) as { n: number };
       if (c.state !== ChunkState.running || othersRunning.n > 0) return { ...ended, chunk: "unchanged" };
       const why =
-        e.to === "failed" && !e.end.retryable ? `${e.end.reason} (no retry can change that)`
-        : e.to === "failed" && c.attempts > e.limits.retries ? null
+        e.to === "failed" && (!e.end.retryable || c.attempts > e.limits.retries) ? null
         : counted && losses >= e.limits.maxLost ? `its worker died ${losses} times while running it (last: ${e.end.reason}; bach-coordinator --max-lost ${e.limits.maxLost})`
         : undefined;
       if (why === undefined) {

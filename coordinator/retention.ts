@@ -24,7 +24,14 @@ export class Retention {
     private readonly now: () => number = Date.now,
   ) {
     this.sweep();
-    this.timer = setInterval(() => this.sweep(), sweepEveryMs(keepMs));
+    this.timer = setInterval(() => {
+      try {
+        this.sweep();
+      } catch (err) {
+        // The next sweep tries again; a timer has nobody to throw to.
+        this.log.error({ err: (err as Error).message }, "removing old outputs failed");
+      }
+    }, sweepEveryMs(keepMs));
     this.timer.unref();
   }
 

@@ -176,7 +176,11 @@ function handlers(c: Coordinator, log: Logger, dataPort: () => number): Coordina
       let session: WorkerSession | null = null;
       let ended = false;
       const gone = (reason: string) => {
-        if (session) c.workerGone(session, reason);
+        try {
+          if (session) c.workerGone(session, reason);
+        } catch (err) {
+          log.error({ worker: session?.id, err: (err as Error).stack }, "ending a worker's session failed");
+        }
       };
       const refuse = (reason: string) => {
         if (ended) return;

@@ -5,6 +5,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 
+/**
+ * Room the spool keeps in reserve, as a file of zeros: when the disk fills up, it is given back so the
+ * ledger (SQLite needs a little room for any write) can still record the failure of the task that
+ * ran out, and made again once there is room.
+ */
+export const RESERVE_BYTES = 4 * 1024 * 1024;
+
 export class Spool {
   /** A random token in a file of the spool: a worker that can read it shares this filesystem. */
   readonly probeToken = randomBytes(16).toString("hex");
@@ -14,6 +21,28 @@ export class Spool {
     for (const sub of ["input", "attempts", "bundles", "images"]) fs.mkdirSync(path.join(dir, sub), { recursive: true });
     this.probeFile = path.join(dir, "probe");
     fs.writeFileSync(this.probeFile, this.probeToken);
+    this.reserveFile = path.join(dir, "reserve");
+    this.keepReserve();
+  }
+
+  private readonly reserveFile: string;
+
+  /** Makes the reserve when it is missing and the disk has room for it several times over. */
+  keepReserve(): void {
+    if (fs.statSync(this.reserveFile, { throwIfNoEntry: false })?.size === RESERVE_BYTES) return;
+    const { bavail, bsize } = fs.statfsSync(this.dir);
+    if (bavail * bsize < 4 * RESERVE_BYTES) return;
+    try {
+      fs.writeFileSync(this.reserveFile, Buffer.alloc(RESERVE_BYTES));
+    } catch (err) {
+      fs.rmSync(this.reserveFile, { force: true });
+      if ((err as NodeJS.ErrnoException).code !== "ENOSPC") throw err;
+    }
+  }
+
+  /** Gives the reserve back to the file system (at once: the caller writes next). */
+  releaseReserve(): void {
+    fs.rmSync(this.reserveFile, { force: true });
   }
 
   /** Streamed input is kept one file per chunk, under a folder per task. */

@@ -4,6 +4,7 @@
 import type { Logger } from "pino";
 import type { CoordinatorMessage, WorkerHello } from "../core/generated/bach";
 import type { Ledger } from "./ledger";
+import { isDiskFull } from "../core/errors";
 import { take, type Needs, type Resources, type WorkerView } from "./scheduler";
 
 export interface WorkerSession {
@@ -137,7 +138,7 @@ export class Workers {
   remove(session: WorkerSession, reason: string): boolean {
     if (this.sessions.get(session.id) !== session) return false;
     this.sessions.delete(session.id);
-    this.ledger.workerLost(session.id, reason);
+    this.record(() => this.ledger.workerLost(session.id, reason));
     const level = session.running.size > 0 ? "warn" : "info";
     this.opts.log[level]({ worker: session.id, reason, running: session.running.size }, "worker lost");
     return true;
@@ -164,6 +165,10 @@ export class Workers {
     for (const w of this.all()) w.close(reason);
   }
 
+  private record(write: () => void): void {
+    recordOrSkip(write, this.opts.log);
+  }
+
   private checkHeartbeats(): void {
     const now = Date.now();
     for (const w of this.all()) {
@@ -172,10 +177,20 @@ export class Workers {
         w.close(reason);
         this.events.silent(w, reason);
       } else if (now - w.lastSeen > this.opts.heartbeatMs) {
-        this.ledger.workerSeen(w.id, w.lastSeen);
+        this.record(() => this.ledger.workerSeen(w.id, w.lastSeen));
       }
     }
     this.events.tick();
+  }
+}
+
+/** Runs a write of what workers did; a full disk leaves it unwritten (it is only a record) rather than stop the coordinator. */
+function recordOrSkip(write: () => void, log: Logger): void {
+  try {
+    write();
+  } catch (err) {
+    if (!isDiskFull(err)) throw err;
+    log.warn({ err: (err as Error).message }, "the data dir is full: a worker's comings and goings are not recorded");
   }
 }
 

@@ -2,7 +2,7 @@
 // and how a failure ends the process (one line and a documented status for a user's mistake; a stack
 // only for a bug in Bach).
 import { CommanderError } from "commander";
-import { BachError, ExitStatus, InputError } from "./errors";
+import { BachError, DiskFullError, diskFullMessage, ExitStatus, InputError, isDiskFull } from "./errors";
 import { isServiceError, userError } from "./rpc";
 import { hideTokenFlag, readToken } from "./secrets";
 
@@ -38,7 +38,7 @@ export function runMain(program: string, main: () => Promise<void>, address?: ()
     () => process.stdout.write("", () => process.exit(ExitStatus.done)),
     (err: unknown) => {
       if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : ExitStatus.badInput);
-      const e = isServiceError(err) ? userError(err, address?.() ?? "?") : err;
+      const e = isServiceError(err) ? userError(err, address?.() ?? "?") : isDiskFull(err) ? new DiskFullError(diskFullMessage(err)) : err;
       if (e instanceof BachError) {
         process.stderr.write(`${program}: ${e.message.split("\n").join(`\n${program}: `)}\n`);
         process.exit(e.exitStatus);

@@ -58,3 +58,22 @@ export class TaskFailedError extends BachError {
     super(message, ExitStatus.taskFailed, "task-failed");
   }
 }
+
+/** The coordinator's data dir (or a worker's disk) has no room: the task that needed it fails. */
+export class DiskFullError extends BachError {
+  constructor(message: string) {
+    super(message, ExitStatus.taskFailed, "disk-full");
+  }
+}
+
+/** An error that says a disk is full: SQLite's SQLITE_FULL, or ENOSPC / EDQUOT from a write. */
+export function isDiskFull(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "SQLITE_FULL" || code === "ENOSPC" || code === "EDQUOT" || err instanceof DiskFullError;
+}
+
+/** What a user reads when the coordinator's data dir is full. */
+export function diskFullMessage(err: unknown): string {
+  if (err instanceof DiskFullError) return err.message;
+  return `the coordinator's data dir is full (${err instanceof Error ? err.message : String(err)}): free space there, or give it a --data-dir with room`;
+}

@@ -10,7 +10,7 @@ import {
 } from "@grpc/grpc-js";
 import type { CoordinatorClient } from "./generated/bach";
 import { WireClient } from "./wire";
-import { BachError, CoordinatorUnreachableError, InputError, TaskFailedError } from "./errors";
+import { BachError, CoordinatorUnreachableError, DiskFullError, diskFullMessage, InputError, isDiskFull, TaskFailedError } from "./errors";
 
 export const TOKEN_HEADER = "x-bach-token";
 /** Bytes travel in frames of 1 MiB: fastest here, and far below grpc-js's 4 MiB message limit. */
@@ -63,6 +63,8 @@ export function userError(err: unknown, address: string): Error {
       return new InputError(err.details);
     case status.ABORTED:
       return new TaskFailedError(err.details, "");
+    case status.RESOURCE_EXHAUSTED:
+      return new DiskFullError(err.details);
     default:
       return err;
   }
@@ -70,6 +72,7 @@ export function userError(err: unknown, address: string): Error {
 
 /** The gRPC status a server sends for an error thrown by the domain. */
 export function statusFor(err: unknown): { code: status; details: string } {
+  if (isDiskFull(err)) return { code: status.RESOURCE_EXHAUSTED, details: diskFullMessage(err) };
   if (err instanceof InputError) return { code: status.INVALID_ARGUMENT, details: err.message };
   if (err instanceof BachError) return { code: status.FAILED_PRECONDITION, details: err.message };
   return { code: status.INTERNAL, details: err instanceof Error ? err.message : String(err) };

@@ -55,7 +55,7 @@ describe("failure loops end", () => {
     const task = taskFolder({ binary: "run.sh", retries: 3 }, { "run.sh": "#!/bin/sh\ncat\n" });
     const r = await runBach(["task-run", "--data", lines(10), "--coordinator", c.address, "--token", c.token], { cwd: task });
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /failed: program not found on worker \S+: run\.sh \(bachfile field binary\); did you mean \.\/run\.sh\? \(no retry can change that\)/);
+    assert.match(r.stderr, /failed after 1 attempt: program not found on worker \S+: run\.sh \(bachfile field binary\); did you mean \.\/run\.sh\?$/m);
     assert.equal(attemptsOf(c, "'failed'") - before, 1, "one attempt, no retries");
   });
 });

@@ -82,9 +82,9 @@ export interface Cluster {
 }
 
 export async function startCluster(
-  opts: { workers?: number; slots?: number; heartbeat?: string; lostAfter?: string; dataListen?: string; host?: string; coordinatorArgs?: string[] } = {},
+  opts: { workers?: number; slots?: number; heartbeat?: string; lostAfter?: string; dataListen?: string; host?: string; coordinatorArgs?: string[]; dataDir?: string } = {},
 ): Promise<Cluster> {
-  const dataDir = tempDir("bach-coord-");
+  const dataDir = opts.dataDir ?? tempDir("bach-coord-");
   const token = randomBytes(8).toString("hex");
   const start = (listen: string, dataListen: string | undefined) =>
     daemon([bin.coordinator, "start", "--listen", listen, "--data-dir", dataDir, "--token", token,

@@ -15,7 +15,7 @@ async function spool(input: Buffer, frames: number[], size: number): Promise<Buf
   const dir = tempDir();
   const ledger = new Ledger(path.join(dir, "ledger.sqlite"));
   ledger.createTask({ id: "t", name: "t", bachfile: "{}", bundleHash: "h", imageId: "", parallelism: 0, chunkSize: size, inputKind: "stream", inputPath: "", dataStreams: 0 });
-  const intake = new Intake("t", "\n", new ChunkSizer({ explicit: size, totalBytes: null, slots: 1 }), ledger, { room: async () => undefined, recorded: () => undefined });
+  const intake = new Intake("t", "\n", new ChunkSizer({ explicit: size, totalBytes: null, slots: 1 }), ledger, { room: async () => undefined, recorded: () => undefined, failed: (err: Error) => { throw err; } });
   const file = (seq: number) => path.join(dir, "input", String(seq));
   let at = 0;
   for (let i = 0; at < input.length; i++) {
@@ -64,7 +64,7 @@ test("after a restart, spooled bytes that end exactly at the open chunk's size: 
   const record = (i: number) => `rec ${String(i).padStart(5, "0")}\n`; // 10 bytes
   const input = Buffer.from(Array.from({ length: 25 }, (_, i) => record(i)).join(""));
   const sizer = () => new ChunkSizer({ explicit: 100, totalBytes: null, slots: 1 });
-  const hooks = { room: async () => undefined, recorded: () => undefined };
+  const hooks = { room: async () => undefined, recorded: () => undefined, failed: (err: Error) => { throw err; } };
   const before = new Ledger(path.join(dir, "ledger.sqlite"));
   before.createTask({ id: "t", name: "t", bachfile: "{}", bundleHash: "h", imageId: "", parallelism: 0, chunkSize: 100, inputKind: "stream", inputPath: "", dataStreams: 0 });
   const first = new Intake("t", "\n", sizer(), before, hooks);

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { once } from "node:events";
+import Database from "better-sqlite3";
 import type { TaskReport } from "../core/report";
 import { runBach, startCluster, taskFolder, tempDir, waitFor, type Cluster } from "./harness";
 
@@ -21,6 +22,16 @@ function lines(n: number): string {
   const file = path.join(tempDir(), "lines.txt");
   fs.writeFileSync(file, Array.from({ length: n }, (_, i) => `line ${i}\n`).join(""));
   return file;
+}
+
+/** Whether the ledger has an attempt running on the worker named `name`. */
+function runsOn(name: string): boolean {
+  const db = new Database(path.join(cluster.dataDir, "ledger.sqlite"), { readonly: true });
+  try {
+    return db.prepare("SELECT 1 FROM attempts a JOIN workers w ON w.id = a.worker_id WHERE a.state='running' AND w.name=?").get(name) !== undefined;
+  } finally {
+    db.close();
+  }
 }
 
 async function report(cwd: string): Promise<TaskReport> {
@@ -49,8 +60,9 @@ test("SIGTERM drains a spare worker: its running chunk finishes and commits, not
   const task = taskFolder({ binary: "sh", args: ["-c", "sleep 1.5; cat"] });
   const input = lines(3000);
   const running = runBach(["task-run", ...on(), "--data", input, "--chunk-size", "4k", "--no-progress"], { cwd: task });
-  await waitFor("the spare worker to run a chunk", () => /"msg":"assign|"attemptId"/.test(spare.stderr()) || cluster.coordinator.stderr().includes("spare-2"), 10_000);
-  await new Promise((resolve) => setTimeout(resolve, 700)); // mid-chunk: it sleeps 1.5 s
+  // Mid-chunk (it sleeps 1.5 s): the ledger has an attempt running on the spare worker.
+  await waitFor("the spare worker to run a chunk", () => runsOn("spare-2"), 30_000);
+  await new Promise((resolve) => setTimeout(resolve, 300));
   const exited = once(spare.proc, "exit");
   spare.proc.kill("SIGTERM");
   const [code] = (await exited) as [number | null];

@@ -96,7 +96,7 @@ test("an end no retry can mend fails the chunk at once", () => {
   const a = l.startAttempt("t1", 0, "w1");
   const r = l.endAttempt({ attempt: a, by, to: "failed", end: { ...end, kind: "not-found", retryable: false, reason: "program not found: x" }, limits });
   assert.ok(r.kind === "ended" && r.chunk === "failed");
-  assert.match(r.taskEnd?.error ?? "", /chunk 0 .*program not found: x \(no retry can change that\)/);
+  assert.match(r.taskEnd?.error ?? "", /^chunk 0 \(bytes 0-10\) failed after 1 attempt: program not found: x$/);
   assert.equal(l.attempt(a).kind, "not-found");
   l.close();
 });
