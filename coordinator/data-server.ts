@@ -15,7 +15,8 @@ import net from "node:net";
 import type { Logger } from "pino";
 import { InputError } from "../core/errors";
 import { sameSecret } from "../core/secrets";
-import { gatherHead, ringReader, writePieces } from "../core/frames";
+import { gatherHead, readByCopy, ringReader, writePieces } from "../core/frames";
+import { acceptTls, dataServerContext, type ServerTls } from "../core/tls";
 import { FRAME_BYTES } from "../core/rpc";
 import { filePieces } from "../core/file-pieces";
 import { encodeEvent, encodeFailure, type OutputRequest } from "../core/output-wire";
@@ -187,12 +188,18 @@ async function serve(c: Coordinator, token: string, socket: net.Socket, frames: 
   }
 }
 
-export function startDataServer(c: Coordinator, host: string, port: number, token: string, log: Logger): Promise<net.Server> {
+export function startDataServer(c: Coordinator, host: string, port: number, token: string, log: Logger, secure: ServerTls | null = null): Promise<net.Server> {
+  const context = dataServerContext(secure);
   // Half-open: the client ends its side when the input ends, then waits for our answer on ours.
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (accepted) => {
     // Each frame is spooled before the next is asked for, and no data is passed on before the consumer
-    // asks (flushAfterMs 0): a slow stream's records go on as they come.
-    const { socket, frames } = ringReader((onread) => adopt(accepted, onread), FRAME_BYTES, 0);
+    // asks (flushAfterMs 0): a slow stream's records go on as they come. Over TLS the bytes are
+    // decrypted into the TLS socket's buffers and copied into the ring's.
+    const { socket, frames } = ringReader(
+      (onread) => (context ? readByCopy(acceptTls(accepted, context, secure?.ca !== null), onread) : adopt(accepted, onread)),
+      FRAME_BYTES,
+      0,
+    );
     socket.on("error", (err) => log.warn({ err: err.message }, "data stream broke"));
     serve(c, token, socket, frames, log).catch((err: Error) => log.debug({ err: err.message }, "data stream closed"));
   });

@@ -4,11 +4,12 @@ import fs from "node:fs";
 import path from "node:path";
 import { createHash, randomBytes } from "node:crypto";
 import { pipeline } from "node:stream/promises";
-import { Server, ServerCredentials, status, type Metadata, type ServerErrorResponse, type ServerWritableStream } from "@grpc/grpc-js";
+import { Server, status, type Metadata, type ServerErrorResponse, type ServerWritableStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import { BachError, InputError } from "../core/errors";
 import { checkBachfileJson } from "../core/bachfile";
 import { sameSecret } from "../core/secrets";
+import { serverCredentials, type ServerTls } from "../core/tls";
 import type { CoordinatorServer, WorkerMessage } from "../core/generated/bach";
 import { CoordinatorWire } from "../core/wire";
 import { channelOptions, FRAME_BYTES, statusFor, tokenOf } from "../core/rpc";
@@ -319,11 +320,12 @@ export async function startServer(
   token: string,
   log: Logger,
   dataPort: () => number = () => 0,
+  secure: ServerTls | null = null,
 ): Promise<{ server: Server; port: number }> {
   const server = new Server(channelOptions);
   server.addService(CoordinatorWire, coordinatorHandlers(c, token, log, dataPort));
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(listen, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(listen, serverCredentials(secure), (err, p) => (err ? reject(err) : resolve(p))),
   );
   return { server, port };
 }

@@ -2,18 +2,20 @@
 // a one-line answer (a CLI's input, a worker's output), or messages read (a task's output to a CLI, a
 // chunk to a worker). Both read into a ring of reused buffers and send from the caller's buffers
 // without copying them. It never retries: the caller decides what a lost connection means.
-import net from "node:net";
 import { CoordinatorUnreachableError, InputError } from "./errors";
 import { ringReader, writePieces } from "./frames";
 import { decodeEvents, type OutputFailure } from "./output-wire";
 import type { OutputEvent } from "./report";
 import { FRAME_BYTES } from "./rpc";
+import { connectData, readyEvent, type ClientTls } from "./tls";
 
 export interface DataPort {
   /** The coordinator's gRPC address (HOST:PORT): the data port is on its host. */
   address: string;
   port: number;
   token: string;
+  /** TLS, when the coordinator speaks it (its gRPC port and data port alike). */
+  tls?: ClientTls | null;
 }
 
 function hostOf(address: string): string {
@@ -29,10 +31,10 @@ function hostOf(address: string): string {
 export function sendBlocks(to: DataPort, header: object, source: AsyncIterable<Buffer>): Promise<number | null> {
   const host = hostOf(to.address);
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port: to.port });
+    const socket = connectData(host, to.port, to.tls ?? null);
     let connected = false;
     let reply = "";
-    socket.on("connect", () => {
+    socket.on(readyEvent(socket), () => {
       connected = true;
       (async () => {
         await writePieces(socket, [Buffer.from(`${JSON.stringify({ ...header, token: to.token })}\n`)]);
@@ -63,9 +65,9 @@ export function sendBlocks(to: DataPort, header: object, source: AsyncIterable<B
  */
 export async function readEvents(to: DataPort, header: object): Promise<AsyncGenerator<OutputEvent> | null> {
   const host = hostOf(to.address);
-  const { socket, frames } = ringReader((onread) => net.connect({ host, port: to.port, onread }), FRAME_BYTES, 0);
+  const { socket, frames } = ringReader((onread) => connectData(host, to.port, to.tls ?? null, onread), FRAME_BYTES, 0);
   const connected = await new Promise<boolean>((resolve) => {
-    socket.once("connect", () => resolve(true));
+    socket.once(readyEvent(socket), () => resolve(true));
     socket.once("error", () => resolve(false));
   });
   if (!connected) {

@@ -168,3 +168,41 @@ export function ringReader(open: (onread: net.OnReadOpts) => net.Socket, frameBy
   }
   return { socket, frames: frames() };
 }
+
+/**
+ * Reads a socket that cannot read into our buffers itself (a server-side TLS socket, whose bytes are
+ * decrypted into buffers of its own) as `onread` would have it: each chunk is copied into the buffers
+ * `onread` gives, one copy more than plain TCP. ringReader pauses the socket when its ring is full:
+ * the rest of a chunk waits here until it resumes the socket.
+ */
+export function readByCopy<S extends net.Socket>(socket: S, onread: net.OnReadOpts): S {
+  let rest: Buffer = Buffer.alloc(0);
+  let held = false;
+  const pause = socket.pause.bind(socket);
+  const resume = socket.resume.bind(socket);
+  const give = () => {
+    while (rest.length > 0 && !held) {
+      const target = typeof onread.buffer === "function" ? onread.buffer() : onread.buffer;
+      const n = rest.copy(target);
+      rest = rest.subarray(n);
+      onread.callback(n, target);
+    }
+  };
+  socket.pause = () => {
+    held = true;
+    pause();
+    return socket;
+  };
+  socket.resume = () => {
+    held = false;
+    give();
+    if (!held) resume();
+    return socket;
+  };
+  socket.isPaused = () => held;
+  socket.on("data", (chunk: Buffer) => {
+    rest = rest.length > 0 ? Buffer.concat([rest, chunk]) : chunk;
+    give();
+  });
+  return socket;
+}

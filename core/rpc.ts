@@ -1,7 +1,6 @@
 // What the three programs share about gRPC: the token on every call, the frame size for bytes, the
 // client constructor, and the translation of gRPC statuses into Bach's user errors.
 import {
-  ChannelCredentials,
   InterceptingCall,
   Metadata,
   status,
@@ -10,6 +9,7 @@ import {
 } from "@grpc/grpc-js";
 import type { CoordinatorClient } from "./generated/bach";
 import { WireClient } from "./wire";
+import { channelCredentials, isTlsFailure, type ClientTls } from "./tls";
 import { BachError, CoordinatorUnreachableError, DiskFullError, diskFullMessage, InputError, isDiskFull, TaskFailedError } from "./errors";
 
 export const TOKEN_HEADER = "x-bach-token";
@@ -33,8 +33,8 @@ function tokenInterceptor(token: string): Interceptor {
     });
 }
 
-export function connect(address: string, token: string): CoordinatorClient {
-  return new WireClient(address, ChannelCredentials.createInsecure(), {
+export function connect(address: string, token: string, secure: ClientTls | null = null): CoordinatorClient {
+  return new WireClient(address, channelCredentials(secure), {
     ...channelOptions,
     interceptors: [tokenInterceptor(token)],
   });
@@ -57,6 +57,8 @@ export function userError(err: unknown, address: string): Error {
       return new CoordinatorUnreachableError(`coordinator ${address} refused us: ${err.details}`, address, true);
     case status.UNAVAILABLE:
     case status.DEADLINE_EXCEEDED:
+      // A TLS refusal does not mend itself: trying again would only hide it.
+      if (isTlsFailure(err.details)) return new CoordinatorUnreachableError(`coordinator ${address}: TLS handshake failed (${err.details.replace(/^.*Last error: (Error: )?/, "")}); give --tls-ca with the CA that signed its certificate (and --tls-cert/--tls-key when it requires client certificates)`, address, true);
       return new CoordinatorUnreachableError(`coordinator ${address} unreachable: ${err.details}`, address);
     case status.INVALID_ARGUMENT:
     case status.NOT_FOUND:
