@@ -1,19 +1,25 @@
 // The Docker runtime: a task with an image runs each chunk in a container under the bachfile's limits.
 //
-// One long-lived container per slot and task, and a fresh program process per chunk, started by a
-// keeper shell inside the container: it reads a chunk's number on its stdin (attached from here), runs
-// the program once, and reports its exit status on its stderr after the program's own stderr, so the
-// two arrive in order. Measured here: a new container ~0.55 s, a `docker exec` per chunk ~0.15 s, the
-// keeper ~6 ms. The chunk reaches the program's stdin through a named pipe in a folder bind-mounted at
-// /bach, fed on this side by dd, and its stdout goes to a file there: no chunk byte passes through
-// dockerd. The container's memory limit holds one program at a time, so an out-of-memory kill is read
-// from the container's memory cgroup.
+// One long-lived container per slot and task, and a fresh program process per chunk, started by the
+// keeper (worker/keeper.c, a static binary mounted read-only at /.bach-keeper, so an image needs no
+// shell): it reads an attempt's line on its stdin (attached from here), runs the program once, kills
+// whatever the program left running, empties /scratch, and reports the exit status on its stderr after
+// the program's own stderr, so the two arrive in order. Measured here: a new container ~0.55 s, a
+// `docker exec` per chunk ~0.15 s, the keeper a few ms. The chunk reaches the program's stdin through
+// a named pipe fed on this side by dd, and its stdout goes through another to a dd that writes the
+// attempt's output file: no chunk byte passes through dockerd. The container's memory limit holds one
+// program at a time, so an out-of-memory kill is read from the container's memory cgroup.
 //
+// The worker is root here and the program is hostile until shown otherwise: nothing the program can
+// write is ever a path this file opens. The pipes live in a root-owned 0755 folder mounted read-only
+// at /bach (a FIFO opens for writing on a read-only mount; its entries cannot be swapped for links),
+// the output file is a path only the worker knows, and /scratch is emptied from inside the container.
 // Containers run as an unprivileged user, without new privileges or capabilities, with a pids limit,
 // and carry labels naming this worker, so a restarted worker removes what a killed one left behind.
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { Writable, type Readable } from "node:stream";
 import type Docker from "dockerode";
@@ -26,12 +32,25 @@ import { feedFrames, firstLine, STDERR_KEPT, type AttemptOutcome, type AttemptRu
 
 const PID_LABEL = "org.bach.pid";
 const TASK_LABEL = "org.bach.task";
+/** Built next to this file by scripts/build-keeper (npm run build). */
+const KEEPER = path.join(__dirname, "bach-keeper");
+/** Where containers see it: outside every folder an image is likely to have. */
+const KEEPER_IN_CONTAINER = "/.bach-keeper";
 /**
- * The keeper: `sh -c KEEPER sh TOKEN PROGRAM ARGS...`. For each line (an attempt id) on its stdin it runs
- * the program with the attempt's variables from /bach/env, stdin from the pipe and stdout to the file,
- * then writes "\x1e TOKEN ID STATUS" to stderr: after the program's stderr, on the same pipe.
+ * Once the keeper has reported, every writer of the output pipe is dead, so its dd ends at once;
+ * this bound only turns a broken promise into a failed attempt instead of a stuck slot.
  */
-const KEEPER = 't=$1; shift; while IFS= read -r id; do ( . /bach/env; exec "$@" ) </bach/in >/bach/out; printf "\\036%s %s %s\\n" "$t" "$id" "$?" >&2; done';
+const DRAIN_GRACE_MS = 10_000;
+
+/** What the keeper reports after an attempt (see worker/keeper.c): "ID STATUS STEP ERRNO SCRATCH_ERRNO". */
+interface KeeperReport {
+  status: number;
+  /** "-", or the step that failed before the program ran: env, stdin, stdout, chdir, exec. */
+  step: string;
+  errno: number;
+  /** Why /scratch could not be emptied, or 0. */
+  scratchErrno: number;
+}
 
 export interface ContainerRun extends AttemptRun {
   taskId: string;
@@ -42,7 +61,7 @@ interface SlotContainer {
   name: string;
   task: string;
   container: Docker.Container;
-  /** On this machine: the folder mounted at /bach (the pipe, the output) and its scratch space. */
+  /** On this machine, root's: `bach/` (the two pipes, mounted read-only at /bach) and `scratch/`. */
   dir: string;
   /** The container's memory cgroup file that counts OOM kills, when this machine can read it. */
   oomFile: string | null;
@@ -50,7 +69,7 @@ interface SlotContainer {
   broken: boolean;
   /** The keeper's stdin: one line per attempt to run. */
   control: NodeJS.WritableStream;
-  /** Marks the end of an attempt in the keeper's stderr: random, so a program cannot forge it. */
+  /** Marks the end of an attempt in the keeper's stderr: random and known only to the keeper, so a program cannot forge it. */
   marker: Buffer;
   /** Where the keeper's stderr goes: the current attempt's reader. */
   onStderr: ((b: Buffer) => void) | null;
@@ -78,6 +97,8 @@ export class DockerRuntime {
   /** Removals under way, so close() can wait for them. */
   private readonly removing = new Set<Promise<void>>();
   private readonly root: string;
+  /** Why no container can run here (no keeper was built), or "". */
+  private readonly unable: string;
 
   constructor(
     private readonly docker: Docker,
@@ -85,6 +106,10 @@ export class DockerRuntime {
   ) {
     this.root = path.join(opts.dataDir, "containers");
     fs.mkdirSync(this.root, { recursive: true });
+    this.unable = fs.existsSync(KEEPER)
+      ? ""
+      : `the container keeper ${KEEPER} was not built: install a C compiler and static libc (apt-get install gcc libc6-dev), then npm run build`;
+    if (this.unable) opts.log.warn(this.unable);
   }
 
   /** Removes containers that this worker's earlier lives left (they were killed before cleaning up). */
@@ -125,6 +150,7 @@ export class DockerRuntime {
     });
 
     const done = (async (): Promise<AttemptOutcome> => {
+      if (this.unable) return outcome({ kind: OutcomeKind.worker, reason: `worker ${r.workerName}: ${this.unable}` });
       try {
         await this.ensureImage(r.imageId);
       } catch (err) {
@@ -158,11 +184,8 @@ export class DockerRuntime {
     killed: () => { reason: string; kind: OutcomeKind },
   ): Promise<AttemptOutcome> {
     const { bachfile } = r;
-    const out = path.join(slot.dir, "out");
-    fs.rmSync(out, { force: true });
-    emptyFolder(path.join(slot.dir, "scratch"));
+    const pipes = { in: path.join(slot.dir, "bach", "in"), out: path.join(slot.dir, "bach", "out") };
     const oomBefore = readOomKills(slot.oomFile);
-    fs.writeFileSync(path.join(slot.dir, "env"), Object.entries(r.env).map(([k, v]) => `export ${k}=${shellQuote(v)}\n`).join(""));
 
     let stderr = "";
     let wroteStderr = false;
@@ -173,7 +196,7 @@ export class DockerRuntime {
       if (bachfile.stderr === "fail") kill("wrote to stderr", OutcomeKind.stderr);
     };
     const attemptId = ++slot.runs;
-    let exitCode = -1;
+    let report: KeeperReport | null = null;
     const ended = new Promise<void>((resolve) => {
       let tail: Buffer = Buffer.alloc(0);
       slot.onStderr = (b: Buffer) => {
@@ -193,9 +216,9 @@ export class DockerRuntime {
           tail = tail.subarray(at);
           return;
         }
-        const [id, status] = line.subarray(0, nl).toString().split(" ");
+        const [id, status, step, errno, scratchErrno] = line.subarray(0, nl).toString().split(" ");
         if (Number(id) === attemptId) {
-          exitCode = Number(status);
+          report = { status: Number(status), step: step ?? "-", errno: Number(errno), scratchErrno: Number(scratchErrno) };
           slot.onStderr = null;
           resolve();
         }
@@ -203,25 +226,39 @@ export class DockerRuntime {
       };
       slot.stopped.then(resolve, resolve);
     });
-    const feeding = feed(r, path.join(slot.dir, "in"));
+    // Both ends start before the keeper opens the pipes, which waits for them.
+    const draining = drain(pipes.out, r.outputFile);
+    const feeding = feed(r, pipes.in);
     setFeeder(feeding.process);
-    slot.control.write(`${attemptId}\n`);
+    slot.control.write(controlLine(attemptId, r.env));
     const timer = bachfile.timeoutMs ? setTimeout(() => kill(`timeout after ${formatDuration(bachfile.timeoutMs ?? 0)}`, OutcomeKind.timeout), bachfile.timeoutMs) : null;
     await ended;
     slot.onStderr = null;
     if (timer) clearTimeout(timer);
     // The program has gone, so the pipe has no reader: a feeder still waiting to open it never will.
     feeding.process.kill("SIGKILL");
-    const fed = await feeding.done;
+    // Every process that could write the output has gone with the program (the keeper saw to it, or
+    // the container died), so the drain reads the rest and ends. When the attempt has failed anyway
+    // its output is not wanted, and its drain may still wait for a writer that never came: stopped.
+    const done = report as KeeperReport | null;
+    if (!done || done.step !== "-" || killed().reason) draining.process.kill("SIGKILL");
+    const drainGuard = setTimeout(() => draining.process.kill("SIGKILL"), DRAIN_GRACE_MS);
+    const [fed, drained] = await Promise.all([feeding.done, draining.done]);
+    clearTimeout(drainGuard);
 
+    const exitCode = done?.status ?? -1;
+    if (done && done.scratchErrno !== 0) {
+      // The next attempt must not see this one's files: a fresh container instead.
+      this.opts.log.warn({ container: slot.name, errno: done.scratchErrno }, "could not empty /scratch; the container will not be reused");
+      slot.broken = true;
+    }
     const oom = readOomKills(slot.oomFile) > oomBefore;
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const limit = bachfile.hardware.memory.max;
-    // The shell says so on stderr, which under "stderr": "fail" has already stopped the attempt.
-    const notFound = /exec: .*: not found/.test(stderr) && (exitCode === 127 || killed().kind === OutcomeKind.stderr);
-    let [kind, reason]: [OutcomeKind, string] = notFound
-      ? [OutcomeKind.notFound, `program not found in image ${r.imageId.slice(0, 19)}: ${bachfile.binary} (bachfile field binary)${notFoundHint(bachfile.binary, fs.existsSync(path.join(r.cwd, bachfile.binary)))}`]
-      : killed().reason ? [killed().kind, killed().reason] : [OutcomeKind.ok, ""];
+    let [kind, reason]: [OutcomeKind, string] =
+      done && done.step !== "-" ? this.startFailure(r, done)
+      : killed().reason ? [killed().kind, killed().reason]
+      : [OutcomeKind.ok, ""];
     if (oom || (kind === OutcomeKind.ok && exitCode === 137 && slot.oomFile === null && limit !== null)) {
       [kind, reason] = [OutcomeKind.oom, oom ? `killed: out of memory (limit ${limit ?? "none"} MiB)` : `killed by SIGKILL, most likely out of memory (limit ${limit} MiB)`];
     } else if (kind === OutcomeKind.ok && bachfile.stderr === "fail" && wroteStderr) {
@@ -233,17 +270,27 @@ export class DockerRuntime {
         : [OutcomeKind.exit, `exit ${exitCode}`];
     } else if (kind === OutcomeKind.ok && fed.error) {
       [kind, reason] = [OutcomeKind.input, `reading the chunk failed: ${fed.error}`];
+    } else if (kind === OutcomeKind.ok && drained.error) {
+      [kind, reason] = [OutcomeKind.worker, `writing the output failed: ${drained.error}`];
     }
+
     if (exitCode !== 0) slot.broken ||= !(await this.running(slot));
 
-    let bytesOut = 0;
-    if (kind === OutcomeKind.ok) {
-      bytesOut = fs.statSync(out, { throwIfNoEntry: false })?.size ?? 0;
-      await moveFile(out, r.outputFile);
-    } else {
-      fs.rmSync(out, { force: true });
-    }
+    const bytesOut = kind === OutcomeKind.ok ? (fs.statSync(r.outputFile, { throwIfNoEntry: false })?.size ?? 0) : 0;
+    if (kind !== OutcomeKind.ok) fs.rmSync(r.outputFile, { force: true });
     return { ok: kind === OutcomeKind.ok, kind, retryable: retryableKind(kind), exitCode, signal: "", reason, stderr, bytesIn: fed.bytes, bytesOut, seconds };
+  }
+
+  /** The keeper could not start the program: named as the user can act on it. */
+  private startFailure(r: ContainerRun, report: KeeperReport): [OutcomeKind, string] {
+    const { binary } = r.bachfile;
+    const code = errnoName(report.errno);
+    if (report.step !== "exec") return [OutcomeKind.worker, `the keeper could not set up the program's ${report.step} in the container: ${code}`];
+    if (code !== "ENOENT") return [OutcomeKind.worker, `could not start ${binary} in image ${r.imageId.slice(0, 19)}: ${code}`];
+    const inTaskFolder = fs.existsSync(path.join(r.cwd, binary));
+    // A script that is there but will not start names an interpreter (its #! line) the image lacks.
+    const why = binary.includes("/") && inTaskFolder ? "; it is in the task folder, so the interpreter on its #! line is not in the image" : notFoundHint(binary, inTaskFolder);
+    return [OutcomeKind.notFound, `program not found in image ${r.imageId.slice(0, 19)}: ${binary} (bachfile field binary)${why}`];
   }
 
   /** The task is over: its idle containers go now, busy ones when their attempt ends. */
@@ -290,18 +337,24 @@ export class DockerRuntime {
     const hw = r.bachfile.hardware;
     const name = `bach-${r.taskId}-${this.opts.key.slice(0, 8)}-${process.pid}-${++this.made}`;
     const dir = path.join(this.root, name);
-    fs.mkdirSync(path.join(dir, "scratch"), { recursive: true });
-    // The program runs as another user: it must be able to read the pipe and write the output here.
-    fs.chmodSync(dir, 0o777);
+    // Root's, 0755, and mounted read-only: the program (another user, no capabilities) can open the
+    // pipes in bach/ but never replace them. It writes only in scratch/, which this side never opens
+    // while the container lives (the keeper empties it from inside, where a link leads nowhere of ours).
+    fs.mkdirSync(path.join(dir, "bach"), { recursive: true, mode: 0o755 });
+    fs.mkdirSync(path.join(dir, "scratch"), { mode: 0o755 });
+    fs.chmodSync(dir, 0o755);
+    fs.chmodSync(path.join(dir, "bach"), 0o755);
     fs.chmodSync(path.join(dir, "scratch"), 0o1777);
-    execFileSync("mkfifo", ["-m", "0666", path.join(dir, "in")]);
+    execFileSync("mkfifo", ["-m", "0666", path.join(dir, "bach", "in"), path.join(dir, "bach", "out")]);
     const memory = hw.memory.max === null ? undefined : hw.memory.max * 2 ** 20;
     const binary = r.bachfile.binary.includes("/") ? path.posix.resolve("/task", r.bachfile.binary) : r.bachfile.binary;
     const token = randomBytes(12).toString("hex");
     const container = await this.docker.createContainer({
       name,
       Image: r.imageId,
-      Cmd: ["sh", "-c", KEEPER, "sh", token, binary, ...r.bachfile.args],
+      // The keeper, whatever the image's own entrypoint: Bach runs the bachfile's binary, nothing else.
+      Entrypoint: [KEEPER_IN_CONTAINER],
+      Cmd: [binary, ...r.bachfile.args],
       OpenStdin: true,
       StdinOnce: false,
       Env: Object.entries({ ...r.bachfile.env, TMPDIR: "/scratch", HOME: "/scratch" }).map(([k, v]) => `${k}=${v}`),
@@ -309,7 +362,7 @@ export class DockerRuntime {
       WorkingDir: "/task",
       Labels: { [LABEL]: this.opts.key, [PID_LABEL]: String(process.pid), [TASK_LABEL]: r.taskId },
       HostConfig: {
-        Binds: [`${r.cwd}:/task:ro`, `${dir}:/bach`, `${path.join(dir, "scratch")}:/scratch`],
+        Binds: [`${r.cwd}:/task:ro`, `${path.join(dir, "bach")}:/bach:ro`, `${path.join(dir, "scratch")}:/scratch`, `${KEEPER}:${KEEPER_IN_CONTAINER}:ro`],
         NetworkMode: hw.network === "none" ? "none" : "default",
         NanoCpus: hw.cpu.max === null ? undefined : Math.round(hw.cpu.max * 1e9),
         Memory: memory,
@@ -347,12 +400,20 @@ export class DockerRuntime {
       },
     });
     this.docker.modem.demuxStream(attached, new Writable({ write: (_b, _enc, cb) => cb() }), stderrSink);
-    await container.start();
+    try {
+      await container.start();
+    } catch (err) {
+      // Created but never started: removed here, or it stays until this worker restarts.
+      await this.remove(container.id, name);
+      throw err;
+    }
+    // The keeper's first line: the word that marks its reports, never in its argv (see keeper.c).
+    attached.write(`${token}\n`);
     const info = await container.inspect();
     if (!info.State.Running) {
       const logs = (await container.logs({ stdout: true, stderr: true, tail: 5 })).toString().replace(/[\x00-\x08]/g, "").trim();
       await this.remove(container.id, name);
-      throw new Error(`its keeper process (sh) exited at once${logs ? `: ${logs}` : ""}; Bach needs /bin/sh in the image`);
+      throw new Error(`its keeper (${KEEPER_IN_CONTAINER}) exited at once${logs ? `: ${logs}` : ""}`);
     }
     slot.oomFile = oomCounterFile(info.State.Pid);
     return slot;
@@ -367,8 +428,15 @@ export class DockerRuntime {
     try {
       await this.docker.getContainer(id).remove({ force: true, v: true });
     } catch (err) {
-      if (statusCode(err) !== 404 && statusCode(err) !== 409) this.opts.log.warn({ container: name, err: dockerMessage(err) }, "could not remove a container");
+      // 409: another call is removing it, and removes its folder after.
+      if (statusCode(err) === 409) return;
+      if (statusCode(err) !== 404) {
+        // Its processes may live on: scratch/ stays, since walking it now could follow a link they swap in.
+        this.opts.log.warn({ container: name, err: dockerMessage(err) }, "could not remove a container; its folder stays");
+        return;
+      }
     }
+    // Nothing of the program runs any more, so nothing swaps an entry while rm walks (it never follows links).
     if (name) fs.rmSync(path.join(this.root, name), { recursive: true, force: true });
   }
 
@@ -445,24 +513,32 @@ function readOomKills(file: string | null): number {
   return m ? Number(m[1]) : 0;
 }
 
-/** One shell word holding `value` exactly (for the attempt's variables in /bach/env). */
-function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, "'\\''")}'`;
+/** The keeper's line for one attempt: its id and each NAME=VALUE in hex, so no value can break the line. */
+function controlLine(attemptId: number, env: Record<string, string>): string {
+  return [String(attemptId), ...Object.entries(env).map(([k, v]) => Buffer.from(`${k}=${v}`).toString("hex"))].join(" ") + "\n";
 }
 
-function emptyFolder(dir: string): void {
-  for (const name of fs.readdirSync(dir)) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+/**
+ * Copies the program's stdout from its pipe into the attempt's output file, in a dd process of its own
+ * (as the feeding does), so outputs from several slots use every core instead of this event loop.
+ */
+function drain(pipe: string, outputFile: string): { process: ChildProcess; done: Promise<{ error: string }> } {
+  const dd = spawn("dd", [`if=${pipe}`, `of=${outputFile}`, "bs=1M", "status=none"], { stdio: ["ignore", "ignore", "pipe"] });
+  let ddStderr = "";
+  dd.stderr?.on("data", (b: Buffer) => (ddStderr += b.toString()));
+  const done = new Promise<{ error: string }>((resolve) => {
+    dd.on("error", (err) => resolve({ error: `could not start dd: ${err.message}` }));
+    dd.on("close", (code, signal) =>
+      resolve({ error: signal === "SIGKILL" ? `the program's output did not end within ${DRAIN_GRACE_MS / 1000} s of its exit` : code !== 0 ? `dd: ${ddStderr.trim() || `exit ${code ?? signal}`}` : "" }),
+    );
+  });
+  return { process: dd, done };
 }
 
-/** Renames into place, or copies when the two paths are on different filesystems. */
-async function moveFile(from: string, to: string): Promise<void> {
-  try {
-    await fs.promises.rename(from, to);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
-    await fs.promises.copyFile(from, to);
-    await fs.promises.rm(from, { force: true });
-  }
+/** ENOENT for 2: the keeper reports errno numbers, which are this machine's too (same kernel). */
+function errnoName(errno: number): string {
+  const entry = Object.entries(os.constants.errno).find(([, n]) => n === errno);
+  return entry ? entry[0] : `errno ${errno}`;
 }
 
 function dockerMessage(err: unknown): string {
