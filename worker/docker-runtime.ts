@@ -203,8 +203,9 @@ export class DockerRuntime {
         tail = tail.length ? Buffer.concat([tail, b]) : b;
         const at = tail.indexOf(slot.marker);
         if (at < 0) {
-          // Hold back what could be the start of the marker.
-          const keep = Math.min(tail.length, slot.marker.length - 1);
+          // Hold back only what could be the start of the marker: the rest is the program's, now
+          // (under "stderr": "fail" its first byte stops the attempt).
+          const keep = markerStartAtEnd(tail, slot.marker);
           programStderr(tail.subarray(0, tail.length - keep));
           tail = tail.subarray(tail.length - keep);
           return;
@@ -252,11 +253,19 @@ export class DockerRuntime {
       this.opts.log.warn({ container: slot.name, errno: done.scratchErrno }, "could not empty /scratch; the container will not be reused");
       slot.broken = true;
     }
-    const oom = readOomKills(slot.oomFile) > oomBefore;
+    const oomAfter = readOomKills(slot.oomFile);
+    let oom = oomAfter !== null && oomBefore !== null && oomAfter > oomBefore;
+    if (exitCode !== 0) {
+      const state = await this.state(slot);
+      slot.broken ||= !state.running;
+      // A dead container's cgroup is gone with its counter: the engine's own record says instead.
+      if (oomAfter === null) oom ||= state.oomKilled;
+    }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const limit = bachfile.hardware.memory.max;
     let [kind, reason]: [OutcomeKind, string] =
       done && done.step !== "-" ? this.startFailure(r, done)
+      : killed().kind === OutcomeKind.stderr && killed().reason ? [OutcomeKind.stderr, `stderr: ${firstLine(stderr)}`]
       : killed().reason ? [killed().kind, killed().reason]
       : [OutcomeKind.ok, ""];
     if (oom || (kind === OutcomeKind.ok && exitCode === 137 && slot.oomFile === null && limit !== null)) {
@@ -273,8 +282,6 @@ export class DockerRuntime {
     } else if (kind === OutcomeKind.ok && drained.error) {
       [kind, reason] = [OutcomeKind.worker, `writing the output failed: ${drained.error}`];
     }
-
-    if (exitCode !== 0) slot.broken ||= !(await this.running(slot));
 
     const bytesOut = kind === OutcomeKind.ok ? (fs.statSync(r.outputFile, { throwIfNoEntry: false })?.size ?? 0) : 0;
     if (kind !== OutcomeKind.ok) fs.rmSync(r.outputFile, { force: true });
@@ -419,9 +426,9 @@ export class DockerRuntime {
     return slot;
   }
 
-  private async running(slot: SlotContainer): Promise<boolean> {
+  private async state(slot: SlotContainer): Promise<{ running: boolean; oomKilled: boolean }> {
     const info = await slot.container.inspect().catch(() => null);
-    return info?.State.Running === true;
+    return { running: info?.State.Running === true, oomKilled: info?.State.OOMKilled === true };
   }
 
   private async remove(id: string, name: string): Promise<void> {
@@ -507,10 +514,26 @@ function oomCounterFile(pid: number): string | null {
   return null;
 }
 
-function readOomKills(file: string | null): number {
+/** The count, or null once the container has died (its cgroup goes with it). */
+function readOomKills(file: string | null): number | null {
   if (!file) return 0;
-  const m = /^oom_kill (\d+)$/m.exec(fs.readFileSync(file, "utf8"));
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw err;
+  }
+  const m = /^oom_kill (\d+)$/m.exec(text);
   return m ? Number(m[1]) : 0;
+}
+
+/** How many bytes at the end of `b` could be the start of `marker`. */
+function markerStartAtEnd(b: Buffer, marker: Buffer): number {
+  for (let n = Math.min(b.length, marker.length - 1); n > 0; n--) {
+    if (b.subarray(b.length - n).equals(marker.subarray(0, n))) return n;
+  }
+  return 0;
 }
 
 /** The keeper's line for one attempt: its id and each NAME=VALUE in hex, so no value can break the line. */
