@@ -1,8 +1,9 @@
-// Every process of a container attempt is gone before the attempt is judged: a program that leaves a
-// background process writing to its stdout (or stderr) cannot change the output once it is committed,
-// nor leak into the next attempt in the same container; and a program cannot end its attempt early by
-// forging the keeper's report. Drives the Docker runtime directly, as the worker does. Skips without a
-// Docker Engine unless BACH_REQUIRE_DOCKER=1.
+// Nothing of a container attempt outlives it. Every process is gone before the attempt is judged: a
+// program that leaves a background process writing to its stdout (or stderr) cannot change the output
+// once it is committed, nor leak into the next attempt in the same container; a program cannot end its
+// attempt early by forging the keeper's report; and the next attempt finds /scratch empty, whatever
+// was left there (links, unreadable folders). Drives the Docker runtime directly, as the worker does.
+// Skips without a Docker Engine unless BACH_REQUIRE_DOCKER=1.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -29,6 +30,22 @@ for (const f of ["/proc/1/cmdline", "/proc/1/environ", "/proc/1/mem"]) {
 }
 for (const w of words) for (let id = 1; id <= 3; id++) process.stderr.write("\\x1e" + w + " " + id + " 0 - 0 0\\n");
 setTimeout(() => process.stdin.pipe(process.stdout), 1000);
+`;
+
+// It says what it finds in /scratch, then leaves there what is awkward to remove.
+const LITTERER = `
+const fs = require("fs");
+process.stdin.resume();
+process.stdin.on("end", () => {
+  console.log(JSON.stringify(fs.readdirSync("/scratch")));
+  fs.mkdirSync("/scratch/deep/er", { recursive: true });
+  fs.writeFileSync("/scratch/deep/er/file", "x");
+  fs.chmodSync("/scratch/deep/er", 0o000);
+  fs.chmodSync("/scratch/deep", 0o000);
+  fs.writeFileSync("/scratch/.hidden", "x");
+  fs.symlinkSync("/task", "/scratch/task-link");
+  fs.symlinkSync("/scratch/nowhere", "/scratch/dangling");
+});
 `;
 
 /** A Docker runtime as a worker makes one, and a task folder as a worker unpacks one. */
@@ -71,7 +88,9 @@ async function setUp(bachfileFields: object, files: Record<string, string> = {})
     runtime.taskEnded(taskId);
     await runtime.close();
   };
-  return { attempt, end };
+  /** The task's containers now: the same one across attempts means it was reused, not replaced. */
+  const containers = async () => (await docker.listContainers({ all: true, filters: { label: [`org.bach.task=${taskId}`] } })).map((c) => c.Id);
+  return { attempt, end, containers };
 }
 
 test("a background process a program leaves cannot change its committed output or the next attempt's", async (t) => {
@@ -101,6 +120,21 @@ test("a program cannot end its attempt early by forging the keeper's report", as
       const { output } = await attempt(n);
       assert.equal(output, `chunk ${n}\n`, "the attempt was judged before the program had written its output");
     }
+  } finally {
+    await end();
+  }
+});
+
+test("each attempt in a container finds /scratch empty, whatever the last one left there", async (t) => {
+  if (!(await dockerOrSkip(t))) return;
+  await ensureBaseImage();
+  const { attempt, end, containers } = await setUp({ binary: "node", args: ["litterer.js"] }, { "litterer.js": LITTERER });
+  try {
+    assert.equal((await attempt(0)).output, "[]\n");
+    const first = await containers();
+    for (const n of [1, 2]) assert.equal((await attempt(n)).output, "[]\n", `attempt ${n} found the last one's files`);
+    // Emptied in place by the keeper, not by throwing the container away (which costs ~0.55 s).
+    assert.deepEqual(await containers(), first);
   } finally {
     await end();
   }
