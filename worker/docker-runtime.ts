@@ -6,14 +6,16 @@
 // whatever the program left running, empties /scratch, and reports the exit status on its stderr after
 // the program's own stderr, so the two arrive in order. Measured here: a new container ~0.55 s, a
 // `docker exec` per chunk ~0.15 s, the keeper a few ms. The chunk reaches the program's stdin through
-// a named pipe fed on this side by dd, and its stdout goes through another to a dd that writes the
-// attempt's output file: no chunk byte passes through dockerd. The container's memory limit holds one
-// program at a time, so an out-of-memory kill is read from the container's memory cgroup.
+// a named pipe fed on this side by dd, and its stdout goes to a file that is copied (in the kernel)
+// to the attempt's output file once every process of the attempt has gone: no chunk byte passes
+// through dockerd. The container's memory limit holds one program at a time, so an out-of-memory
+// kill is read from the container's memory cgroup.
 //
 // The worker is root here and the program is hostile until shown otherwise: nothing the program can
-// write is ever a path this file opens. The pipes live in a root-owned 0755 folder mounted read-only
-// at /bach (a FIFO opens for writing on a read-only mount; its entries cannot be swapped for links),
-// the output file is a path only the worker knows, and /scratch is emptied from inside the container.
+// write is ever a path this file opens. The pipe and the stdout file live in a root-owned 0755 folder
+// mounted read-only at /bach (a FIFO opens for writing on a read-only mount; the stdout file is bound
+// over its own entry, writable but not replaceable), the output file is a path only the worker knows,
+// and /scratch is emptied from inside the container.
 // Containers run as an unprivileged user, without new privileges or capabilities, with a pids limit,
 // and carry labels naming this worker, so a restarted worker removes what a killed one left behind.
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
@@ -36,11 +38,6 @@ const TASK_LABEL = "org.bach.task";
 const KEEPER = path.join(__dirname, "bach-keeper");
 /** Where containers see it: outside every folder an image is likely to have. */
 const KEEPER_IN_CONTAINER = "/.bach-keeper";
-/**
- * Once the keeper has reported, every writer of the output pipe is dead, so its dd ends at once;
- * this bound only turns a broken promise into a failed attempt instead of a stuck slot.
- */
-const DRAIN_GRACE_MS = 10_000;
 
 /** What the keeper reports after an attempt (see worker/keeper.c): "ID STATUS STEP ERRNO SCRATCH_ERRNO". */
 interface KeeperReport {
@@ -61,7 +58,7 @@ interface SlotContainer {
   name: string;
   task: string;
   container: Docker.Container;
-  /** On this machine, root's: `bach/` (the two pipes, mounted read-only at /bach) and `scratch/`. */
+  /** On this machine, root's: `bach/` (the stdin pipe and the stdout file, at /bach) and `scratch/`. */
   dir: string;
   /** The container's memory cgroup file that counts OOM kills, when this machine can read it. */
   oomFile: string | null;
@@ -184,7 +181,8 @@ export class DockerRuntime {
     killed: () => { reason: string; kind: OutcomeKind },
   ): Promise<AttemptOutcome> {
     const { bachfile } = r;
-    const pipes = { in: path.join(slot.dir, "bach", "in"), out: path.join(slot.dir, "bach", "out") };
+    const stdin = path.join(slot.dir, "bach", "in");
+    const stdout = path.join(slot.dir, "bach", "out");
     const oomBefore = readOomKills(slot.oomFile);
 
     let stderr = "";
@@ -227,9 +225,7 @@ export class DockerRuntime {
       };
       slot.stopped.then(resolve, resolve);
     });
-    // Both ends start before the keeper opens the pipes, which waits for them.
-    const draining = drain(pipes.out, r.outputFile);
-    const feeding = feed(r, pipes.in);
+    const feeding = feed(r, stdin);
     setFeeder(feeding.process);
     slot.control.write(controlLine(attemptId, r.env));
     const timer = bachfile.timeoutMs ? setTimeout(() => kill(`timeout after ${formatDuration(bachfile.timeoutMs ?? 0)}`, OutcomeKind.timeout), bachfile.timeoutMs) : null;
@@ -238,15 +234,9 @@ export class DockerRuntime {
     if (timer) clearTimeout(timer);
     // The program has gone, so the pipe has no reader: a feeder still waiting to open it never will.
     feeding.process.kill("SIGKILL");
-    // Every process that could write the output has gone with the program (the keeper saw to it, or
-    // the container died), so the drain reads the rest and ends. When the attempt has failed anyway
-    // its output is not wanted, and its drain may still wait for a writer that never came: stopped.
-    const done = report as KeeperReport | null;
-    if (!done || done.step !== "-" || killed().reason) draining.process.kill("SIGKILL");
-    const drainGuard = setTimeout(() => draining.process.kill("SIGKILL"), DRAIN_GRACE_MS);
-    const [fed, drained] = await Promise.all([feeding.done, draining.done]);
-    clearTimeout(drainGuard);
+    const fed = await feeding.done;
 
+    const done = report as KeeperReport | null;
     const exitCode = done?.status ?? -1;
     if (done && done.scratchErrno !== 0) {
       // The next attempt must not see this one's files: a fresh container instead.
@@ -279,12 +269,21 @@ export class DockerRuntime {
         : [OutcomeKind.exit, `exit ${exitCode}`];
     } else if (kind === OutcomeKind.ok && fed.error) {
       [kind, reason] = [OutcomeKind.input, `reading the chunk failed: ${fed.error}`];
-    } else if (kind === OutcomeKind.ok && drained.error) {
-      [kind, reason] = [OutcomeKind.worker, `writing the output failed: ${drained.error}`];
     }
 
-    const bytesOut = kind === OutcomeKind.ok ? (fs.statSync(r.outputFile, { throwIfNoEntry: false })?.size ?? 0) : 0;
-    if (kind !== OutcomeKind.ok) fs.rmSync(r.outputFile, { force: true });
+    let bytesOut = 0;
+    if (kind === OutcomeKind.ok) {
+      // Every process that could write stdout has gone (the keeper saw to it before it reported), so
+      // this copy is the output for good. A copy, not a rename: the container holds this file.
+      try {
+        await fs.promises.copyFile(stdout, r.outputFile, fs.constants.COPYFILE_FICLONE);
+        bytesOut = (await fs.promises.stat(r.outputFile)).size;
+      } catch (err) {
+        [kind, reason] = [OutcomeKind.worker, `writing the output failed: ${(err as Error).message}`];
+      }
+    }
+    // Its disk space back now; the keeper truncates it again when the next attempt opens it.
+    await fs.promises.truncate(stdout, 0);
     return { ok: kind === OutcomeKind.ok, kind, retryable: retryableKind(kind), exitCode, signal: "", reason, stderr, bytesIn: fed.bytes, bytesOut, seconds };
   }
 
@@ -345,14 +344,17 @@ export class DockerRuntime {
     const name = `bach-${r.taskId}-${this.opts.key.slice(0, 8)}-${process.pid}-${++this.made}`;
     const dir = path.join(this.root, name);
     // Root's, 0755, and mounted read-only: the program (another user, no capabilities) can open the
-    // pipes in bach/ but never replace them. It writes only in scratch/, which this side never opens
-    // while the container lives (the keeper empties it from inside, where a link leads nowhere of ours).
+    // pipe and write the stdout file in bach/ but never replace them. Its own files go in scratch/,
+    // which this side never opens while the container lives (the keeper empties it from inside,
+    // where a link leads nowhere of ours).
     fs.mkdirSync(path.join(dir, "bach"), { recursive: true, mode: 0o755 });
     fs.mkdirSync(path.join(dir, "scratch"), { mode: 0o755 });
     fs.chmodSync(dir, 0o755);
     fs.chmodSync(path.join(dir, "bach"), 0o755);
     fs.chmodSync(path.join(dir, "scratch"), 0o1777);
-    execFileSync("mkfifo", ["-m", "0666", path.join(dir, "bach", "in"), path.join(dir, "bach", "out")]);
+    execFileSync("mkfifo", ["-m", "0666", path.join(dir, "bach", "in")]);
+    fs.writeFileSync(path.join(dir, "bach", "out"), "");
+    fs.chmodSync(path.join(dir, "bach", "out"), 0o666);
     const memory = hw.memory.max === null ? undefined : hw.memory.max * 2 ** 20;
     const binary = r.bachfile.binary.includes("/") ? path.posix.resolve("/task", r.bachfile.binary) : r.bachfile.binary;
     const token = randomBytes(12).toString("hex");
@@ -369,7 +371,14 @@ export class DockerRuntime {
       WorkingDir: "/task",
       Labels: { [LABEL]: this.opts.key, [PID_LABEL]: String(process.pid), [TASK_LABEL]: r.taskId },
       HostConfig: {
-        Binds: [`${r.cwd}:/task:ro`, `${path.join(dir, "bach")}:/bach:ro`, `${path.join(dir, "scratch")}:/scratch`, `${KEEPER}:${KEEPER_IN_CONTAINER}:ro`],
+        Binds: [
+          `${r.cwd}:/task:ro`,
+          `${path.join(dir, "bach")}:/bach:ro`,
+          // Over its own entry in the read-only /bach: its bytes are the program's, its name is not.
+          `${path.join(dir, "bach", "out")}:/bach/out`,
+          `${path.join(dir, "scratch")}:/scratch`,
+          `${KEEPER}:${KEEPER_IN_CONTAINER}:ro`,
+        ],
         NetworkMode: hw.network === "none" ? "none" : "default",
         NanoCpus: hw.cpu.max === null ? undefined : Math.round(hw.cpu.max * 1e9),
         Memory: memory,
@@ -539,23 +548,6 @@ function markerStartAtEnd(b: Buffer, marker: Buffer): number {
 /** The keeper's line for one attempt: its id and each NAME=VALUE in hex, so no value can break the line. */
 function controlLine(attemptId: number, env: Record<string, string>): string {
   return [String(attemptId), ...Object.entries(env).map(([k, v]) => Buffer.from(`${k}=${v}`).toString("hex"))].join(" ") + "\n";
-}
-
-/**
- * Copies the program's stdout from its pipe into the attempt's output file, in a dd process of its own
- * (as the feeding does), so outputs from several slots use every core instead of this event loop.
- */
-function drain(pipe: string, outputFile: string): { process: ChildProcess; done: Promise<{ error: string }> } {
-  const dd = spawn("dd", [`if=${pipe}`, `of=${outputFile}`, "bs=1M", "status=none"], { stdio: ["ignore", "ignore", "pipe"] });
-  let ddStderr = "";
-  dd.stderr?.on("data", (b: Buffer) => (ddStderr += b.toString()));
-  const done = new Promise<{ error: string }>((resolve) => {
-    dd.on("error", (err) => resolve({ error: `could not start dd: ${err.message}` }));
-    dd.on("close", (code, signal) =>
-      resolve({ error: signal === "SIGKILL" ? `the program's output did not end within ${DRAIN_GRACE_MS / 1000} s of its exit` : code !== 0 ? `dd: ${ddStderr.trim() || `exit ${code ?? signal}`}` : "" }),
-    );
-  });
-  return { process: dd, done };
 }
 
 /** ENOENT for 2: the keeper reports errno numbers, which are this machine's too (same kernel). */

@@ -12,8 +12,9 @@
  * reports (given there, not in argv, and the keeper made non-dumpable, so a program cannot read it
  * from /proc/1 and forge an attempt's end), then one line per attempt: "ID HEX..." where each HEX is
  * the hex of one NAME=VALUE the attempt adds to the environment (hex, so no value can break the line).
- * For each, a child opens /bach/in as stdin and /bach/out as stdout (named pipes the worker feeds
- * and drains; the folder is read-only in here), sets the variables, goes to /task and execs the
+ * For each, a child opens /bach/in as stdin (a named pipe the worker feeds) and /bach/out as stdout
+ * (a file the worker copies once the keeper has reported; /bach is read-only in here and /bach/out
+ * is bound over its entry, so neither can be replaced), sets the variables, goes to /task, execs the
  * program. When the program exits, every other process in the container is killed and reaped (as
  * PID 1 of the container's PID namespace, kill(-1) reaches them all), /scratch is emptied without
  * following links, and then, on stderr after whatever the program wrote there:
@@ -84,7 +85,7 @@ static void start_program(char *vars, char **argv, int report) {
     f = (struct failure){STEP_STDIN, errno};
     goto failed;
   }
-  int out = open("/bach/out", O_WRONLY);
+  int out = open("/bach/out", O_WRONLY | O_TRUNC);
   if (out < 0) {
     f = (struct failure){STEP_STDOUT, errno};
     goto failed;
