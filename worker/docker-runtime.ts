@@ -2,7 +2,7 @@
 //
 // One long-lived container per slot and task, and a fresh program process per chunk, started by the
 // keeper (worker/keeper.c, a static binary mounted read-only at /.bach-keeper, so an image needs no
-// shell): it reads an attempt's line on its stdin (attached from here), runs the program once, kills
+// shell; worker/keeper.ts speaks its protocol): it reads an attempt's line on its stdin (attached from here), runs the program once, kills
 // whatever the program left running, empties /scratch, and reports the exit status on its stderr after
 // the program's own stderr, so the two arrive in order. Measured here: a new container ~0.55 s, a
 // `docker exec` per chunk ~0.15 s, the keeper a few ms. The chunk reaches the program's stdin through
@@ -21,7 +21,6 @@
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { Writable, type Readable } from "node:stream";
 import type Docker from "dockerode";
@@ -30,24 +29,11 @@ import { CONTAINER_USER, imageId, LABEL, loadImage, statusCode } from "../core/d
 import { isAlive } from "../core/pids";
 import { formatDuration } from "../core/sizes";
 import { notFoundHint, OutcomeKind, retryableKind } from "../core/outcome";
+import { controlLine, errnoName, KEEPER, KEEPER_IN_CONTAINER, type KeeperReport, keeperMissing, reportMarker, reportReader, tokenLine } from "./keeper";
 import { feedFrames, firstLine, STDERR_KEPT, type AttemptOutcome, type AttemptRun, type RunningAttempt } from "./process-runtime";
 
 const PID_LABEL = "org.bach.pid";
 const TASK_LABEL = "org.bach.task";
-/** Built next to this file by scripts/build-keeper (npm run build). */
-const KEEPER = path.join(__dirname, "bach-keeper");
-/** Where containers see it: outside every folder an image is likely to have. */
-const KEEPER_IN_CONTAINER = "/.bach-keeper";
-
-/** What the keeper reports after an attempt (see worker/keeper.c): "ID STATUS STEP ERRNO SCRATCH_ERRNO". */
-interface KeeperReport {
-  status: number;
-  /** "-", or the step that failed before the program ran: env, stdin, stdout, chdir, exec. */
-  step: string;
-  errno: number;
-  /** Why /scratch could not be emptied, or 0. */
-  scratchErrno: number;
-}
 
 export interface ContainerRun extends AttemptRun {
   taskId: string;
@@ -103,9 +89,7 @@ export class DockerRuntime {
   ) {
     this.root = path.join(opts.dataDir, "containers");
     fs.mkdirSync(this.root, { recursive: true });
-    this.unable = fs.existsSync(KEEPER)
-      ? ""
-      : `the container keeper ${KEEPER} was not built: install a C compiler and static libc (apt-get install gcc libc6-dev), then npm run build`;
+    this.unable = keeperMissing();
     if (this.unable) opts.log.warn(this.unable);
   }
 
@@ -196,33 +180,11 @@ export class DockerRuntime {
     const attemptId = ++slot.runs;
     let report: KeeperReport | null = null;
     const ended = new Promise<void>((resolve) => {
-      let tail: Buffer = Buffer.alloc(0);
-      slot.onStderr = (b: Buffer) => {
-        tail = tail.length ? Buffer.concat([tail, b]) : b;
-        const at = tail.indexOf(slot.marker);
-        if (at < 0) {
-          // Hold back only what could be the start of the marker: the rest is the program's, now
-          // (under "stderr": "fail" its first byte stops the attempt).
-          const keep = markerStartAtEnd(tail, slot.marker);
-          programStderr(tail.subarray(0, tail.length - keep));
-          tail = tail.subarray(tail.length - keep);
-          return;
-        }
-        programStderr(tail.subarray(0, at));
-        const line = tail.subarray(at + slot.marker.length);
-        const nl = line.indexOf(10);
-        if (nl < 0) {
-          tail = tail.subarray(at);
-          return;
-        }
-        const [id, status, step, errno, scratchErrno] = line.subarray(0, nl).toString().split(" ");
-        if (Number(id) === attemptId) {
-          report = { status: Number(status), step: step ?? "-", errno: Number(errno), scratchErrno: Number(scratchErrno) };
-          slot.onStderr = null;
-          resolve();
-        }
-        tail = line.subarray(nl + 1);
-      };
+      slot.onStderr = reportReader(slot.marker, attemptId, programStderr, (r) => {
+        report = r;
+        slot.onStderr = null;
+        resolve();
+      });
       slot.stopped.then(resolve, resolve);
     });
     const feeding = feed(r, stdin);
@@ -280,10 +242,14 @@ export class DockerRuntime {
         bytesOut = (await fs.promises.stat(r.outputFile)).size;
       } catch (err) {
         [kind, reason] = [OutcomeKind.worker, `writing the output failed: ${(err as Error).message}`];
+        await fs.promises.rm(r.outputFile, { force: true });
       }
     }
-    // Its disk space back now; the keeper truncates it again when the next attempt opens it.
-    await fs.promises.truncate(stdout, 0);
+    // Its disk space back now (the keeper truncates it again when the next attempt opens it). Gone
+    // already when the worker is closing and has removed its containers.
+    await fs.promises.truncate(stdout, 0).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
+    });
     return { ok: kind === OutcomeKind.ok, kind, retryable: retryableKind(kind), exitCode, signal: "", reason, stderr, bytesIn: fed.bytes, bytesOut, seconds };
   }
 
@@ -399,7 +365,7 @@ export class DockerRuntime {
       oomFile: null,
       broken: false,
       control: attached,
-      marker: Buffer.from(`\x1e${token} `),
+      marker: reportMarker(token),
       onStderr: null,
       runs: 0,
       stopped: new Promise<void>((resolve) => {
@@ -424,7 +390,7 @@ export class DockerRuntime {
       throw err;
     }
     // The keeper's first line: the word that marks its reports, never in its argv (see keeper.c).
-    attached.write(`${token}\n`);
+    attached.write(tokenLine(token));
     const info = await container.inspect();
     if (!info.State.Running) {
       const logs = (await container.logs({ stdout: true, stderr: true, tail: 5 })).toString().replace(/[\x00-\x08]/g, "").trim();
@@ -535,25 +501,6 @@ function readOomKills(file: string | null): number | null {
   }
   const m = /^oom_kill (\d+)$/m.exec(text);
   return m ? Number(m[1]) : 0;
-}
-
-/** How many bytes at the end of `b` could be the start of `marker`. */
-function markerStartAtEnd(b: Buffer, marker: Buffer): number {
-  for (let n = Math.min(b.length, marker.length - 1); n > 0; n--) {
-    if (b.subarray(b.length - n).equals(marker.subarray(0, n))) return n;
-  }
-  return 0;
-}
-
-/** The keeper's line for one attempt: its id and each NAME=VALUE in hex, so no value can break the line. */
-function controlLine(attemptId: number, env: Record<string, string>): string {
-  return [String(attemptId), ...Object.entries(env).map(([k, v]) => Buffer.from(`${k}=${v}`).toString("hex"))].join(" ") + "\n";
-}
-
-/** ENOENT for 2: the keeper reports errno numbers, which are this machine's too (same kernel). */
-function errnoName(errno: number): string {
-  const entry = Object.entries(os.constants.errno).find(([, n]) => n === errno);
-  return entry ? entry[0] : `errno ${errno}`;
 }
 
 function dockerMessage(err: unknown): string {
