@@ -350,6 +350,9 @@ export class DockerRuntime {
         Memory: memory,
         MemorySwap: memory, // the same as Memory: no swap beyond the limit
         PidsLimit: 512,
+        // The keeper must be PID 1 whatever the engine's default (dockerd --init): then kill(-1) and
+        // reaping every orphan prove that nothing of an attempt runs when it reports.
+        Init: false,
         SecurityOpt: ["no-new-privileges"],
         CapDrop: ["ALL"],
         DeviceRequests: hw.graphics ? [{ Driver: "", Count: hw.graphics.count, Capabilities: [["gpu"]] }] : undefined,

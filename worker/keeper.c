@@ -168,6 +168,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: bach-keeper PROGRAM [ARGS...] (then TOKEN and one line per attempt on stdin)\n");
     return 2;
   }
+  /* kill(-1) reaches every process of this user that this one can see: only safe alone in a PID
+   * namespace, where it is PID 1 (not under dockerd --init, nor with the host's PID namespace). */
+  if (getpid() != 1) {
+    fprintf(stderr, "bach-keeper: must be PID 1 of its container, in a PID namespace of its own\n");
+    return 2;
+  }
   /* The program runs as this same user: without this it could read the token from this memory. */
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return 1;
   char *token = NULL;
