@@ -1,14 +1,21 @@
 // The Docker runtime: a task with an image runs each chunk in a container under the bachfile's limits.
 //
-// One long-lived container per slot and task, and a fresh program process per chunk, started by a
-// keeper shell inside the container: it reads a chunk's number on its stdin (attached from here), runs
-// the program once, and reports its exit status on its stderr after the program's own stderr, so the
-// two arrive in order. Measured here: a new container ~0.55 s, a `docker exec` per chunk ~0.15 s, the
-// keeper ~6 ms. The chunk reaches the program's stdin through a named pipe in a folder bind-mounted at
-// /bach, fed on this side by dd, and its stdout goes to a file there: no chunk byte passes through
-// dockerd. The container's memory limit holds one program at a time, so an out-of-memory kill is read
-// from the container's memory cgroup.
+// One long-lived container per slot and task, and a fresh program process per chunk, started by the
+// keeper (worker/keeper.c, a static binary mounted read-only at /.bach-keeper, so an image needs no
+// shell; worker/keeper.ts speaks its protocol): it reads an attempt's line on its stdin (attached from here), runs the program once, kills
+// whatever the program left running, empties /scratch, and reports the exit status on its stderr after
+// the program's own stderr, so the two arrive in order. Measured here: a new container ~0.55 s, a
+// `docker exec` per chunk ~0.15 s, the keeper a few ms. The chunk reaches the program's stdin through
+// a named pipe fed on this side by dd, and its stdout goes to a file that is copied (in the kernel)
+// to the attempt's output file once every process of the attempt has gone: no chunk byte passes
+// through dockerd. The container's memory limit holds one program at a time, so an out-of-memory
+// kill is read from the container's memory cgroup.
 //
+// The worker is root here and the program is hostile until shown otherwise: nothing the program can
+// write is ever a path this file opens. The pipe and the stdout file live in a root-owned 0755 folder
+// mounted read-only at /bach (a FIFO opens for writing on a read-only mount; the stdout file is bound
+// over its own entry, writable but not replaceable), the output file is a path only the worker knows,
+// and /scratch is emptied from inside the container.
 // Containers run as an unprivileged user, without new privileges or capabilities, with a pids limit,
 // and carry labels naming this worker, so a restarted worker removes what a killed one left behind.
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
@@ -22,16 +29,11 @@ import { CONTAINER_USER, imageId, LABEL, loadImage, statusCode } from "../core/d
 import { isAlive } from "../core/pids";
 import { formatDuration } from "../core/sizes";
 import { notFoundHint, OutcomeKind, retryableKind } from "../core/outcome";
+import { controlLine, errnoName, KEEPER, KEEPER_IN_CONTAINER, type KeeperReport, keeperMissing, reportMarker, reportReader, tokenLine } from "./keeper";
 import { feedFrames, firstLine, STDERR_KEPT, type AttemptOutcome, type AttemptRun, type RunningAttempt } from "./process-runtime";
 
 const PID_LABEL = "org.bach.pid";
 const TASK_LABEL = "org.bach.task";
-/**
- * The keeper: `sh -c KEEPER sh TOKEN PROGRAM ARGS...`. For each line (an attempt id) on its stdin it runs
- * the program with the attempt's variables from /bach/env, stdin from the pipe and stdout to the file,
- * then writes "\x1e TOKEN ID STATUS" to stderr: after the program's stderr, on the same pipe.
- */
-const KEEPER = 't=$1; shift; while IFS= read -r id; do ( . /bach/env; exec "$@" ) </bach/in >/bach/out; printf "\\036%s %s %s\\n" "$t" "$id" "$?" >&2; done';
 
 export interface ContainerRun extends AttemptRun {
   taskId: string;
@@ -42,7 +44,7 @@ interface SlotContainer {
   name: string;
   task: string;
   container: Docker.Container;
-  /** On this machine: the folder mounted at /bach (the pipe, the output) and its scratch space. */
+  /** On this machine, root's: `bach/` (the stdin pipe and the stdout file, at /bach) and `scratch/`. */
   dir: string;
   /** The container's memory cgroup file that counts OOM kills, when this machine can read it. */
   oomFile: string | null;
@@ -50,7 +52,7 @@ interface SlotContainer {
   broken: boolean;
   /** The keeper's stdin: one line per attempt to run. */
   control: NodeJS.WritableStream;
-  /** Marks the end of an attempt in the keeper's stderr: random, so a program cannot forge it. */
+  /** Marks the end of an attempt in the keeper's stderr: random and known only to the keeper, so a program cannot forge it. */
   marker: Buffer;
   /** Where the keeper's stderr goes: the current attempt's reader. */
   onStderr: ((b: Buffer) => void) | null;
@@ -78,6 +80,8 @@ export class DockerRuntime {
   /** Removals under way, so close() can wait for them. */
   private readonly removing = new Set<Promise<void>>();
   private readonly root: string;
+  /** Why no container can run here (no keeper was built), or "". */
+  private readonly unable: string;
 
   constructor(
     private readonly docker: Docker,
@@ -85,6 +89,8 @@ export class DockerRuntime {
   ) {
     this.root = path.join(opts.dataDir, "containers");
     fs.mkdirSync(this.root, { recursive: true });
+    this.unable = keeperMissing();
+    if (this.unable) opts.log.warn(this.unable);
   }
 
   /** Removes containers that this worker's earlier lives left (they were killed before cleaning up). */
@@ -125,6 +131,7 @@ export class DockerRuntime {
     });
 
     const done = (async (): Promise<AttemptOutcome> => {
+      if (this.unable) return outcome({ kind: OutcomeKind.worker, reason: `worker ${r.workerName}: ${this.unable}` });
       try {
         await this.ensureImage(r.imageId);
       } catch (err) {
@@ -158,11 +165,9 @@ export class DockerRuntime {
     killed: () => { reason: string; kind: OutcomeKind },
   ): Promise<AttemptOutcome> {
     const { bachfile } = r;
-    const out = path.join(slot.dir, "out");
-    fs.rmSync(out, { force: true });
-    emptyFolder(path.join(slot.dir, "scratch"));
+    const stdin = path.join(slot.dir, "bach", "in");
+    const stdout = path.join(slot.dir, "bach", "out");
     const oomBefore = readOomKills(slot.oomFile);
-    fs.writeFileSync(path.join(slot.dir, "env"), Object.entries(r.env).map(([k, v]) => `export ${k}=${shellQuote(v)}\n`).join(""));
 
     let stderr = "";
     let wroteStderr = false;
@@ -173,39 +178,18 @@ export class DockerRuntime {
       if (bachfile.stderr === "fail") kill("wrote to stderr", OutcomeKind.stderr);
     };
     const attemptId = ++slot.runs;
-    let exitCode = -1;
+    let report: KeeperReport | null = null;
     const ended = new Promise<void>((resolve) => {
-      let tail: Buffer = Buffer.alloc(0);
-      slot.onStderr = (b: Buffer) => {
-        tail = tail.length ? Buffer.concat([tail, b]) : b;
-        const at = tail.indexOf(slot.marker);
-        if (at < 0) {
-          // Hold back what could be the start of the marker.
-          const keep = Math.min(tail.length, slot.marker.length - 1);
-          programStderr(tail.subarray(0, tail.length - keep));
-          tail = tail.subarray(tail.length - keep);
-          return;
-        }
-        programStderr(tail.subarray(0, at));
-        const line = tail.subarray(at + slot.marker.length);
-        const nl = line.indexOf(10);
-        if (nl < 0) {
-          tail = tail.subarray(at);
-          return;
-        }
-        const [id, status] = line.subarray(0, nl).toString().split(" ");
-        if (Number(id) === attemptId) {
-          exitCode = Number(status);
-          slot.onStderr = null;
-          resolve();
-        }
-        tail = line.subarray(nl + 1);
-      };
+      slot.onStderr = reportReader(slot.marker, attemptId, programStderr, (r) => {
+        report = r;
+        slot.onStderr = null;
+        resolve();
+      });
       slot.stopped.then(resolve, resolve);
     });
-    const feeding = feed(r, path.join(slot.dir, "in"));
+    const feeding = feed(r, stdin);
     setFeeder(feeding.process);
-    slot.control.write(`${attemptId}\n`);
+    slot.control.write(controlLine(attemptId, r.env));
     const timer = bachfile.timeoutMs ? setTimeout(() => kill(`timeout after ${formatDuration(bachfile.timeoutMs ?? 0)}`, OutcomeKind.timeout), bachfile.timeoutMs) : null;
     await ended;
     slot.onStderr = null;
@@ -214,14 +198,28 @@ export class DockerRuntime {
     feeding.process.kill("SIGKILL");
     const fed = await feeding.done;
 
-    const oom = readOomKills(slot.oomFile) > oomBefore;
+    const done = report as KeeperReport | null;
+    const exitCode = done?.status ?? -1;
+    if (done && done.scratchErrno !== 0) {
+      // The next attempt must not see this one's files: a fresh container instead.
+      this.opts.log.warn({ container: slot.name, errno: done.scratchErrno }, "could not empty /scratch; the container will not be reused");
+      slot.broken = true;
+    }
+    const oomAfter = readOomKills(slot.oomFile);
+    let oom = oomAfter !== null && oomBefore !== null && oomAfter > oomBefore;
+    if (exitCode !== 0) {
+      const state = await this.state(slot);
+      slot.broken ||= !state.running;
+      // A dead container's cgroup is gone with its counter: the engine's own record says instead.
+      if (oomAfter === null) oom ||= state.oomKilled;
+    }
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const limit = bachfile.hardware.memory.max;
-    // The shell says so on stderr, which under "stderr": "fail" has already stopped the attempt.
-    const notFound = /exec: .*: not found/.test(stderr) && (exitCode === 127 || killed().kind === OutcomeKind.stderr);
-    let [kind, reason]: [OutcomeKind, string] = notFound
-      ? [OutcomeKind.notFound, `program not found in image ${r.imageId.slice(0, 19)}: ${bachfile.binary} (bachfile field binary)${notFoundHint(bachfile.binary, fs.existsSync(path.join(r.cwd, bachfile.binary)))}`]
-      : killed().reason ? [killed().kind, killed().reason] : [OutcomeKind.ok, ""];
+    let [kind, reason]: [OutcomeKind, string] =
+      done && done.step !== "-" ? this.startFailure(r, done)
+      : killed().kind === OutcomeKind.stderr && killed().reason ? [OutcomeKind.stderr, `stderr: ${firstLine(stderr)}`]
+      : killed().reason ? [killed().kind, killed().reason]
+      : [OutcomeKind.ok, ""];
     if (oom || (kind === OutcomeKind.ok && exitCode === 137 && slot.oomFile === null && limit !== null)) {
       [kind, reason] = [OutcomeKind.oom, oom ? `killed: out of memory (limit ${limit ?? "none"} MiB)` : `killed by SIGKILL, most likely out of memory (limit ${limit} MiB)`];
     } else if (kind === OutcomeKind.ok && bachfile.stderr === "fail" && wroteStderr) {
@@ -234,16 +232,37 @@ export class DockerRuntime {
     } else if (kind === OutcomeKind.ok && fed.error) {
       [kind, reason] = [OutcomeKind.input, `reading the chunk failed: ${fed.error}`];
     }
-    if (exitCode !== 0) slot.broken ||= !(await this.running(slot));
 
     let bytesOut = 0;
     if (kind === OutcomeKind.ok) {
-      bytesOut = fs.statSync(out, { throwIfNoEntry: false })?.size ?? 0;
-      await moveFile(out, r.outputFile);
-    } else {
-      fs.rmSync(out, { force: true });
+      // Every process that could write stdout has gone (the keeper saw to it before it reported), so
+      // this copy is the output for good. A copy, not a rename: the container holds this file.
+      try {
+        await fs.promises.copyFile(stdout, r.outputFile, fs.constants.COPYFILE_FICLONE);
+        bytesOut = (await fs.promises.stat(r.outputFile)).size;
+      } catch (err) {
+        [kind, reason] = [OutcomeKind.worker, `writing the output failed: ${(err as Error).message}`];
+        await fs.promises.rm(r.outputFile, { force: true });
+      }
     }
+    // Its disk space back now (the keeper truncates it again when the next attempt opens it). Gone
+    // already when the worker is closing and has removed its containers.
+    await fs.promises.truncate(stdout, 0).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
+    });
     return { ok: kind === OutcomeKind.ok, kind, retryable: retryableKind(kind), exitCode, signal: "", reason, stderr, bytesIn: fed.bytes, bytesOut, seconds };
+  }
+
+  /** The keeper could not start the program: named as the user can act on it. */
+  private startFailure(r: ContainerRun, report: KeeperReport): [OutcomeKind, string] {
+    const { binary } = r.bachfile;
+    const code = errnoName(report.errno);
+    if (report.step !== "exec") return [OutcomeKind.worker, `the keeper could not set up the program's ${report.step} in the container: ${code}`];
+    if (code !== "ENOENT") return [OutcomeKind.worker, `could not start ${binary} in image ${r.imageId.slice(0, 19)}: ${code}`];
+    const inTaskFolder = fs.existsSync(path.join(r.cwd, binary));
+    // A script that is there but will not start names an interpreter (its #! line) the image lacks.
+    const why = binary.includes("/") && inTaskFolder ? "; it is in the task folder, so the interpreter on its #! line is not in the image" : notFoundHint(binary, inTaskFolder);
+    return [OutcomeKind.notFound, `program not found in image ${r.imageId.slice(0, 19)}: ${binary} (bachfile field binary)${why}`];
   }
 
   /** The task is over: its idle containers go now, busy ones when their attempt ends. */
@@ -290,18 +309,27 @@ export class DockerRuntime {
     const hw = r.bachfile.hardware;
     const name = `bach-${r.taskId}-${this.opts.key.slice(0, 8)}-${process.pid}-${++this.made}`;
     const dir = path.join(this.root, name);
-    fs.mkdirSync(path.join(dir, "scratch"), { recursive: true });
-    // The program runs as another user: it must be able to read the pipe and write the output here.
-    fs.chmodSync(dir, 0o777);
+    // Root's, 0755, and mounted read-only: the program (another user, no capabilities) can open the
+    // pipe and write the stdout file in bach/ but never replace them. Its own files go in scratch/,
+    // which this side never opens while the container lives (the keeper empties it from inside,
+    // where a link leads nowhere of ours).
+    fs.mkdirSync(path.join(dir, "bach"), { recursive: true, mode: 0o755 });
+    fs.mkdirSync(path.join(dir, "scratch"), { mode: 0o755 });
+    fs.chmodSync(dir, 0o755);
+    fs.chmodSync(path.join(dir, "bach"), 0o755);
     fs.chmodSync(path.join(dir, "scratch"), 0o1777);
-    execFileSync("mkfifo", ["-m", "0666", path.join(dir, "in")]);
+    execFileSync("mkfifo", ["-m", "0666", path.join(dir, "bach", "in")]);
+    fs.writeFileSync(path.join(dir, "bach", "out"), "");
+    fs.chmodSync(path.join(dir, "bach", "out"), 0o666);
     const memory = hw.memory.max === null ? undefined : hw.memory.max * 2 ** 20;
     const binary = r.bachfile.binary.includes("/") ? path.posix.resolve("/task", r.bachfile.binary) : r.bachfile.binary;
     const token = randomBytes(12).toString("hex");
     const container = await this.docker.createContainer({
       name,
       Image: r.imageId,
-      Cmd: ["sh", "-c", KEEPER, "sh", token, binary, ...r.bachfile.args],
+      // The keeper, whatever the image's own entrypoint: Bach runs the bachfile's binary, nothing else.
+      Entrypoint: [KEEPER_IN_CONTAINER],
+      Cmd: [binary, ...r.bachfile.args],
       OpenStdin: true,
       StdinOnce: false,
       Env: Object.entries({ ...r.bachfile.env, TMPDIR: "/scratch", HOME: "/scratch" }).map(([k, v]) => `${k}=${v}`),
@@ -309,12 +337,22 @@ export class DockerRuntime {
       WorkingDir: "/task",
       Labels: { [LABEL]: this.opts.key, [PID_LABEL]: String(process.pid), [TASK_LABEL]: r.taskId },
       HostConfig: {
-        Binds: [`${r.cwd}:/task:ro`, `${dir}:/bach`, `${path.join(dir, "scratch")}:/scratch`],
+        Binds: [
+          `${r.cwd}:/task:ro`,
+          `${path.join(dir, "bach")}:/bach:ro`,
+          // Over its own entry in the read-only /bach: its bytes are the program's, its name is not.
+          `${path.join(dir, "bach", "out")}:/bach/out`,
+          `${path.join(dir, "scratch")}:/scratch`,
+          `${KEEPER}:${KEEPER_IN_CONTAINER}:ro`,
+        ],
         NetworkMode: hw.network === "none" ? "none" : "default",
         NanoCpus: hw.cpu.max === null ? undefined : Math.round(hw.cpu.max * 1e9),
         Memory: memory,
         MemorySwap: memory, // the same as Memory: no swap beyond the limit
         PidsLimit: 512,
+        // The keeper must be PID 1 whatever the engine's default (dockerd --init): then kill(-1) and
+        // reaping every orphan prove that nothing of an attempt runs when it reports.
+        Init: false,
         SecurityOpt: ["no-new-privileges"],
         CapDrop: ["ALL"],
         DeviceRequests: hw.graphics ? [{ Driver: "", Count: hw.graphics.count, Capabilities: [["gpu"]] }] : undefined,
@@ -330,7 +368,7 @@ export class DockerRuntime {
       oomFile: null,
       broken: false,
       control: attached,
-      marker: Buffer.from(`\x1e${token} `),
+      marker: reportMarker(token),
       onStderr: null,
       runs: 0,
       stopped: new Promise<void>((resolve) => {
@@ -347,28 +385,43 @@ export class DockerRuntime {
       },
     });
     this.docker.modem.demuxStream(attached, new Writable({ write: (_b, _enc, cb) => cb() }), stderrSink);
-    await container.start();
+    try {
+      await container.start();
+    } catch (err) {
+      // Created but never started: removed here, or it stays until this worker restarts.
+      await this.remove(container.id, name);
+      throw err;
+    }
+    // The keeper's first line: the word that marks its reports, never in its argv (see keeper.c).
+    attached.write(tokenLine(token));
     const info = await container.inspect();
     if (!info.State.Running) {
       const logs = (await container.logs({ stdout: true, stderr: true, tail: 5 })).toString().replace(/[\x00-\x08]/g, "").trim();
       await this.remove(container.id, name);
-      throw new Error(`its keeper process (sh) exited at once${logs ? `: ${logs}` : ""}; Bach needs /bin/sh in the image`);
+      throw new Error(`its keeper (${KEEPER_IN_CONTAINER}) exited at once${logs ? `: ${logs}` : ""}`);
     }
     slot.oomFile = oomCounterFile(info.State.Pid);
     return slot;
   }
 
-  private async running(slot: SlotContainer): Promise<boolean> {
+  private async state(slot: SlotContainer): Promise<{ running: boolean; oomKilled: boolean }> {
     const info = await slot.container.inspect().catch(() => null);
-    return info?.State.Running === true;
+    return { running: info?.State.Running === true, oomKilled: info?.State.OOMKilled === true };
   }
 
   private async remove(id: string, name: string): Promise<void> {
     try {
       await this.docker.getContainer(id).remove({ force: true, v: true });
     } catch (err) {
-      if (statusCode(err) !== 404 && statusCode(err) !== 409) this.opts.log.warn({ container: name, err: dockerMessage(err) }, "could not remove a container");
+      // 409: another call is removing it, and removes its folder after.
+      if (statusCode(err) === 409) return;
+      if (statusCode(err) !== 404) {
+        // Its processes may live on: scratch/ stays, since walking it now could follow a link they swap in.
+        this.opts.log.warn({ container: name, err: dockerMessage(err) }, "could not remove a container; its folder stays");
+        return;
+      }
     }
+    // Nothing of the program runs any more, so nothing swaps an entry while rm walks (it never follows links).
     if (name) fs.rmSync(path.join(this.root, name), { recursive: true, force: true });
   }
 
@@ -439,30 +492,18 @@ function oomCounterFile(pid: number): string | null {
   return null;
 }
 
-function readOomKills(file: string | null): number {
+/** The count, or null once the container has died (its cgroup goes with it). */
+function readOomKills(file: string | null): number | null {
   if (!file) return 0;
-  const m = /^oom_kill (\d+)$/m.exec(fs.readFileSync(file, "utf8"));
-  return m ? Number(m[1]) : 0;
-}
-
-/** One shell word holding `value` exactly (for the attempt's variables in /bach/env). */
-function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, "'\\''")}'`;
-}
-
-function emptyFolder(dir: string): void {
-  for (const name of fs.readdirSync(dir)) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
-}
-
-/** Renames into place, or copies when the two paths are on different filesystems. */
-async function moveFile(from: string, to: string): Promise<void> {
+  let text: string;
   try {
-    await fs.promises.rename(from, to);
+    text = fs.readFileSync(file, "utf8");
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
-    await fs.promises.copyFile(from, to);
-    await fs.promises.rm(from, { force: true });
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw err;
   }
+  const m = /^oom_kill (\d+)$/m.exec(text);
+  return m ? Number(m[1]) : 0;
 }
 
 function dockerMessage(err: unknown): string {
