@@ -15,6 +15,7 @@ import type { OutputRequest } from "../core/output-wire";
 import type { Coordinator, NewTaskRequest } from "../coordinator/coordinator";
 import { taskList, taskReport, workerList } from "../coordinator/report";
 import { filePieces } from "../core/file-pieces";
+import { tlsTrouble, type ClientTls } from "../core/tls";
 
 /** What a task needs to start: the same request the coordinator's domain takes. */
 export type TaskRequest = NewTaskRequest;
@@ -116,24 +117,31 @@ export class RemoteApi implements CoordinatorApi {
   constructor(
     readonly address: string,
     private readonly token: string,
+    private readonly secure: ClientTls | null = null,
   ) {
-    this.client = connect(address, token);
+    this.client = connect(address, token, secure);
   }
 
-  /** Fails with a clear line when nothing answers at the address: at once if the connection fails. */
-  ready(timeoutMs = 10_000): Promise<void> {
+  /**
+   * Fails with a clear line when nothing answers at the address (at once if the connection fails), or
+   * when it answers but the TLS handshake fails (said as such: retrying would not help).
+   */
+  async ready(timeoutMs = 10_000): Promise<void> {
     const channel = this.client.getChannel();
     const deadline = Date.now() + timeoutMs;
     const unreachable = (why: string) => new CoordinatorUnreachableError(`coordinator ${this.address} unreachable: ${why} (is bach-coordinator running there?)`, this.address);
-    return new Promise((resolve, reject) => {
+    const failed = await new Promise<Error | null>((resolve) => {
       const check = () => {
         const state = channel.getConnectivityState(true);
-        if (state === connectivityState.READY) return resolve();
-        if (state === connectivityState.TRANSIENT_FAILURE) return reject(unreachable("connection failed"));
-        channel.watchConnectivityState(state, deadline, (err) => (err ? reject(unreachable(`nothing answered within ${timeoutMs / 1000} s`)) : check()));
+        if (state === connectivityState.READY) return resolve(null);
+        if (state === connectivityState.TRANSIENT_FAILURE) return resolve(unreachable("connection failed"));
+        channel.watchConnectivityState(state, deadline, (err) => (err ? resolve(unreachable(`nothing answered within ${timeoutMs / 1000} s`)) : check()));
       };
       check();
     });
+    if (!failed) return;
+    const trouble = await tlsTrouble(this.address, this.secure);
+    throw trouble ? new CoordinatorUnreachableError(`coordinator ${this.address}: ${trouble}`, this.address, true) : failed;
   }
 
   /** Waits for a coordinator that went away to answer again, until `deadline` (ms since the epoch). */
@@ -144,12 +152,12 @@ export class RemoteApi implements CoordinatorApi {
       // A fresh channel each try: grpc-js's old one may hang on a coordinator restarted on the same
       // port (grpc/grpc-node#2785).
       this.client.close();
-      this.client = connect(this.address, this.token);
+      this.client = connect(this.address, this.token, this.secure);
       try {
         await this.ready(Math.min(2000, left));
         return;
       } catch (err) {
-        if (!(err instanceof CoordinatorUnreachableError)) throw err;
+        if (!(err instanceof CoordinatorUnreachableError) || err.refused) throw err;
         await new Promise((resolve) => setTimeout(resolve, Math.min(500, Math.max(0, deadline - Date.now()))));
       }
     }
@@ -219,7 +227,7 @@ export class RemoteApi implements CoordinatorApi {
   async putInput(task: string, source: AsyncIterable<Buffer>, offset: number): Promise<number> {
     const port = this.dataPorts.get(task) ?? 0;
     if (port > 0) {
-      const sent = await sendBlocks({ address: this.address, port, token: this.token }, { task, offset }, source);
+      const sent = await sendBlocks({ address: this.address, port, token: this.token, tls: this.secure }, { task, offset }, source);
       if (sent !== null) return sent;
       process.stderr.write(`bach: the coordinator's data port ${port} did not answer; sending the input over gRPC (slower)\n`);
       this.dataPorts.set(task, 0);
@@ -254,7 +262,7 @@ export class RemoteApi implements CoordinatorApi {
     if (!this.dataPorts.has(task)) await this.inputStatus(task).catch((err: Error) => this.noPortFor(err));
     const port = this.dataPorts.get(task) ?? 0;
     const output: OutputRequest = { fromChunk, keepOrder, skipBytes };
-    const tcp = port > 0 ? await readEvents({ address: this.address, port, token: this.token }, { task, offset: 0, output }) : null;
+    const tcp = port > 0 ? await readEvents({ address: this.address, port, token: this.token, tls: this.secure }, { task, offset: 0, output }) : null;
     if (tcp) {
       yield* tcp;
       return;

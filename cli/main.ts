@@ -5,6 +5,7 @@ import path from "node:path";
 import { Command, Option } from "commander";
 import { bachfileTemplate } from "../core/bachfile";
 import { coordinatorAddress, positiveInt, runMain, tokenFrom, TOKEN_FILE_HELP } from "../core/cli-common";
+import { clientTlsFrom, TLS_HELP } from "../core/tls";
 import { InputError } from "../core/errors";
 import { formatBytes, parseDuration } from "../core/sizes";
 import { Ledger } from "../coordinator/ledger";
@@ -74,6 +75,9 @@ ${EXIT_STATUSES}`,
     .addOption(coordinatorOption())
     .addOption(tokenOption())
     .option("--token-file <file>", TOKEN_FILE_HELP)
+    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
+    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
+    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .addHelpText(
       "after",
       `
@@ -87,14 +91,14 @@ used. With --coordinator the image is uploaded too when the coordinator lacks it
 it load it from there: no registry is needed.`,
     )
     .option("--quiet", "do not show docker build's output")
-    .action(async (o: { task: string; coordinator?: string; token?: string; tokenFile?: string; quiet?: boolean }) => {
+    .action(async (o: { task: string; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; quiet?: boolean }) => {
       const dir = path.resolve(o.task);
       const task = await prepareTask(dir, (line) => o.quiet || process.stderr.write(`${line}\n`));
       const { bachfile: b, bundle } = task;
       let where = "";
       const address = coordinatorAddress(o.coordinator);
       if (address) {
-        const api = new RemoteApi(address, tokenFrom(o.token, o.tokenFile));
+        const api = new RemoteApi(address, tokenFrom(o.token, o.tokenFile), clientTlsFrom(o));
         await api.ready();
         await uploadTask(api, task, true);
         api.close();
@@ -112,6 +116,9 @@ it load it from there: no registry is needed.`,
     .addOption(coordinatorOption())
     .addOption(tokenOption())
     .option("--token-file <file>", TOKEN_FILE_HELP)
+    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
+    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
+    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .option("--ip <addr>", "address other machines reach this one on: the embedded coordinator listens there and prints how workers join; this machine keeps one slot per core, joined workers take the rest of -p (e.g. -p 8 --ip 192.168.0.10)")
     .option("--lb <n>", "chunk-data streams the coordinator serves at once for this task (e.g. --lb 4; default: no limit)")
     .option("--keep-order", "output in input order (the default)", true)
@@ -136,12 +143,13 @@ Examples:
   head -n 10000000 GDELT.dat | bach task-run -p 4 --ip 192.168.0.10 --lb 4       let LAN workers join
 ${EXIT_STATUSES}`,
     )
-    .action(async (o: { data?: string; parallelism?: string; coordinator?: string; token?: string; tokenFile?: string; ip?: string; lb?: string; keepOrder: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean; reconnect: string }) => {
+    .action(async (o: { data?: string; parallelism?: string; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; ip?: string; lb?: string; keepOrder: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean; reconnect: string }) => {
       await taskRun({
         data: o.data ?? null,
         parallelism: o.parallelism ? positiveInt(o.parallelism, "-p") : null,
         coordinator: coordinatorAddress(o.coordinator),
         token: tokenFrom(o.token, o.tokenFile),
+        tls: clientTlsFrom(o),
         ip: o.ip ?? null,
         lb: o.lb ? positiveInt(o.lb, "--lb") : 0,
         keepOrder: o.keepOrder,
@@ -161,11 +169,14 @@ ${EXIT_STATUSES}`,
     .addOption(coordinatorOption())
     .addOption(tokenOption())
     .option("--token-file <file>", TOKEN_FILE_HELP)
+    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
+    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
+    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .addHelpText("after", "\nExamples:\n  bach task-output t-20261124-1a2b3c --coordinator 192.168.0.10:7070 --token s3cret > result.tsv\n  ID=$(bach task-run --detach --data big.tsv) && bach task-output $ID | head\n" + EXIT_STATUSES)
-    .action(async (task: string, o: { keepOrder: boolean; coordinator?: string; token?: string; tokenFile?: string; reconnect: string }) => {
+    .action(async (task: string, o: { keepOrder: boolean; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; reconnect: string }) => {
       const address = coordinatorAddress(o.coordinator);
       if (!address) throw new InputError("task-output needs --coordinator (an embedded run prints its output as it runs)");
-      await taskOutput(address, tokenFrom(o.token, o.tokenFile), task, o.keepOrder, parseDuration(o.reconnect, "--reconnect"));
+      await taskOutput(address, tokenFrom(o.token, o.tokenFile), clientTlsFrom(o), task, o.keepOrder, parseDuration(o.reconnect, "--reconnect"));
     });
 
   bach
@@ -176,6 +187,9 @@ ${EXIT_STATUSES}`,
     .addOption(coordinatorOption())
     .addOption(tokenOption())
     .option("--token-file <file>", TOKEN_FILE_HELP)
+    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
+    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
+    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .addHelpText("after", "\nExamples:\n  bach task-report                    the latest task run on this machine\n  bach task-report t-20261124-1a2b3c --json\n  bach task-report --html report.html  a timeline of chunks per worker\n  bach task-report --coordinator 192.168.0.10:7070 --token s3cret")
     .action(async (task: string | undefined, o: { json?: boolean; html?: string; coordinator?: string; token?: string }) => {
       const r = await query(o, (api) => api.report(task ?? null), (l) => taskReport(l, task ?? null));
@@ -190,6 +204,9 @@ ${EXIT_STATUSES}`,
     .addOption(coordinatorOption())
     .addOption(tokenOption())
     .option("--token-file <file>", TOKEN_FILE_HELP)
+    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
+    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
+    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .addHelpText("after", "\nExample:\n  bach task-list --coordinator 192.168.0.10:7070 --token s3cret")
     .action(async (o: { json?: boolean; coordinator?: string; token?: string }) => {
       const tasks = await query(o, (api) => api.listTasks(), taskList);
@@ -202,11 +219,14 @@ ${EXIT_STATUSES}`,
     .addOption(coordinatorOption())
     .addOption(tokenOption())
     .option("--token-file <file>", TOKEN_FILE_HELP)
+    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
+    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
+    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .addHelpText("after", "\nExample:\n  bach task-cancel t-20261124-1a2b3c --coordinator 192.168.0.10:7070 --token s3cret")
-    .action(async (task: string, o: { coordinator?: string; token?: string; tokenFile?: string }) => {
+    .action(async (task: string, o: { coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string }) => {
       const address = coordinatorAddress(o.coordinator);
       if (!address) throw new InputError("task-cancel needs --coordinator (an embedded task ends with its bach task-run: press Ctrl-C there)");
-      const api = new RemoteApi(address, tokenFrom(o.token, o.tokenFile));
+      const api = new RemoteApi(address, tokenFrom(o.token, o.tokenFile), clientTlsFrom(o));
       await api.ready();
       await api.cancel(task);
       api.close();
@@ -220,6 +240,9 @@ ${EXIT_STATUSES}`,
     .addOption(coordinatorOption())
     .addOption(tokenOption())
     .option("--token-file <file>", TOKEN_FILE_HELP)
+    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
+    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
+    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .addHelpText("after", "\nExample:\n  bach workers --coordinator 192.168.0.10:7070 --token s3cret")
     .action(async (o: { json?: boolean; coordinator?: string; token?: string }) => {
       const workers = await query(o, (api) => api.listWorkers(), workerList);
@@ -245,10 +268,10 @@ Examples:
 }
 
 /** Asks the named coordinator, or reads this machine's embedded ledger when none is named. */
-async function query<T>(o: { coordinator?: string; token?: string; tokenFile?: string }, remote: (api: RemoteApi) => Promise<T>, local: (l: Ledger) => T): Promise<T> {
+async function query<T>(o: { coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string }, remote: (api: RemoteApi) => Promise<T>, local: (l: Ledger) => T): Promise<T> {
   const address = coordinatorAddress(o.coordinator);
   if (address) {
-    const api = new RemoteApi(address, tokenFrom(o.token, o.tokenFile));
+    const api = new RemoteApi(address, tokenFrom(o.token, o.tokenFile), clientTlsFrom(o));
     try {
       await api.ready();
       return await remote(api);

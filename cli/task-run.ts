@@ -9,6 +9,7 @@ import { loadBachfile, type Bachfile } from "../core/bachfile";
 import { InputError, TaskFailedError } from "../core/errors";
 import { frames, pipeFrames } from "../core/frames";
 import { parseSize } from "../core/sizes";
+import type { ClientTls } from "../core/tls";
 import { RemoteApi, type CoordinatorApi, type TaskRequest } from "./api";
 import { startEmbedded, type Embedded } from "./embedded";
 import { prepareTask, uploadTask } from "./prepare";
@@ -22,6 +23,8 @@ export interface RunOptions {
   parallelism: number | null;
   coordinator: string | null;
   token: string;
+  /** TLS to the coordinator (--tls-ca, --tls-cert, --tls-key), null for plain TCP. */
+  tls: ClientTls | null;
   ip: string | null;
   lb: number;
   keepOrder: boolean;
@@ -167,8 +170,8 @@ export async function printOutput(api: CoordinatorApi, task: string, keepOrder: 
 }
 
 /** `bach task-output TASK`: the committed output of a task on a coordinator (waiting while it runs). */
-export async function taskOutput(address: string, token: string, task: string, keepOrder: boolean, reconnectMs: number): Promise<void> {
-  const api = new RemoteApi(address, token);
+export async function taskOutput(address: string, token: string, secure: ClientTls | null, task: string, keepOrder: boolean, reconnectMs: number): Promise<void> {
+  const api = new RemoteApi(address, token, secure);
   try {
     await api.ready();
     process.stdout.on("error", (err: NodeJS.ErrnoException) => {
@@ -195,7 +198,7 @@ export async function taskRun(opts: RunOptions): Promise<void> {
   let embedded: Embedded | null = null;
   let api: CoordinatorApi;
   if (opts.coordinator) {
-    const remote = new RemoteApi(opts.coordinator, opts.token);
+    const remote = new RemoteApi(opts.coordinator, opts.token, opts.tls);
     await remote.ready();
     api = remote;
   } else {

@@ -83,6 +83,7 @@ export function serverCredentials(t: ServerTls | null): ServerCredentials {
 
 export function channelCredentials(t: ClientTls | null): ChannelCredentials {
   if (!t) return ChannelCredentials.createInsecure();
+  quietIpServername();
   return ChannelCredentials.createSsl(t.ca, t.key, t.cert);
 }
 
@@ -112,4 +113,59 @@ export function readyEvent(socket: Duplex): "secureConnect" | "connect" {
 /** Whether an error (or a gRPC status's details) is a TLS handshake refusal rather than an unreachable host. */
 export function isTlsFailure(text: string): boolean {
   return /certificate|self.signed|SSL|TLS|handshake|wrong version number|ERR_SSL|unable to verify/i.test(text);
+}
+
+/**
+ * Why a gRPC connection to `address` failed when something does listen there: a TLS coordinator that
+ * a plain client reached, a certificate the client does not trust, or a client certificate the
+ * coordinator wants and did not get. Null when nothing answers (the caller's plain "unreachable") or
+ * TLS is not the trouble. gRPC only says "connection failed"; a handshake of our own says why.
+ */
+export async function tlsTrouble(address: string, t: ClientTls | null, waitMs = 3000): Promise<string | null> {
+  const host = address.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+  const port = Number(/:(\d+)$/.exec(address)?.[1]);
+  const attempt = (options: tls.ConnectionOptions) =>
+    new Promise<{ ok: true } | { ok: false; error: string } | null>((resolve) => {
+      const socket = tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...options });
+      const timer = setTimeout(() => finish(null), waitMs);
+      const finish = (r: { ok: true } | { ok: false; error: string } | null) => {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(r);
+      };
+      // Under TLS 1.3 a missing client certificate is told just after the handshake: wait a moment for it.
+      socket.once("secureConnect", () => setTimeout(() => finish({ ok: true }), 300));
+      socket.once("error", (err: NodeJS.ErrnoException) => finish(err.code === "ECONNREFUSED" || err.code === "EHOSTUNREACH" || err.code === "ENOTFOUND" ? null : { ok: false, error: opensslReason(err.message) }));
+    });
+  if (!t) {
+    const r = await attempt({ rejectUnauthorized: false });
+    return r?.ok ? "it speaks TLS: give --tls-ca FILE, the CA that signed its certificate" : null;
+  }
+  const r = await attempt({ ca: t.ca ?? undefined, cert: t.cert ?? undefined, key: t.key ?? undefined });
+  if (!r || r.ok) return null;
+  const wantsCert = /certificate required|handshake failure|alert/i.test(r.error) && !t.cert;
+  return `TLS handshake failed (${r.error}): ${wantsCert ? "it requires a client certificate: give --tls-cert and --tls-key" : "give --tls-ca with the CA that signed its certificate (and --tls-cert/--tls-key when it requires client certificates)"}`;
+}
+
+/** OpenSSL's reason out of its error string ("...:SSL routines:ssl3_read_bytes:tlsv13 alert certificate required:..."). */
+function opensslReason(message: string): string {
+  return /SSL routines:[^:]*:([^:]+)/.exec(message)?.[1] ?? message.split("\n")[0] ?? message;
+}
+
+let quieted = false;
+
+/**
+ * grpc-js names the server for SNI even when its address is an IP (RFC 6066 says not to), and Node
+ * prints a deprecation warning for it on every connection: nothing a user can act on, so that one
+ * warning (DEP0123) is dropped; every other warning is printed as before.
+ */
+function quietIpServername(): void {
+  if (quieted) return;
+  quieted = true;
+  const emit = process.emitWarning.bind(process) as (warning: string | Error, ...rest: unknown[]) => void;
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    const code = typeof rest[0] === "object" && rest[0] !== null ? (rest[0] as { code?: string }).code : rest[1];
+    if (code === "DEP0123") return;
+    emit(warning, ...rest);
+  }) as typeof process.emitWarning;
 }

@@ -19,6 +19,7 @@ import { DockerRuntime } from "./docker-runtime";
 import { runProcess, type AttemptOutcome, type ChunkInput, type RunningAttempt } from "./process-runtime";
 import { filePieces } from "../core/file-pieces";
 import { OutcomeKind, retryableKind } from "../core/outcome";
+import type { ClientTls } from "../core/tls";
 import { BadBundleError } from "../core/bundle";
 import { readEvents, sendBlocks, type DataPort } from "../core/data-client";
 
@@ -29,6 +30,8 @@ export type RuntimeChoice = "auto" | "docker" | "process";
 export interface WorkerOptions {
   coordinator: string;
   token: string;
+  /** TLS to the coordinator's gRPC and data ports (null: plain TCP). */
+  tls?: ClientTls | null;
   slots: number;
   name: string;
   dataDir: string;
@@ -75,7 +78,7 @@ export class WorkerAgent {
   private capacity: Capacity | null = null;
 
   constructor(private readonly opts: WorkerOptions) {
-    this.client = connect(opts.coordinator, opts.token);
+    this.client = connect(opts.coordinator, opts.token, opts.tls ?? null);
     fs.mkdirSync(path.join(opts.dataDir, "attempts"), { recursive: true });
     this.bundles = new BundleCache(path.join(opts.dataDir, "bundles"), (hash) => this.fetchBundle(hash), opts.keepBundlesMs ?? KEEP_BUNDLES_MS);
   }
@@ -191,7 +194,7 @@ export class WorkerAgent {
       // A fresh channel: grpc-js's old one may hang on a coordinator restarted on the same port
       // (grpc/grpc-node#2785).
       this.client.close();
-      this.client = connect(this.opts.coordinator, this.opts.token);
+      this.client = connect(this.opts.coordinator, this.opts.token, this.opts.tls ?? null);
       this.open();
     }, wait);
   }
@@ -313,7 +316,7 @@ export class WorkerAgent {
 
   /** The coordinator's data port, as its welcome said; falls back to gRPC (for good) when it does not answer. */
   private dataPortNow(): DataPort | null {
-    return this.dataPort === 0 ? null : { address: this.opts.coordinator, port: this.dataPort, token: this.opts.token };
+    return this.dataPort === 0 ? null : { address: this.opts.coordinator, port: this.dataPort, token: this.opts.token, tls: this.opts.tls ?? null };
   }
 
   private dataPortGone(what: string): void {

@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { Command } from "commander";
 import { coordinatorAddress, positiveInt, runMain, tokenFrom, TOKEN_FILE_HELP } from "../core/cli-common";
+import { clientTlsFrom, TLS_HELP } from "../core/tls";
 import { CoordinatorUnreachableError, InputError } from "../core/errors";
 import { makeLogger } from "../core/log";
 import { parseDuration } from "../core/sizes";
@@ -25,6 +26,9 @@ function program(): Command {
     .description("join the coordinator at HOST:PORT and run chunks until SIGINT or SIGTERM")
     .option("--token <token>", "the coordinator's shared secret (default $BACH_TOKEN)")
     .option("--token-file <file>", TOKEN_FILE_HELP)
+    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
+    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
+    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .option("--slots <n>", "attempts run at once (default: one per core)")
     .option("--name <name>", "how reports name this worker (default: the host name)")
     .option("--data-dir <dir>", "where bundles and attempt outputs are cached", path.join(os.homedir(), ".bach", "worker"))
@@ -53,7 +57,7 @@ Tasks with an "image" or "dockerfile" run in containers (one per slot, a fresh p
 the bachfile's hardware limits; a worker whose engine lacks the image loads it from the coordinator.
 A chunk is placed only where its hardware minimums fit in what the worker offers and has free.`,
     )
-    .action(async (address: string, o: { grace: string; keepBundles: string; token?: string; tokenFile?: string; slots?: string; name?: string; dataDir: string; runtime: string; interruptible?: boolean; localSpool: boolean; cpus?: string; memory?: string; gpus?: string }) => {
+    .action(async (address: string, o: { grace: string; keepBundles: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; slots?: string; name?: string; dataDir: string; runtime: string; interruptible?: boolean; localSpool: boolean; cpus?: string; memory?: string; gpus?: string }) => {
       const coordinator = coordinatorAddress(address) ?? address;
       if (o.runtime !== "auto" && o.runtime !== "docker" && o.runtime !== "process") throw new InputError(`--runtime ${o.runtime}: expected auto, docker or process`);
       const cpus = o.cpus === undefined ? undefined : Number(o.cpus);
@@ -61,6 +65,7 @@ A chunk is placed only where its hardware minimums fit in what the worker offers
       const agent = new WorkerAgent({
         coordinator,
         token: tokenFrom(o.token, o.tokenFile),
+        tls: clientTlsFrom(o),
         slots: o.slots ? positiveInt(o.slots, "--slots") : os.availableParallelism(),
         name: o.name ?? os.hostname(),
         dataDir: path.resolve(o.dataDir),
