@@ -43,6 +43,11 @@ export interface CoordinatorOptions {
   keepOutputMs?: number;
   /** A chunk whose attempts were lost with their worker this many times fails its task (default 3). */
   maxLost?: number;
+  /**
+   * Survive a power loss, not only a crash: outputs and spooled input are fsynced before the ledger
+   * records them, and every ledger transaction is synced (see Ledger). Costs the disk's write-back.
+   */
+  durable?: boolean;
 }
 
 export const DEFAULT_MAX_LOST = 3;
@@ -104,7 +109,7 @@ export class Coordinator {
     this.maxLost = opts.maxLost ?? DEFAULT_MAX_LOST;
     // Before anything of the data dir is read or written: a second coordinator on it is refused.
     this.lock = DataDirLock.take(opts.dataDir);
-    this.ledger = new Ledger(path.join(opts.dataDir, "ledger.sqlite"));
+    this.ledger = new Ledger(path.join(opts.dataDir, "ledger.sqlite"), Date.now, { durable: opts.durable });
     this.spool = new Spool(path.join(opts.dataDir, "spool"));
     this.data = new ChunkData(this.ledger, this.spool);
     this.changes.setMaxListeners(0);
@@ -172,6 +177,7 @@ export class Coordinator {
       this.ledger,
       { room: (waiting) => this.roomToPlan(id, slots, waiting), recorded: () => this.afterInput(id), failed: (err) => this.taskBroke(id, "cutting the input into chunks", err) },
       resume,
+      this.opts.durable === true,
     );
     const t: LiveTask = { row, bachfile, sizer, intake, running: 0, needs: needsOf(bachfile, row.image_id), ready: Promise.resolve(), pace: [] };
     this.live.set(id, t);
@@ -526,6 +532,20 @@ export class Coordinator {
    * and logged, never thrown.
    */
   attemptResult(session: WorkerSession, r: AttemptResult): void {
+    if (this.opts.durable && r.ok && session.running.has(r.attemptId)) {
+      // On disk before the ledger says it is committed; meanwhile the attempt stays running, and the
+      // ledger fences whatever happened to it while this waited.
+      const file = this.spool.attemptOutput(r.attemptId);
+      syncToDisk(file).then(
+        () => this.judge(session, r),
+        (err: Error) => this.judge(session, { ...r, ok: false, kind: OutcomeKind.input, retryable: true, reason: `the output could not be synced to disk: ${err.message}` }),
+      );
+      return;
+    }
+    this.judge(session, r);
+  }
+
+  private judge(session: WorkerSession, r: AttemptResult): void {
     const kind = outcomeKindOf(r.kind);
     let end: AttemptEnd = {
       kind: r.ok ? OutcomeKind.ok : kind,
@@ -709,6 +729,18 @@ function needsOf(b: Bachfile, imageId: string): Needs {
     docker: imageId !== "",
     steady: !b.interruptible,
   };
+}
+
+/** fsyncs a file and the folder that names it (a new file's entry must reach the disk too). */
+async function syncToDisk(file: string): Promise<void> {
+  for (const [name, flags] of [[file, "r"], [path.dirname(file), "r"]] as const) {
+    const handle = await fs.promises.open(name, flags);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
 }
 
 function fileSize(file: string): number | null {

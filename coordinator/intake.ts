@@ -52,11 +52,15 @@ class ChunkFiles {
   /** The open chunk's file holds spooled bytes from before a restart: open it without truncating. */
   private keep = false;
 
-  constructor(private readonly pathOf: (seq: number) => string) {}
+  /** `durable`: a chunk's file is fsynced before it is closed (and so before the chunk is recorded). */
+  constructor(
+    private readonly pathOf: (seq: number) => string,
+    private readonly durable = false,
+  ) {}
 
   /** Carries on after a restart: chunk `seq` starts at `start`, and its file holds the bytes up to `written`. */
-  static resumed(pathOf: (seq: number) => string, seq: number, start: number, written: number): ChunkFiles {
-    const files = new ChunkFiles(pathOf);
+  static resumed(pathOf: (seq: number) => string, seq: number, start: number, written: number, durable = false): ChunkFiles {
+    const files = new ChunkFiles(pathOf, durable);
     files.seq = seq;
     files.start = start;
     files.written = written;
@@ -109,8 +113,14 @@ class ChunkFiles {
   }
 
   close(): void {
+    this.sync();
     if (this.fd !== null) fs.closeSync(this.fd);
     this.fd = null;
+  }
+
+  /** Under --durable, the open file's bytes reach the disk (before the ledger says they are spooled). */
+  sync(): void {
+    if (this.durable && this.fd !== null) fs.fdatasyncSync(this.fd);
   }
 }
 
@@ -159,6 +169,8 @@ export class Intake {
     private readonly ledger: Ledger,
     private readonly hooks: IntakeHooks,
     private readonly resume: IntakeResume | null = null,
+    /** Spool files are fsynced before the ledger records what they hold (bach-coordinator --durable). */
+    private readonly durable = false,
   ) {
     this.delimiter = Buffer.from(delimiter, "utf8");
     this.chunker = new Chunker(this.delimiter, (i) => this.sizeOf(i), resume ?? undefined);
@@ -189,11 +201,11 @@ export class Intake {
     }
     if (kept === 0) {
       fs.rmSync(file, { force: true });
-      this.files = ChunkFiles.resumed(chunkPath, index, offset, offset);
+      this.files = ChunkFiles.resumed(chunkPath, index, offset, offset, this.durable);
       return 0;
     }
     await fs.promises.truncate(file, kept);
-    this.files = ChunkFiles.resumed(chunkPath, index, offset, offset + kept);
+    this.files = ChunkFiles.resumed(chunkPath, index, offset, offset + kept, this.durable);
     const handle = await fs.promises.open(file, "r");
     try {
       const buffer = Buffer.allocUnsafe(READ_BUFFER);
@@ -230,7 +242,7 @@ export class Intake {
       throw new InputError(`task ${this.task}: input continues at byte ${this.bytesIn}, not ${offset}`, { offset });
     }
     if (data.length === 0) return;
-    const files = (this.files ??= new ChunkFiles(chunkPath));
+    const files = (this.files ??= new ChunkFiles(chunkPath, this.durable));
     this.appending = true;
     try {
       // A reader held back marks all it has sent: a restart meanwhile would not ask for it again.
@@ -280,6 +292,7 @@ export class Intake {
 
   private markSpooled(): void {
     if (this.bytesIn === this.marked) return;
+    this.files?.sync();
     this.ledger.setSpooled(this.task, this.bytesIn);
     this.marked = this.bytesIn;
   }
@@ -294,7 +307,7 @@ export class Intake {
   async endStream(chunkPath: (seq: number) => string): Promise<void> {
     if (this.done) return;
     this.cutTimer = clearTimer(this.cutTimer);
-    this.files ??= new ChunkFiles(chunkPath);
+    this.files ??= new ChunkFiles(chunkPath, this.durable);
     const cuts = this.chunker.end();
     this.files.write(Buffer.alloc(0), this.bytesIn, cuts);
     this.files.close();

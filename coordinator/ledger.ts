@@ -256,11 +256,17 @@ export class Ledger {
   readonly db: Database.Database;
   private readonly now: () => number;
 
-  constructor(file: string, now: () => number = Date.now) {
+  /**
+   * `durable`: every transaction is on disk when it returns (synchronous = FULL: the WAL is fsynced at
+   * each commit), so a power loss cannot take back a commit whose output was fsynced before it. Without
+   * it (NORMAL), a commit survives any crash of the process, and the database stays consistent through
+   * a power loss, which may take back the last commits (their chunks then run again).
+   */
+  constructor(file: string, now: () => number = Date.now, opts: { durable?: boolean } = {}) {
     this.db = new Database(file);
     this.now = now;
     this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = NORMAL");
+    this.db.pragma(opts.durable ? "synchronous = FULL" : "synchronous = NORMAL");
     this.db.pragma("busy_timeout = 5000");
     this.migrate();
   }

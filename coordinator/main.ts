@@ -31,6 +31,7 @@ function program(): Command {
     .option("--data-listen <host:port>", "TCP address for bulk bytes (streamed input, task output, chunks and outputs of workers on other machines), faster than gRPC (default: the --listen host, its port + 1; port 0 picks a free one)")
     .option("--heartbeat <duration>", "how often workers send heartbeats (e.g. --heartbeat 1s)", "1s")
     .option("--lost-after <duration>", "declare a silent worker lost after this long (e.g. --lost-after 5s)", "5s")
+    .option("--durable", "survive a power loss, not only a crash: outputs and spooled input are fsynced before the ledger records them, and every ledger write is synced (costs the disk's write-back; see the README's Durability)")
     .option("--max-lost <n>", "a chunk whose worker died (or vanished) this many times while running it fails its task (e.g. --max-lost 5)", String(DEFAULT_MAX_LOST))
     .option(
       "--keep-output <duration>",
@@ -49,7 +50,7 @@ Examples:
 
 Then on each machine: bach-worker join HOST:7070 --token s3cret`,
     )
-    .action(async (o: { listen: string; dataListen?: string; dataDir: string; token?: string; tokenFile?: string; tlsCert?: string; tlsKey?: string; tlsCa?: string; maxLost: string; heartbeat: string; lostAfter: string; keepOutput: string }) => {
+    .action(async (o: { listen: string; dataListen?: string; dataDir: string; token?: string; tokenFile?: string; tlsCert?: string; tlsKey?: string; tlsCa?: string; durable?: boolean; maxLost: string; heartbeat: string; lostAfter: string; keepOutput: string }) => {
       const token = tokenFrom(o.token, o.tokenFile);
       if (!token) throw new InputError("a token is required: --token T or BACH_TOKEN (workers and CLIs must present it)");
       if (!/^.+:\d+$/.test(o.listen)) throw new InputError(`--listen ${o.listen}: expected HOST:PORT, e.g. 0.0.0.0:${DEFAULT_PORT}`);
@@ -61,6 +62,7 @@ Then on each machine: bach-worker join HOST:7070 --token s3cret`,
         lostAfterMs: parseDuration(o.lostAfter, "--lost-after"),
         keepOutputMs: o.keepOutput === "forever" ? undefined : parseDuration(o.keepOutput, "--keep-output"),
         maxLost: positiveInt(o.maxLost, "--max-lost"),
+        durable: o.durable === true,
         log,
       });
       const host = o.listen.replace(/:\d+$/, "");
@@ -77,7 +79,7 @@ Then on each machine: bach-worker join HOST:7070 --token s3cret`,
       const { server, port } = await startServer(coordinator, o.listen, token, log, () => dataPort, secure).catch((err: Error) => {
         throw new InputError(`--listen ${o.listen}: ${err.message}`);
       });
-      log.info({ listen: o.listen.replace(/:\d+$/, `:${port}`), dataPort, dataDir: path.resolve(o.dataDir), tls: secure ? (secure.ca ? "mutual" : "server") : "none" }, "coordinator started");
+      log.info({ listen: o.listen.replace(/:\d+$/, `:${port}`), dataPort, dataDir: path.resolve(o.dataDir), tls: secure ? (secure.ca ? "mutual" : "server") : "none", durable: o.durable === true }, "coordinator started");
       // Tests and scripts read the bound port from this line.
       process.stdout.write(`bach-coordinator listening on ${o.listen.replace(/:\d+$/, `:${port}`)}\n`);
       await new Promise<void>((resolve) => {

@@ -104,8 +104,8 @@ interface BenchCluster {
   stop(): void;
 }
 
-async function startCoordinator(dataDir: string, listen: string, dataListen: string): Promise<{ proc: ChildProcess; address: string }> {
-  const proc = spawn(process.execPath, [path.join(root, "dist", "coordinator", "main.js"), "start", "--listen", listen, "--data-listen", dataListen, "--data-dir", dataDir, "--token", "bench"], {
+async function startCoordinator(dataDir: string, listen: string, dataListen: string, extra: string[] = []): Promise<{ proc: ChildProcess; address: string }> {
+  const proc = spawn(process.execPath, [path.join(root, "dist", "coordinator", "main.js"), "start", "--listen", listen, "--data-listen", dataListen, "--data-dir", dataDir, "--token", "bench", ...extra], {
     stdio: ["ignore", "pipe", "ignore"],
     env: { ...process.env, BACH_LOG_LEVEL: "warn" },
   });
@@ -118,10 +118,11 @@ async function startCoordinator(dataDir: string, listen: string, dataListen: str
   return { proc, address: /listening on (\S+)/.exec(out)?.[1] ?? "" };
 }
 
-async function startCluster(): Promise<BenchCluster> {
+/** `coordinatorArgs`: flags of the coordinator's (--durable, say), kept across restarts. */
+async function startCluster(coordinatorArgs: string[] = []): Promise<BenchCluster> {
   const dataDir = path.join(work, `coord-${Date.now()}`);
   const ports = await freePorts(2);
-  let { proc: coordinator, address } = await startCoordinator(dataDir, `127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`);
+  let { proc: coordinator, address } = await startCoordinator(dataDir, `127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`, coordinatorArgs);
   const workers = [1, 2].map((i) =>
     spawn(process.execPath, [path.join(root, "dist", "worker", "main.js"), "join", address, "--token", "bench", "--slots", "1", "--name", `bench-${i}`, "--data-dir", path.join(work, `w${i}`), ...(NETWORK_WORKERS ? ["--no-local-spool"] : [])], {
       stdio: "ignore",
@@ -137,7 +138,7 @@ async function startCluster(): Promise<BenchCluster> {
     async restartCoordinator() {
       cluster.coordinator.kill("SIGKILL");
       await once(cluster.coordinator, "exit");
-      ({ proc: coordinator, address } = await startCoordinator(dataDir, `127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`));
+      ({ proc: coordinator, address } = await startCoordinator(dataDir, `127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`, coordinatorArgs));
       cluster.coordinator = coordinator;
     },
     stop() {
@@ -281,10 +282,10 @@ async function main(): Promise<void> {
           { name: "cat FILE | bach task-run -p 2 (embedded, in containers of bach/base)", run: embedded(dockerTask, [], { catFile: data }) },
         ]
       : []),
-    {
-      name: `cat FILE | bach task-run (cluster: coordinator + 2 workers on loopback${NETWORK_WORKERS ? ", chunks over the network as from other machines" : ""})`,
+    ...[[], ["--durable"]].map((coordinatorArgs) => ({
+      name: `cat FILE | bach task-run (cluster: coordinator${coordinatorArgs.length ? " --durable" : ""} + 2 workers on loopback${NETWORK_WORKERS ? ", chunks over the network as from other machines" : ""})`,
       run: async () => {
-        const cluster = await startCluster();
+        const cluster = await startCluster(coordinatorArgs);
         try {
           const r = await timed(process.execPath, [bach, "task-run", "--coordinator", cluster.address, "--token", "bench"], { env, cwd: taskDir, catFile: data });
           return { wall: r.wall, cpu: r.cpu, md5: r.md5, cliRss: r.rss, coordRss: peakRss(cluster.coordinator.pid) };
@@ -292,7 +293,7 @@ async function main(): Promise<void> {
           cluster.stop();
         }
       },
-    },
+    })),
   ];
 
   // Rounds, not one row after another: this VM's speed drifts by tens of percent over minutes, so each
