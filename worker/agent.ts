@@ -300,6 +300,9 @@ export class WorkerAgent {
     if (!local) {
       try {
         if (outcome.ok) await this.uploadOutput(a.attemptId, a.key, outputFile);
+      } catch (err) {
+        // The program did its part; the output did not reach the coordinator (a full disk there, a cut link).
+        return { ...outcome, ok: false, kind: OutcomeKind.input, retryable: true, reason: `sending the output failed: ${(err as Error).message}` };
       } finally {
         await fs.promises.rm(outputFile, { force: true });
       }
