@@ -3,6 +3,7 @@
 // fenced attempt can neither read its chunk nor write an output, and connections that do not present
 // the attempt's key: only the worker session the attempt was assigned to was told it. It never
 // changes the ledger.
+import fs from "node:fs";
 import { createHmac, randomBytes } from "node:crypto";
 import { InputError } from "../core/errors";
 import { sameSecret } from "../core/secrets";
@@ -66,10 +67,25 @@ export class ChunkData {
     }
   }
 
-  /** Where a remote worker's upload of a running attempt's output goes, for the holder of its key. */
-  outputTarget(attempt: number, key: string): string {
+  /**
+   * Writes a remote worker's upload of a running attempt's output (for the holder of its key) where
+   * its commit reads it; returns the bytes written. Each piece is written before the next is asked
+   * for, synchronously (see Intake's ChunkFiles for why), so a piece may be a reused buffer. The same
+   * for gRPC's PutOutput and the data port.
+   */
+  async receiveOutput(attempt: number, key: string, pieces: AsyncIterable<Buffer>): Promise<number> {
     this.running(attempt, key);
-    return this.spool.attemptOutput(attempt);
+    const fd = fs.openSync(this.spool.attemptOutput(attempt), "w");
+    let bytes = 0;
+    try {
+      for await (const piece of pieces) {
+        for (let done = 0; done < piece.length; ) done += fs.writeSync(fd, piece, done, piece.length - done, bytes + done);
+        bytes += piece.length;
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    return bytes;
   }
 
   private running(attempt: number, key: string) {

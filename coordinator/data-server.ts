@@ -10,7 +10,6 @@
 // the messages of core/output-wire until the task's end. A worker on another machine reads a running
 // attempt's chunk the same way ({"token","chunk":ATTEMPT}: its bytes, then an end message) and sends
 // its output as input is sent ({"token","upload":ATTEMPT}, blocks, one answer line).
-import fs from "node:fs";
 import net from "node:net";
 import type { Logger } from "pino";
 import { InputError } from "../core/errors";
@@ -146,18 +145,9 @@ async function serveChunk(c: Coordinator, attempt: number, key: string, socket: 
 
 /** Writes a running attempt's output where it commits from; an upload that breaks off fails. */
 async function serveUpload(c: Coordinator, attempt: number, key: string, rest: Buffer, frames: AsyncIterator<Buffer>): Promise<number> {
-  const fd = fs.openSync(c.data.outputTarget(attempt, key), "w");
-  let bytes = 0;
-  try {
-    const blocks = unblock(rest, frames);
-    for await (const piece of blocks.data) {
-      for (let done = 0; done < piece.length; ) done += fs.writeSync(fd, piece, done, piece.length - done, bytes + done);
-      bytes += piece.length;
-    }
-    if (!blocks.ended()) throw new InputError(`the output of attempt ${attempt} broke off after ${bytes} bytes`);
-  } finally {
-    fs.closeSync(fd);
-  }
+  const blocks = unblock(rest, frames);
+  const bytes = await c.data.receiveOutput(attempt, key, blocks.data);
+  if (!blocks.ended()) throw new InputError(`the output of attempt ${attempt} broke off after ${bytes} bytes`);
   return bytes;
 }
 

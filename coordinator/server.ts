@@ -306,12 +306,11 @@ async function receiveOutput(c: Coordinator, frames: AsyncIterable<{ attemptId: 
   const iterator = frames[Symbol.asyncIterator]();
   const first = await iterator.next();
   if (first.done) return;
-  const file = c.data.outputTarget(first.value.attemptId, first.value.key);
-  async function* rest(): AsyncGenerator<Buffer> {
+  async function* pieces(): AsyncGenerator<Buffer> {
     yield first.value.data;
     for (let r = await iterator.next(); !r.done; r = await iterator.next()) yield r.value.data;
   }
-  await pipeline(rest(), fs.createWriteStream(file));
+  await c.data.receiveOutput(first.value.attemptId, first.value.key, pieces());
 }
 
 export async function startServer(
