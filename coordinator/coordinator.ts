@@ -22,11 +22,11 @@ import { Spool } from "./spool";
 import { DataDirLock } from "./data-dir-lock";
 import { ChunkData } from "./chunk-data";
 import { Retention } from "./retention";
-import { Workers, type WorkerSession } from "./workers";
+import { Workers, type WorkerLink, type WorkerSession } from "./workers";
 import { filePieces } from "../core/file-pieces";
 import { FRAME_BYTES } from "../core/rpc";
 
-export type { WorkerSession } from "./workers";
+export type { WorkerLink, WorkerSession } from "./workers";
 
 export interface CoordinatorOptions {
   dataDir: string;
@@ -451,7 +451,7 @@ export class Coordinator {
   private taskEnded(task: string, end: TaskEnd, cancelled: AttemptRow[]): void {
     this.stopAttempts(cancelled, `task ${end.state}`);
     // Workers drop what they kept for the task (its containers).
-    for (const w of this.workers.all()) w.send({ kind: { $case: "taskEnded", value: { taskId: task } } });
+    for (const w of this.workers.all()) w.link.taskEnded(task);
     const t = this.live.get(task);
     this.live.delete(task);
     t?.intake.close();
@@ -469,15 +469,15 @@ export class Coordinator {
         const t = this.live.get(a.task_id);
         if (t) t.running--;
       }
-      w?.send({ kind: { $case: "cancel", value: { attemptId: a.id, reason } } });
+      w?.link.cancel(a.id, reason);
       this.spool.removeQuietly(this.spool.attemptOutput(a.id));
     }
   }
 
   // --- workers (their sessions live in Workers; here, what their coming and going does to chunks) ---
 
-  workerJoined(hello: WorkerHello, send: WorkerSession["send"], close: WorkerSession["close"]): WorkerSession {
-    const { session, replaced } = this.workers.join(hello, send, close);
+  workerJoined(hello: WorkerHello, link: WorkerLink): WorkerSession {
+    const { session, replaced } = this.workers.join(hello, link);
     // The same worker again on a new connection: what its old session ran is lost with it.
     if (replaced) this.loseAttemptsOf(replaced, "replaced by a new connection of the same worker");
     this.queueDispatch();
@@ -522,7 +522,7 @@ export class Coordinator {
     for (const id of reported) {
       if (session.running.has(id)) continue;
       this.opts.log.warn({ worker: session.id, attempt: id }, "a worker runs an attempt that is not its own running attempt in the ledger: stopping it");
-      session.send({ kind: { $case: "cancel", value: { attemptId: id, reason: "not a running attempt of this worker" } } });
+      session.link.cancel(id, "not a running attempt of this worker");
     }
   }
 
@@ -687,21 +687,16 @@ export class Coordinator {
     this.notify(task);
     w.running.set(attemptId, { task, seq, bytes: chunk.length, startedAt: Date.now(), needs: t.needs });
     const local = w.hello.localFiles;
-    w.send({
-      kind: {
-        $case: "assign",
-        value: {
-          attemptId,
-          taskId: task,
-          chunk: seq,
-          bundleHash: t.row.bundle_hash,
-          bachfileJson: t.row.bachfile,
-          source: local ? this.data.bytesOf(t.row, chunk) : { path: "", offset: chunk.offset, length: chunk.length },
-          outputPath: local ? this.spool.attemptOutput(attemptId) : "",
-          imageId: t.row.image_id,
-          key: local ? "" : this.data.keyOf(attemptId),
-        },
-      },
+    w.link.assign({
+      attemptId,
+      taskId: task,
+      chunk: seq,
+      bundleHash: t.row.bundle_hash,
+      bachfileJson: t.row.bachfile,
+      source: local ? this.data.bytesOf(t.row, chunk) : { path: "", offset: chunk.offset, length: chunk.length },
+      outputPath: local ? this.spool.attemptOutput(attemptId) : "",
+      imageId: t.row.image_id,
+      key: local ? "" : this.data.keyOf(attemptId),
     });
   }
 }

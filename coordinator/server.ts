@@ -195,10 +195,16 @@ function handlers(c: Coordinator, log: Logger, dataPort: () => number): Coordina
         if (!kind) return;
         if (kind.$case === "hello") {
           if (session) return refuse("a worker says hello once per stream");
-          session = c.workerJoined(kind.value, (m) => call.write(m), (reason) => {
-            log.warn({ worker: session?.id, reason }, "closing worker stream");
-            ended = true;
-            call.end();
+          session = c.workerJoined(kind.value, {
+            welcome: (w) => call.write({ kind: { $case: "welcome", value: w } }),
+            assign: (a) => call.write({ kind: { $case: "assign", value: a } }),
+            cancel: (attemptId, reason) => call.write({ kind: { $case: "cancel", value: { attemptId, reason } } }),
+            taskEnded: (taskId) => call.write({ kind: { $case: "taskEnded", value: { taskId } } }),
+            close: (reason) => {
+              log.warn({ worker: session?.id, reason }, "closing worker stream");
+              ended = true;
+              call.end();
+            },
           });
           return;
         }

@@ -2,10 +2,47 @@
 // their heartbeats, and the views the scheduler decides from. It decides nothing about chunks: a worker
 // that falls silent is reported to the coordinator, which ends its attempts.
 import type { Logger } from "pino";
-import type { CoordinatorMessage, WorkerHello } from "../core/generated/bach";
+import type { WorkerHello } from "../core/generated/bach";
 import type { Ledger } from "./ledger";
 import { isDiskFull } from "../core/errors";
 import { take, type Needs, type Resources, type WorkerView } from "./scheduler";
+
+/** What a worker is told on joining: its id, the heartbeat pace, the spool probe, the data port. */
+export interface Welcome {
+  workerId: string;
+  heartbeatMs: number;
+  spoolProbe: string;
+  spoolToken: string;
+  dataPort: number;
+}
+
+/** One attempt for a worker to run: the chunk's bytes (a path for workers on this filesystem, else a range to fetch). */
+export interface Assignment {
+  attemptId: number;
+  taskId: string;
+  chunk: number;
+  bundleHash: string;
+  bachfileJson: string;
+  source: { path: string; offset: number; length: number };
+  /** Where a worker on this filesystem writes the output ("" for others: they upload it). */
+  outputPath: string;
+  imageId: string;
+  /** What a remote worker presents to fetch the chunk and upload the output ("" for local ones). */
+  key: string;
+}
+
+/**
+ * What the coordinator can tell a connected worker. The domain calls these; the gRPC adapter
+ * (server.ts) turns each into a message on the worker's stream, so no protobuf is built here.
+ */
+export interface WorkerLink {
+  welcome(w: Welcome): void;
+  assign(a: Assignment): void;
+  cancel(attempt: number, reason: string): void;
+  taskEnded(task: string): void;
+  /** Ends the stream (a stale or silent session). */
+  close(reason: string): void;
+}
 
 export interface WorkerSession {
   id: string;
@@ -22,8 +59,7 @@ export interface WorkerSession {
    * sent meanwhile would travel over the network though it could be read in place.
    */
   probingUntil: number;
-  send(msg: CoordinatorMessage): void;
-  close(reason: string): void;
+  link: WorkerLink;
 }
 
 export interface RunningAttempt {
@@ -87,13 +123,13 @@ export class Workers {
    * A worker connected: it keeps its id across reconnections, with a new session number. A session of
    * the same id still open is closed and returned as `replaced`: its attempts end with it.
    */
-  join(hello: WorkerHello, send: WorkerSession["send"], close: WorkerSession["close"]): { session: WorkerSession; replaced: WorkerSession | null } {
+  join(hello: WorkerHello, link: WorkerLink): { session: WorkerSession; replaced: WorkerSession | null } {
     const known = hello.workerId && this.ledger.workers().some((w) => w.id === hello.workerId);
     const id = known ? hello.workerId : this.ledger.nextWorkerId();
     const replaced = this.sessions.get(id) ?? null;
     if (replaced) {
       this.sessions.delete(id);
-      replaced.close("replaced by a new connection of the same worker");
+      replaced.link.close("replaced by a new connection of the same worker");
     }
     const epoch = this.ledger.workerJoined({
       id,
@@ -108,10 +144,10 @@ export class Workers {
       interruptible: hello.interruptible ? 1 : 0,
     });
     const probingUntil = hello.localFiles ? 0 : Date.now() + PROBE_ANSWER_MS;
-    const session: WorkerSession = { id, epoch, hello, running: new Map(), lastSeen: Date.now(), draining: false, probingUntil, send, close };
+    const session: WorkerSession = { id, epoch, hello, running: new Map(), lastSeen: Date.now(), draining: false, probingUntil, link };
     this.sessions.set(id, session);
     const { file, token } = this.opts.spoolProbe;
-    send({ kind: { $case: "welcome", value: { workerId: id, heartbeatMs: this.opts.heartbeatMs, spoolProbe: file, spoolToken: token, dataPort: this.opts.dataPort() } } });
+    link.welcome({ workerId: id, heartbeatMs: this.opts.heartbeatMs, spoolProbe: file, spoolToken: token, dataPort: this.opts.dataPort() });
     this.opts.log.info({ worker: id, session: epoch, name: hello.name, slots: hello.slots, replaced: replaced !== null }, "worker joined");
     return { session, replaced };
   }
@@ -162,7 +198,7 @@ export class Workers {
 
   close(reason: string): void {
     clearInterval(this.timer);
-    for (const w of this.all()) w.close(reason);
+    for (const w of this.all()) w.link.close(reason);
   }
 
   private record(write: () => void): void {
@@ -174,7 +210,7 @@ export class Workers {
     for (const w of this.all()) {
       if (now - w.lastSeen > this.opts.lostAfterMs) {
         const reason = `no heartbeat for ${((now - w.lastSeen) / 1000).toFixed(1)} s`;
-        w.close(reason);
+        w.link.close(reason);
         this.events.silent(w, reason);
       } else if (now - w.lastSeen > this.opts.heartbeatMs) {
         this.record(() => this.ledger.workerSeen(w.id, w.lastSeen));
