@@ -27,10 +27,10 @@ import type Docker from "dockerode";
 import type { Logger } from "pino";
 import { CONTAINER_USER, imageId, LABEL, loadImage, statusCode } from "../core/docker";
 import { isAlive } from "../core/pids";
-import { formatDuration } from "../core/sizes";
 import { notFoundHint, OutcomeKind, retryableKind } from "../core/outcome";
 import { controlLine, errnoName, KEEPER, KEEPER_IN_CONTAINER, type KeeperReport, keeperMissing, reportMarker, reportReader, tokenLine } from "./keeper";
-import { feedFrames, firstLine, STDERR_KEPT, type AttemptOutcome, type AttemptRun, type RunningAttempt } from "./process-runtime";
+import { feedFrames, type AttemptOutcome, type AttemptRun, type RunningAttempt } from "./process-runtime";
+import { AttemptSupervisor } from "./attempt-supervisor";
 
 const PID_LABEL = "org.bach.pid";
 const TASK_LABEL = "org.bach.task";
@@ -103,84 +103,54 @@ export class DockerRuntime {
   }
 
   run(r: ContainerRun): RunningAttempt {
-    const started = process.hrtime.bigint();
-    let killedFor = "";
-    let killedKind: OutcomeKind = OutcomeKind.cancelled;
     let slot: SlotContainer | null = null;
     let feeder: ChildProcess | null = null;
-    const kill = (reason: string, kind: OutcomeKind = OutcomeKind.cancelled) => {
-      if (killedFor) return;
-      killedFor = reason;
-      killedKind = kind;
+    const supervisor = new AttemptSupervisor(r.bachfile, () => {
       feeder?.kill("SIGKILL");
       if (slot) {
         slot.broken = true;
         slot.container.kill().catch((err: Error) => this.opts.log.debug({ err: err.message }, "container already stopped"));
       }
-    };
-    const outcome = (o: Partial<AttemptOutcome> & { reason: string; kind: OutcomeKind }): AttemptOutcome => ({
-      ok: o.kind === OutcomeKind.ok,
-      retryable: retryableKind(o.kind),
-      exitCode: -1,
-      signal: "",
-      stderr: "",
-      bytesIn: 0,
-      bytesOut: 0,
-      seconds: Number(process.hrtime.bigint() - started) / 1e9,
-      ...o,
     });
+    /** An attempt that ended before its program started. */
+    const before = (startFailure: [OutcomeKind, string] | null) => supervisor.verdict({ startFailure, exitCode: -1, exit: null }, { bytesIn: 0, bytesOut: 0 });
 
     const done = (async (): Promise<AttemptOutcome> => {
-      if (this.unable) return outcome({ kind: OutcomeKind.worker, reason: `worker ${r.workerName}: ${this.unable}` });
+      if (this.unable) return before([OutcomeKind.worker, `worker ${r.workerName}: ${this.unable}`]);
       try {
         await this.ensureImage(r.imageId);
       } catch (err) {
-        return outcome({ kind: OutcomeKind.badImage, reason: `image missing and could not be loaded: ${(err as Error).message}` });
+        return before([OutcomeKind.badImage, `image missing and could not be loaded: ${(err as Error).message}`]);
       }
-      if (killedFor) return outcome({ kind: killedKind, reason: killedFor });
+      if (supervisor.stoppedFor) return before(null);
       try {
         slot = await this.takeSlot(r);
       } catch (err) {
-        return outcome({ kind: OutcomeKind.worker, reason: `could not start a container of ${r.imageId.slice(0, 19)} on worker ${r.workerName}: ${dockerMessage(err)}` });
+        return before([OutcomeKind.worker, `could not start a container of ${r.imageId.slice(0, 19)} on worker ${r.workerName}: ${dockerMessage(err)}`]);
       }
-      if (killedFor) {
+      if (supervisor.stoppedFor) {
         this.giveBack(slot);
-        return outcome({ kind: killedKind, reason: killedFor });
+        return before(null);
       }
       try {
-        return await this.runIn(slot, r, started, kill, (f) => (feeder = f), () => ({ reason: killedFor, kind: killedKind }));
+        return await this.runIn(slot, r, supervisor, (f) => (feeder = f));
       } finally {
         this.giveBack(slot);
       }
     })();
-    return { done, kill };
+    return { done, kill: (reason, kind) => supervisor.kill(reason, kind) };
   }
 
-  private async runIn(
-    slot: SlotContainer,
-    r: ContainerRun,
-    started: bigint,
-    kill: (reason: string, kind?: OutcomeKind) => void,
-    setFeeder: (f: ChildProcess) => void,
-    killed: () => { reason: string; kind: OutcomeKind },
-  ): Promise<AttemptOutcome> {
+  private async runIn(slot: SlotContainer, r: ContainerRun, supervisor: AttemptSupervisor, setFeeder: (f: ChildProcess) => void): Promise<AttemptOutcome> {
     const { bachfile } = r;
     const stdin = path.join(slot.dir, "bach", "in");
     const stdout = path.join(slot.dir, "bach", "out");
     const oomBefore = readOomKills(slot.oomFile);
 
-    let stderr = "";
-    let wroteStderr = false;
-    const programStderr = (b: Buffer) => {
-      if (b.length === 0) return;
-      if (stderr.length < STDERR_KEPT) stderr += b.toString("utf8", 0, Math.min(b.length, STDERR_KEPT - stderr.length));
-      wroteStderr = true;
-      if (bachfile.stderr === "fail") kill("wrote to stderr", OutcomeKind.stderr);
-    };
     const attemptId = ++slot.runs;
     let report: KeeperReport | null = null;
     const ended = new Promise<void>((resolve) => {
-      slot.onStderr = reportReader(slot.marker, attemptId, programStderr, (r) => {
+      slot.onStderr = reportReader(slot.marker, attemptId, (b) => supervisor.stderr(b), (r) => {
         report = r;
         slot.onStderr = null;
         resolve();
@@ -190,10 +160,10 @@ export class DockerRuntime {
     const feeding = feed(r, stdin);
     setFeeder(feeding.process);
     slot.control.write(controlLine(attemptId, r.env));
-    const timer = bachfile.timeoutMs ? setTimeout(() => kill(`timeout after ${formatDuration(bachfile.timeoutMs ?? 0)}`, OutcomeKind.timeout), bachfile.timeoutMs) : null;
+    supervisor.arm();
     await ended;
+    supervisor.ended();
     slot.onStderr = null;
-    if (timer) clearTimeout(timer);
     // The program has gone, so the pipe has no reader: a feeder still waiting to open it never will.
     feeding.process.kill("SIGKILL");
     const fed = await feeding.done;
@@ -213,35 +183,33 @@ export class DockerRuntime {
       // A dead container's cgroup is gone with its counter: the engine's own record says instead.
       if (oomAfter === null) oom ||= state.oomKilled;
     }
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const limit = bachfile.hardware.memory.max;
-    let [kind, reason]: [OutcomeKind, string] =
-      done && done.step !== "-" ? this.startFailure(r, done)
-      : killed().kind === OutcomeKind.stderr && killed().reason ? [OutcomeKind.stderr, `stderr: ${firstLine(stderr)}`]
-      : killed().reason ? [killed().kind, killed().reason]
-      : [OutcomeKind.ok, ""];
-    if (oom || (kind === OutcomeKind.ok && exitCode === 137 && slot.oomFile === null && limit !== null)) {
-      [kind, reason] = [OutcomeKind.oom, oom ? `killed: out of memory (limit ${limit ?? "none"} MiB)` : `killed by SIGKILL, most likely out of memory (limit ${limit} MiB)`];
-    } else if (kind === OutcomeKind.ok && bachfile.stderr === "fail" && wroteStderr) {
-      [kind, reason] = [OutcomeKind.stderr, `stderr: ${firstLine(stderr)}`];
-    } else if (kind === OutcomeKind.ok && exitCode !== 0) {
-      [kind, reason] =
-        exitCode === -1 ? [OutcomeKind.worker, "the container stopped before the program ended"]
-        : exitCode > 128 ? [OutcomeKind.signal, `killed by signal ${exitCode - 128} (exit ${exitCode})`]
-        : [OutcomeKind.exit, `exit ${exitCode}`];
-    } else if (kind === OutcomeKind.ok && fed.error) {
-      [kind, reason] = [OutcomeKind.input, `reading the chunk failed: ${fed.error}`];
-    }
+    // Without a counter to read, a SIGKILL nobody here sent, under a memory limit, is most likely the kernel's.
+    const likelyOom = !oom && !supervisor.stoppedFor && exitCode === 137 && slot.oomFile === null && limit !== null;
+    const verdict = supervisor.verdict(
+      {
+        startFailure: done && done.step !== "-" ? this.startFailure(r, done) : null,
+        oom: oom ? `killed: out of memory (limit ${limit ?? "none"} MiB)` : likelyOom ? `killed by SIGKILL, most likely out of memory (limit ${limit} MiB)` : null,
+        exitCode,
+        exit:
+          exitCode === 0 ? null
+          : exitCode === -1 ? [OutcomeKind.worker, "the container stopped before the program ended"]
+          : exitCode > 128 ? [OutcomeKind.signal, `killed by signal ${exitCode - 128} (exit ${exitCode})`]
+          : [OutcomeKind.exit, `exit ${exitCode}`],
+        feedError: fed.error,
+      },
+      { bytesIn: fed.bytes, bytesOut: 0 },
+    );
 
-    let bytesOut = 0;
-    if (kind === OutcomeKind.ok) {
+    let outcome = verdict;
+    if (verdict.ok) {
       // Every process that could write stdout has gone (the keeper saw to it before it reported), so
       // this copy is the output for good. A copy, not a rename: the container holds this file.
       try {
         await fs.promises.copyFile(stdout, r.outputFile, fs.constants.COPYFILE_FICLONE);
-        bytesOut = (await fs.promises.stat(r.outputFile)).size;
+        outcome = { ...verdict, bytesOut: (await fs.promises.stat(r.outputFile)).size };
       } catch (err) {
-        [kind, reason] = [OutcomeKind.worker, `writing the output failed: ${(err as Error).message}`];
+        outcome = { ...verdict, ok: false, kind: OutcomeKind.worker, retryable: retryableKind(OutcomeKind.worker), reason: `writing the output failed: ${(err as Error).message}` };
         await fs.promises.rm(r.outputFile, { force: true });
       }
     }
@@ -250,7 +218,7 @@ export class DockerRuntime {
     await fs.promises.truncate(stdout, 0).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== "ENOENT") throw err;
     });
-    return { ok: kind === OutcomeKind.ok, kind, retryable: retryableKind(kind), exitCode, signal: "", reason, stderr, bytesIn: fed.bytes, bytesOut, seconds };
+    return outcome;
   }
 
   /** The keeper could not start the program: named as the user can act on it. */

@@ -6,11 +6,9 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Writable } from "node:stream";
 import type { Bachfile } from "../core/bachfile";
-import { formatDuration } from "../core/sizes";
-import { notFoundHint, OutcomeKind, retryableKind } from "../core/outcome";
+import { notFoundHint, OutcomeKind } from "../core/outcome";
+import { AttemptSupervisor } from "./attempt-supervisor";
 
-/** Enough stderr to show a user what went wrong, bounded so a chatty program cannot fill memory. */
-export const STDERR_KEPT = 64 * 1024;
 
 /**
  * How long to wait, once the program's group is killed, for its stderr pipe to close and its group to
@@ -148,7 +146,6 @@ function openWholeFile(input: { path: string; offset: number; length: number }):
 }
 
 export function runProcess(run: AttemptRun): RunningAttempt {
-  const started = process.hrtime.bigint();
   const { bachfile, input } = run;
   const out = fs.openSync(run.outputFile, "w");
   const binary = bachfile.binary.includes("/") ? path.resolve(run.cwd, bachfile.binary) : bachfile.binary;
@@ -166,26 +163,21 @@ export function runProcess(run: AttemptRun): RunningAttempt {
   // The program has its own copy of the pipe; this process must never read from it.
   feeder?.stdout?.destroy();
   let bytesIn = input.kind === "range" ? input.length : 0;
-  let stderr = "";
-  let killedFor = "";
-  let killedKind: OutcomeKind = OutcomeKind.cancelled;
   let feedError = "";
   let spawnError: NodeJS.ErrnoException | null = null;
-
-  const kill = (reason: string, kind: OutcomeKind = OutcomeKind.cancelled) => {
-    if (killedFor || child.exitCode !== null || child.signalCode !== null) return;
-    killedFor = reason;
-    killedKind = kind;
+  let exitedAlready = false;
+  const supervisor = new AttemptSupervisor(bachfile, () => {
+    if (exitedAlready) return;
     killGroup(child.pid);
     feeder?.kill("SIGKILL");
-  };
+  });
 
   if (input.kind === "stream") {
     const stdin = child.stdin;
     if (!stdin) throw new Error("spawn gave no stdin pipe");
     feedFrames(input.frames, stdin, (n) => (bytesIn += n)).catch((err: Error) => {
       feedError = err.message;
-      kill(`reading the chunk failed: ${err.message}`, OutcomeKind.input);
+      supervisor.kill(`reading the chunk failed: ${err.message}`, OutcomeKind.input);
     });
   }
   let feederDone: Promise<void> = Promise.resolve();
@@ -195,25 +187,19 @@ export function runProcess(run: AttemptRun): RunningAttempt {
     feederDone = new Promise((resolve) => {
       feeder.on("error", (err) => {
         feedError = `could not start dd: ${err.message}`;
-        kill(`reading the chunk failed: ${feedError}`, OutcomeKind.input);
+        supervisor.kill(`reading the chunk failed: ${feedError}`, OutcomeKind.input);
         resolve();
       });
       feeder.on("close", (code, signal) => {
         // SIGPIPE: the program stopped reading early, which is its right.
-        if (code !== 0 && signal !== "SIGPIPE" && !killedFor) feedError = `dd: ${feederStderr.trim() || `exit ${code ?? signal}`}`;
+        if (code !== 0 && signal !== "SIGPIPE" && !supervisor.stoppedFor) feedError = `dd: ${feederStderr.trim() || `exit ${code ?? signal}`}`;
         resolve();
       });
     });
   }
 
-  let wroteStderr = false;
-  child.stderr?.on("data", (b: Buffer) => {
-    if (stderr.length < STDERR_KEPT) stderr += b.toString("utf8", 0, Math.min(b.length, STDERR_KEPT - stderr.length));
-    wroteStderr = true;
-    if (bachfile.stderr === "fail") kill("wrote to stderr", OutcomeKind.stderr);
-  });
-
-  const timer = bachfile.timeoutMs ? setTimeout(() => kill(`timeout after ${formatDuration(bachfile.timeoutMs ?? 0)}`, OutcomeKind.timeout), bachfile.timeoutMs) : null;
+  child.stderr?.on("data", (b: Buffer) => supervisor.stderr(b));
+  supervisor.arm();
 
   type Status = { code: number | null; signal: NodeJS.Signals | null };
   const exited = new Promise<Status>((resolve) => {
@@ -224,6 +210,8 @@ export function runProcess(run: AttemptRun): RunningAttempt {
     });
     child.on("exit", (code, signal) => {
       status = { code, signal };
+      exitedAlready = true;
+      supervisor.ended();
       // The attempt is the main process: what it left in its group (a background job still writing to
       // stdout) dies with it, before the attempt is judged and its output measured, so a committed
       // output never changes after. 'close' waits for stderr, which such a job could hold open.
@@ -243,28 +231,24 @@ export function runProcess(run: AttemptRun): RunningAttempt {
   });
 
   const done = Promise.all([exited, feederDone]).then(([{ code, signal }]) => {
-    if (timer) clearTimeout(timer);
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const bytesOut = fs.statSync(run.outputFile, { throwIfNoEntry: false })?.size ?? 0;
     const exitCode = code ?? -1;
     const failure: NodeJS.ErrnoException | null = spawnError;
-    const [kind, reason]: [OutcomeKind, string] = failure
-      ? failure.code === "ENOENT"
-        ? [OutcomeKind.notFound, `program not found on worker ${run.workerName}: ${bachfile.binary} (bachfile field binary)${notFoundHint(bachfile.binary, fs.existsSync(path.join(run.cwd, bachfile.binary)))}`]
-        : [OutcomeKind.worker, `could not start ${bachfile.binary} on worker ${run.workerName}: ${failure.message}`]
-      : bachfile.stderr === "fail" && wroteStderr
-        ? [OutcomeKind.stderr, `stderr: ${firstLine(stderr)}`]
-        : killedFor
-          ? [killedKind, killedFor]
-          : exitCode !== 0
-            ? signal ? [OutcomeKind.signal, `killed by ${signal}`] : [OutcomeKind.exit, `exit ${exitCode}`]
-            : feedError ? [OutcomeKind.input, `reading the chunk failed: ${feedError}`] : [OutcomeKind.ok, ""];
-    return { ok: kind === OutcomeKind.ok, kind, retryable: retryableKind(kind), exitCode, signal: signal ?? "", reason, stderr, bytesIn, bytesOut, seconds };
+    return supervisor.verdict(
+      {
+        startFailure: failure
+          ? failure.code === "ENOENT"
+            ? [OutcomeKind.notFound, `program not found on worker ${run.workerName}: ${bachfile.binary} (bachfile field binary)${notFoundHint(bachfile.binary, fs.existsSync(path.join(run.cwd, bachfile.binary)))}`]
+            : [OutcomeKind.worker, `could not start ${bachfile.binary} on worker ${run.workerName}: ${failure.message}`]
+          : null,
+        exitCode,
+        signal: signal ?? "",
+        exit: exitCode === 0 ? null : signal ? [OutcomeKind.signal, `killed by ${signal}`] : [OutcomeKind.exit, `exit ${exitCode}`],
+        feedError,
+      },
+      { bytesIn, bytesOut },
+    );
   });
-  return { done, kill };
+  return { done, kill: (reason, kind) => supervisor.kill(reason, kind) };
 }
 
-export function firstLine(text: string): string {
-  const line = text.trim().split("\n")[0] ?? "";
-  return line.length > 200 ? `${line.slice(0, 200)}...` : line;
-}
