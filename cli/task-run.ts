@@ -120,7 +120,13 @@ function stopTaskWithUs(api: CoordinatorApi, task: string, embedded: Embedded | 
     if (why) process.stderr.write(`\nbach: ${why}: cancelling task ${task}\n`);
     const exit = () => {
       const stopped = embedded ? embedded.stop() : Promise.resolve();
-      stopped.finally(() => process.exit(status));
+      stopped.then(
+        () => process.exit(status),
+        (err: Error) => {
+          process.stderr.write(`bach: could not stop the embedded coordinator: ${err.message}\n`);
+          process.exit(status);
+        },
+      );
     };
     api.cancel(task).then(exit, (err: Error) => {
       process.stderr.write(`bach: could not cancel ${task}: ${err.message}\n`);

@@ -8,10 +8,9 @@ import { packBundle } from "../core/bundle";
 import { BundleCache } from "../worker/bundle-cache";
 import { taskFolder, tempDir } from "./harness";
 
-const turns = (n: number) => new Promise<void>(async (resolve) => {
+const turns = async (n: number): Promise<void> => {
   for (let i = 0; i < n; i++) await new Promise((next) => setImmediate(next));
-  resolve();
-});
+};
 
 /** The bundle's bytes in small pieces with a turn of the event loop between, so two fetches interleave. */
 async function* slowly(file: string, fetched: () => void = () => undefined): AsyncGenerator<Buffer> {

@@ -36,7 +36,8 @@ describe("failure loops end", () => {
     const task = taskFolder({ binary: "sh", args: ["-c", "kill -9 $PPID; sleep 3"] });
     const run = runBach(["task-run", "--data", lines(10), "--coordinator", c.address, "--token", c.token], { cwd: task, timeoutMs: 120_000 });
     let ended = false;
-    void run.then(() => (ended = true));
+    // Ended either way; a rejected run fails the test at `await run` below.
+    run.then(() => (ended = true), () => (ended = true));
     // The supervisor: each time the worker dies, a new one joins (bounded, so a loop cannot hang the test).
     for (let restarts = 0; restarts < 8 && !ended; restarts++) {
       const w = c.workers[c.workers.length - 1];

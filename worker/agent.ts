@@ -170,7 +170,8 @@ export class WorkerAgent {
     stream.on("data", (msg: CoordinatorMessage) => this.onMessage(msg));
     stream.on("error", (err: Error & { code?: number; details?: string }) => {
       if (err.code === status.UNAUTHENTICATED) {
-        this.stop();
+        // The refusal is what ends this worker (onRefused); a stop that fails on the way is logged.
+        this.stop().catch((stopErr: Error) => this.opts.log.error({ err: stopErr.message }, "stopping after the coordinator refused us failed"));
         this.opts.onRefused?.(`coordinator ${this.opts.coordinator} refused us: ${err.details ?? err.message}`);
         return;
       }

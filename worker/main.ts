@@ -85,10 +85,16 @@ A chunk is placed only where its hardware minimums fit in what the worker offers
         refused = reject;
         // SIGTERM drains (a spare machine being taken back); SIGINT, or a second signal, stops at once.
         let leaving = false;
-        const stopNow = () => agent.stop().then(resolve, reject);
+        // A signal listener's return value is dropped, so stopNow hands stop's outcome to this promise.
+        const stopNow = (): void => {
+          agent.stop().then(resolve, reject);
+        };
         process.on("SIGINT", stopNow);
         process.on("SIGTERM", () => {
-          if (leaving) return void stopNow();
+          if (leaving) {
+            stopNow();
+            return;
+          }
           leaving = true;
           agent.drain(graceMs).then(resolve, reject);
         });
