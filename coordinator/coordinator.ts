@@ -183,12 +183,12 @@ export class Coordinator {
     this.live.set(id, t);
     if (row.input_done === 1) return t;
     if (row.input_kind === "path") {
-      intake.scanFile(row.input_path).catch((err: Error) => this.failTask(id, `reading ${row.input_path}: ${err.message}`));
+      intake.scanFile(row.input_path).catch((err: Error) => this.taskBroke(id, `reading ${row.input_path}`, err));
     } else if (resume) {
       t.ready = intake.resumeStream((seq) => this.spool.inputChunk(id, seq)).then((kept) => {
         this.opts.log.info({ task: id, chunk: resume.index, kept, offset: intake.received }, "streamed input resumes after the last spooled byte");
       });
-      t.ready.catch((err: Error) => this.failTask(id, `reading back the spooled input: ${err.message}`));
+      t.ready.catch((err: Error) => this.taskBroke(id, "reading back the spooled input", err));
     }
     return t;
   }
@@ -273,6 +273,8 @@ export class Coordinator {
    * next heartbeat check, and the coordinator stays up meanwhile.
    */
   private taskBroke(task: string, doing: string, err: Error): void {
+    // A task that has ended meanwhile (its intake closed under a reader) has nothing left to fail.
+    if (this.ledger.findTask(task)?.state !== TaskState.running && !this.unrecorded.has(task)) return;
     const full = isDiskFull(err);
     const error = full ? `${doing} failed: ${diskFullMessage(err)}` : `${doing} failed: ${err.message}`;
     this.opts.log.error({ task, err: err.message }, `${doing} failed: the task fails`);
