@@ -255,6 +255,9 @@ export class Coordinator {
 
   /** The task's committed output, chunk by chunk, waiting for commits, until the task ends. */
   async *streamOutput(task: string, fromChunk: number, keepOrder: boolean, skipBytes = 0): AsyncGenerator<OutputEvent> {
+    // A reader's own numbers: a negative skip would reach a file read as a position (a bug's stack, not a refusal).
+    if (!Number.isSafeInteger(fromChunk) || fromChunk < 0) throw new InputError(`fromChunk ${fromChunk}: expected a whole number of at least 0`);
+    if (!Number.isSafeInteger(skipBytes) || skipBytes < 0) throw new InputError(`skipBytes ${skipBytes}: expected a whole number of at least 0`);
     const found = this.ledger.findTask(task);
     if (!found) throw new InputError(`no task ${task}`);
     if (found.output_removed_at !== null) {
