@@ -195,6 +195,9 @@ export class Coordinator {
 
   /** Creates a task; says whether it reads its input file in place or takes it streamed. */
   createTask(req: NewTaskRequest): { id: string; input: "path" | "stream" } {
+    // A negative cap would leave the task with no room for any attempt: it would wait for ever.
+    if (!Number.isSafeInteger(req.parallelism) || req.parallelism < 0) throw new InputError(`parallelism ${req.parallelism}: expected a whole number of at least 0 (0: no cap)`, { field: "parallelism" });
+    if (!Number.isSafeInteger(req.dataStreams) || req.dataStreams < 0) throw new InputError(`data streams ${req.dataStreams}: expected a whole number of at least 0 (0: no cap)`, { field: "dataStreams" });
     if (!this.spool.hasBundle(req.bundleHash)) throw new InputError(`bundle ${req.bundleHash.slice(0, 12)} was not uploaded`);
     if (req.imageId && !this.opts.sharesEngine && !this.spool.hasImage(req.imageId)) throw new InputError(`image ${req.imageId.slice(0, 19)} was not uploaded`);
     let totalBytes: number | null = null;

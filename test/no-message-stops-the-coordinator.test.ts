@@ -368,6 +368,21 @@ describe("no message stops the coordinator", () => {
     await answer((cb) => client.cancelTask({ taskId: reply.taskId }, cb));
   });
 
+  test("a CreateTask with a negative parallelism or data stream cap is refused, not stored as a task that never runs", async () => {
+    const create = (parallelism: number, dataStreams: number) =>
+      answer((cb) =>
+        client.createTask({ bachfileJson: warm.bachfile, bundleHash: warm.bundleHash, imageId: "", parallelism, chunkSize: 0, inputKind: "stream", inputPath: "", dataStreams, name: "negative", inputSample: "" }, cb),
+      );
+    const before = taskCount(c);
+    const p = await create(-5, 0);
+    assert.equal(p.code, status.INVALID_ARGUMENT, p.details);
+    assert.match(p.details, /parallelism -5/);
+    const d = await create(0, -1);
+    assert.equal(d.code, status.INVALID_ARGUMENT, d.details);
+    assert.match(d.details, /data streams -1/);
+    assert.equal(taskCount(c), before, "nothing was stored");
+  });
+
   test(`seeded random, truncated and mutated messages to every method and the data port (fuzz seed ${SEED}, ${SECONDS} s)`, async () => {
     console.log(`fuzz seed: ${SEED}`);
     const r = new Rng(SEED);
@@ -450,6 +465,15 @@ async function dataPortAnswer(c: Cluster, header: string): Promise<Buffer> {
   socket.end(header);
   await closed;
   return Buffer.concat(got);
+}
+
+function taskCount(c: Cluster): number {
+  const db = ledger(c);
+  try {
+    return (db.prepare("SELECT COUNT(*) AS n FROM tasks").get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
 }
 
 function runningTasks(c: Cluster): string[] {
