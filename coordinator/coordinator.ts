@@ -476,7 +476,9 @@ export class Coordinator {
   attemptResult(session: WorkerSession, r: AttemptResult): void {
     const kind = outcomeKindOf(r.kind);
     let end: AttemptEnd = {
-      kind: r.ok ? OutcomeKind.ok : kind,
+      // Only an ok result commits, and only once its output is checked below: one that is not ok fails,
+      // whatever kind it names ("ok" included).
+      kind: r.ok ? OutcomeKind.ok : kind === OutcomeKind.ok ? OutcomeKind.exit : kind,
       retryable: r.ok || r.kind === "" ? true : r.retryable,
       exitCode: r.exitCode,
       reason: r.reason,
