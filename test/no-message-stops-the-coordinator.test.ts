@@ -79,6 +79,8 @@ const BUG_CODES = new Set([status.INTERNAL, status.UNKNOWN]);
 function noteStatus(failures: Failures, method: string, s: { code: number; details: string } | null | undefined): void {
   if (!s || !BUG_CODES.has(s.code) || s.details.startsWith("Error deserializing request")) return;
   const key = `${method}: ${s.details.replace(/[0-9a-f]{12,}/g, "HEX").replace(/\d{3,}/g, "N").slice(0, 48)}`;
+  // Whole, the first time: the ids and paths in it are what a replay starts from.
+  if (!failures.has(key)) console.log(`fuzz: ${method} answered ${status[s.code]}: ${s.details}`);
   failures.set(key, (failures.get(key) ?? 0) + 1);
 }
 
@@ -296,8 +298,12 @@ describe("no message stops the coordinator", () => {
   });
   after(async () => {
     client.close();
-    // For a replay: the coordinator's whole log, to read what the seed's messages did.
-    if (process.env.BACH_FUZZ_LOG) fs.writeFileSync(process.env.BACH_FUZZ_LOG, c.coordinator.stderr());
+    // For a replay: the coordinator's whole log and its ledger, to read what the seed's messages did.
+    const keep = process.env.BACH_FUZZ_LOG;
+    if (keep) {
+      fs.writeFileSync(keep, c.coordinator.stderr());
+      for (const suffix of ["", "-wal"]) fs.copyFileSync(path.join(c.dataDir, `ledger.sqlite${suffix}`), `${keep}.ledger.sqlite${suffix}`);
+    }
     await c.stop();
   });
 
@@ -381,6 +387,37 @@ describe("no message stops the coordinator", () => {
     assert.equal(d.code, status.INVALID_ARGUMENT, d.details);
     assert.match(d.details, /data streams -1/);
     assert.equal(taskCount(c), before, "nothing was stored");
+  });
+
+  test("a result that is not ok never commits its chunk, even when it names the kind ok", async () => {
+    const file = lines(20_000);
+    const created = await new Promise<{ taskId: string }>((resolve, reject) =>
+      client.createTask(
+        { bachfileJson: warm.bachfile, bundleHash: warm.bundleHash, imageId: "", parallelism: 0, chunkSize: 4096, inputKind: "path", inputPath: file, dataStreams: 0, name: "not-ok", inputSample: fileSample(file) ?? "" },
+        (err, r) => (err ? reject(err) : resolve(r)),
+      ),
+    );
+    // A worker that shares the spool takes chunks at once (no probe), beside the real one.
+    const stream = client.work();
+    const assigned: number[] = [];
+    stream.on("data", (m: CoordinatorMessage) => m.kind?.$case === "assign" && assigned.push(m.kind.value.attemptId));
+    stream.on("error", () => undefined);
+    stream.write({ kind: { $case: "hello", value: { name: "liar", host: "x", slots: 4, cpus: 8, memoryMb: 8192, localFiles: true, version: "0.1.0", interruptible: false, workerId: "", diskMb: 100_000, gpus: 0, docker: false } } });
+    const [attempt] = await waitFor("an attempt for the lying worker", () => assigned.length > 0 && assigned);
+    // No output was written for it: a commit would point the chunk at a file that does not exist.
+    stream.write({ kind: { $case: "result", value: { attemptId: attempt, ok: false, kind: "ok", retryable: true, exitCode: 0, signal: "", reason: "", stderr: "", bytesIn: 10, bytesOut: 0, seconds: 0.1 } } });
+    const state = await waitFor("the attempt to end", () => {
+      const db = ledger(c);
+      try {
+        const a = db.prepare("SELECT state FROM attempts WHERE id=?").get(attempt) as { state: string };
+        return a.state !== "running" && a.state;
+      } finally {
+        db.close();
+      }
+    });
+    assert.equal(state, "failed");
+    stream.end();
+    await answer((cb) => client.cancelTask({ taskId: created.taskId }, cb));
   });
 
   test(`seeded random, truncated and mutated messages to every method and the data port (fuzz seed ${SEED}, ${SECONDS} s)`, async () => {
