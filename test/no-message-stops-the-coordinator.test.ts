@@ -3,8 +3,10 @@
 // afterwards the coordinator is still up, logged no bug, answered no call INTERNAL (hostile input is
 // the caller's mistake, an InputError), a normal task gives output identical to its input, and the
 // ledger passes SQLite's integrity check. The seed is printed (`fuzz seed: N`) and taken from
-// BACH_FUZZ_SEED: it replays the same messages (the real ids they name depend on timing);
-// BACH_FUZZ_LOG=FILE keeps the coordinator's log. The focused tests before it are what the fuzz found.
+// BACH_FUZZ_SEED: it replays the same choices in the same order (the real ids they name, and what is
+// drawn once the coordinator answers, depend on timing, so a replay may need a run or two);
+// BACH_FUZZ_LOG=FILE keeps the coordinator's log and ledger. The focused tests before it are what the
+// fuzz found.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -93,10 +95,12 @@ async function fuzzCall(client: Client, method: MethodName, r: Rng, k: Known, to
   const md = metadata(r, token);
   const options = { deadline: Date.now() + 500 + r.int(method === "work" ? 4000 : 2000) };
   if (!def.requestStream && !def.responseStream) {
-    await new Promise<void>((resolve) => client.makeUnaryRequest(def.path, same, same, frames[0] ?? Buffer.alloc(0), md, options, (err) => {
+    await new Promise<void>((resolve) =>
+      client.makeUnaryRequest(def.path, same, same, frames[0] ?? Buffer.alloc(0), md, options, (err) => {
         noteStatus(failures, method, err);
         resolve();
-      }));
+      }),
+    );
     return;
   }
   if (def.requestStream && !def.responseStream) {
@@ -133,15 +137,15 @@ async function fuzzCall(client: Client, method: MethodName, r: Rng, k: Known, to
 /** The Work stream: frames spread over up to a second, later ones built from what came back (assignments and their keys). */
 async function fuzzWorker(client: Client, method: string, frames: Buffer[], r: Rng, k: Known, md: Metadata, options: { deadline: number }, failures: Failures): Promise<void> {
   const call = client.makeBidiStreamRequest(method, same, same, md, options);
+  let open = true;
   const done = new Promise<void>((resolve) =>
     call.on("status", (st: StatusObject) => {
+      open = false;
       noteStatus(failures, "work", st);
       resolve();
     }),
   );
   call.on("error", () => undefined);
-  let open = true;
-  void done.then(() => (open = false));
   call.on("data", (b: Buffer) => {
     const m = CoordinatorMessage.decode(b);
     if (m.kind?.$case !== "assign") return;
@@ -158,7 +162,7 @@ async function fuzzWorker(client: Client, method: string, frames: Buffer[], r: R
     if (r.chance(0.3)) await sleep(r.int(200));
     call.write(f);
   }
-  // Some built after the assignments came: results and uploads of attempts it really holds.
+  // Some built after the assignments came: heartbeats and results that name attempts it really holds.
   for (let n = r.int(4); n > 0; n--) {
     await sleep(r.int(300));
     call.write(mutate(r, Buffer.from(WorkerMessage.encode(workerMessage(r, k)).finish()), 0.1));
