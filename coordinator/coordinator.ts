@@ -214,6 +214,9 @@ export class Coordinator {
 
   /** Creates a task; says whether it reads its input file in place or takes it streamed. */
   createTask(req: NewTaskRequest): { id: string; input: "path" | "stream" } {
+    // A negative cap would leave the task with no room for any attempt: it would wait for ever.
+    if (!Number.isSafeInteger(req.parallelism) || req.parallelism < 0) throw new InputError(`parallelism ${req.parallelism}: expected a whole number of at least 0 (0: no cap)`, { field: "parallelism" });
+    if (!Number.isSafeInteger(req.dataStreams) || req.dataStreams < 0) throw new InputError(`data streams ${req.dataStreams}: expected a whole number of at least 0 (0: no cap)`, { field: "dataStreams" });
     if (!this.spool.hasBundle(req.bundleHash)) throw new InputError(`bundle ${req.bundleHash.slice(0, 12)} was not uploaded`);
     if (req.imageId && !this.opts.sharesEngine && !this.spool.hasImage(req.imageId)) throw new InputError(`image ${req.imageId.slice(0, 19)} was not uploaded`);
     let totalBytes: number | null = null;
@@ -315,6 +318,9 @@ export class Coordinator {
 
   /** The task's committed output, chunk by chunk, waiting for commits, until the task ends. */
   async *streamOutput(task: string, fromChunk: number, keepOrder: boolean, skipBytes = 0): AsyncGenerator<OutputEvent> {
+    // A reader's own numbers: a negative skip would reach a file read as a position (a bug's stack, not a refusal).
+    if (!Number.isSafeInteger(fromChunk) || fromChunk < 0) throw new InputError(`fromChunk ${fromChunk}: expected a whole number of at least 0`);
+    if (!Number.isSafeInteger(skipBytes) || skipBytes < 0) throw new InputError(`skipBytes ${skipBytes}: expected a whole number of at least 0`);
     const found = this.ledger.findTask(task);
     if (!found) throw new InputError(`no task ${task}`);
     if (found.output_removed_at !== null) {
@@ -550,7 +556,9 @@ export class Coordinator {
   private judge(session: WorkerSession, r: AttemptResult): void {
     const kind = outcomeKindOf(r.kind);
     let end: AttemptEnd = {
-      kind: r.ok ? OutcomeKind.ok : kind,
+      // Only an ok result commits, and only once its output is checked below: one that is not ok fails,
+      // whatever kind it names ("ok" included).
+      kind: r.ok ? OutcomeKind.ok : kind === OutcomeKind.ok ? OutcomeKind.exit : kind,
       retryable: r.ok || r.kind === "" ? true : r.retryable,
       exitCode: r.exitCode,
       reason: r.reason,

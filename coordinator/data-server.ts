@@ -60,7 +60,7 @@ function adopt(accepted: net.Socket, onread: net.OnReadOpts): net.Socket {
  * Reads the header line off the front of the frames; returns it with the rest of the frame it ended
  * in (valid until the next frame is asked for).
  */
-async function readHeader(frames: AsyncIterator<Buffer>): Promise<{ header: DataHeader; rest: Buffer }> {
+async function readHeader(frames: AsyncIterator<Buffer>): Promise<{ header: Record<string, unknown>; rest: Buffer }> {
   let head = Buffer.alloc(0);
   for (;;) {
     const next = await frames.next();
@@ -68,8 +68,47 @@ async function readHeader(frames: AsyncIterator<Buffer>): Promise<{ header: Data
     const nl = next.value.indexOf(10);
     head = Buffer.concat([head, nl >= 0 ? next.value.subarray(0, nl) : next.value]);
     if (head.length > MAX_HEADER) throw new InputError("data stream header too long");
-    if (nl >= 0) return { header: JSON.parse(head.toString("utf8")) as DataHeader, rest: next.value.subarray(nl + 1) };
+    if (nl >= 0) return { header: parseHeader(head.toString("utf8")), rest: next.value.subarray(nl + 1) };
   }
+}
+
+function parseHeader(line: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (err) {
+    throw new InputError(`data stream header is not JSON: ${(err as Error).message}`);
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new InputError("data stream header is not a JSON object");
+  return value as Record<string, unknown>;
+}
+
+/**
+ * The header's fields, each of the type its use needs (a peer that sends others gets an error line
+ * naming the field, not a failure deep in the ledger): input and output name a task, input its offset.
+ */
+function checkHeader(h: Record<string, unknown>): DataHeader {
+  const whole = (field: string): number => {
+    const v = h[field];
+    if (typeof v !== "number" || !Number.isSafeInteger(v)) throw new InputError(`data stream header: ${field}: expected a whole number, got ${JSON.stringify(v)}`, { field });
+    return v;
+  };
+  const text = (field: string): string => {
+    const v = h[field];
+    if (typeof v !== "string") throw new InputError(`data stream header: ${field}: expected a string, got ${JSON.stringify(v)}`, { field });
+    return v;
+  };
+  const token = typeof h.token === "string" ? h.token : "";
+  if (h.chunk !== undefined) return { token, task: "", offset: 0, chunk: whole("chunk"), key: h.key === undefined ? "" : text("key") };
+  if (h.upload !== undefined) return { token, task: "", offset: 0, upload: whole("upload"), key: h.key === undefined ? "" : text("key") };
+  if (h.output === undefined) return { token, task: text("task"), offset: whole("offset") };
+  const o = h.output;
+  if (o === null || typeof o !== "object" || Array.isArray(o)) throw new InputError(`data stream header: output: expected an object, got ${JSON.stringify(o)}`, { field: "output" });
+  const { fromChunk, keepOrder, skipBytes } = o as Record<string, unknown>;
+  if (typeof fromChunk !== "number" || typeof keepOrder !== "boolean" || typeof skipBytes !== "number") {
+    throw new InputError(`data stream header: output: expected {"fromChunk":N,"keepOrder":BOOL,"skipBytes":N}, got ${JSON.stringify(o)}`, { field: "output" });
+  }
+  return { token, task: text("task"), offset: 0, output: { fromChunk, keepOrder, skipBytes } };
 }
 
 /**
@@ -157,17 +196,17 @@ async function serve(c: Coordinator, token: string, socket: net.Socket, frames: 
   let readsMessages = false;
   let refused = false;
   try {
-    const { header, rest } = await readHeader(frames);
-    readsMessages = header.output !== undefined || header.chunk !== undefined;
-    if (header === null || typeof header !== "object") throw new InputError("data stream header is not a JSON object");
-    if (!sameSecret(header.token, token)) {
+    const { header: raw, rest } = await readHeader(frames);
+    readsMessages = raw.output !== undefined || raw.chunk !== undefined;
+    if (!sameSecret(raw.token, token)) {
       refused = true;
-      throw new InputError(header.token ? "wrong token (give the coordinator's --token or BACH_TOKEN)" : "a token is required (--token or BACH_TOKEN)");
+      throw new InputError(raw.token ? "wrong token (give the coordinator's --token or BACH_TOKEN)" : "a token is required (--token or BACH_TOKEN)");
     }
+    const header = checkHeader(raw);
     if (header.output) return await serveOutput(c, header.task, header.output, socket);
-    const key = typeof header.key === "string" ? header.key : "";
-    if (header.chunk !== undefined) return await serveChunk(c, Number(header.chunk), key, socket);
-    const bytes = header.upload !== undefined ? await serveUpload(c, Number(header.upload), key, rest, frames) : await serveInput(c, header, rest, frames, log);
+    const key = header.key ?? "";
+    if (header.chunk !== undefined) return await serveChunk(c, header.chunk, key, socket);
+    const bytes = header.upload !== undefined ? await serveUpload(c, header.upload, key, rest, frames) : await serveInput(c, header, rest, frames, log);
     socket.end(`${JSON.stringify({ ok: true, bytes })}\n`);
   } catch (err) {
     const message = (err as Error).message;

@@ -159,7 +159,9 @@ function handlers(c: Coordinator, log: Logger, dataPort: () => number): Coordina
     },
 
     fetchBundle(call) {
-      const file = c.spool.bundle(call.request.hash);
+      const { hash } = call.request;
+      if (!c.spool.hasBundle(hash)) return call.emit("error", failure(new InputError(`the coordinator has no bundle ${hash}`)));
+      const file = c.spool.bundle(hash);
       sendFile(call, file, 0, fs.statSync(file).size, (data) => ({ hash: call.request.hash, data })).catch((err) => call.emit("error", failure(err)));
     },
 
@@ -300,7 +302,7 @@ async function receiveBundle(c: Coordinator, frames: AsyncIterable<{ hash: strin
   try {
     await pipeline(data(), fs.createWriteStream(part));
     const actual = hash.digest("hex");
-    if (actual !== expected) throw new Error(`bundle arrived damaged: hash ${actual.slice(0, 12)}, expected ${expected.slice(0, 12)}`);
+    if (actual !== expected) throw new InputError(`bundle arrived damaged: hash ${actual.slice(0, 12)}, expected ${expected.slice(0, 12)}`);
     await fs.promises.rename(part, c.spool.bundle(actual));
     return actual;
   } finally {

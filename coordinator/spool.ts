@@ -4,6 +4,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
+import { InputError } from "../core/errors";
 
 /**
  * Room the spool keeps in reserve, as a file of zeros: when the disk fills up, it is given back so the
@@ -58,8 +59,9 @@ export class Spool {
     return path.join(this.dir, "attempts", `${attempt}.out`);
   }
 
+  /** A hash or digest comes from a caller: one that is not of the form is its mistake, never a path. */
   bundle(hash: string): string {
-    if (!/^[0-9a-f]{64}$/.test(hash)) throw new Error(`not a bundle hash: ${hash}`);
+    if (!/^[0-9a-f]{64}$/.test(hash)) throw new InputError(`not a bundle hash: ${JSON.stringify(hash)}`);
     return path.join(this.dir, "bundles", `${hash}.tar`);
   }
 
@@ -71,7 +73,7 @@ export class Spool {
   /** A `docker save` tar of an image, named by the image's digest. */
   image(id: string): string {
     const m = /^sha256:([0-9a-f]{64})$/.exec(id);
-    if (!m) throw new Error(`not an image digest: ${id}`);
+    if (!m) throw new InputError(`not an image digest: ${JSON.stringify(id)}`);
     return path.join(this.dir, "images", `${m[1]}.tar`);
   }
 

@@ -7,7 +7,10 @@ import fs from "node:fs";
 
 const PIECE = 64 * 1024;
 
-/** sha256 over the size, the modification time and 64 KiB at the start, the middle and the end. */
+/**
+ * sha256 over the size, the modification time and 64 KiB at the start, the middle and the end; null
+ * for what cannot be opened or read (a reader then streams it instead).
+ */
 export function fileSample(file: string): string | null {
   let fd: number;
   try {
@@ -25,6 +28,11 @@ export function fileSample(file: string): string | null {
       hash.update(buffer.subarray(0, n));
     }
     return hash.digest("hex");
+  } catch (err) {
+    // A file that opens but cannot be read (EIO from /proc/self/mem, a failing disk) cannot be compared
+    // either: that is the caller's path, not a bug. Anything but a system call's error still is.
+    if (typeof (err as NodeJS.ErrnoException).code !== "string") throw err;
+    return null;
   } finally {
     fs.closeSync(fd);
   }
