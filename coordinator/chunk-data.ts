@@ -75,15 +75,25 @@ export class ChunkData {
    */
   async receiveOutput(attempt: number, key: string, pieces: AsyncIterable<Buffer>): Promise<number> {
     this.running(attempt, key);
-    const fd = fs.openSync(this.spool.attemptOutput(attempt), "w");
+    // Written aside and renamed into place at its end, and only while the attempt still runs: an
+    // upload that outlives its attempt's commit (or a second one) never changes committed bytes.
+    const target = this.spool.attemptOutput(attempt);
+    const part = `${target}.${randomBytes(4).toString("hex")}.part`;
+    const fd = fs.openSync(part, "w");
     let bytes = 0;
     try {
-      for await (const piece of pieces) {
-        for (let done = 0; done < piece.length; ) done += fs.writeSync(fd, piece, done, piece.length - done, bytes + done);
-        bytes += piece.length;
+      try {
+        for await (const piece of pieces) {
+          for (let done = 0; done < piece.length; ) done += fs.writeSync(fd, piece, done, piece.length - done, bytes + done);
+          bytes += piece.length;
+        }
+      } finally {
+        fs.closeSync(fd);
       }
+      this.running(attempt, key);
+      fs.renameSync(part, target);
     } finally {
-      fs.closeSync(fd);
+      fs.rmSync(part, { force: true });
     }
     return bytes;
   }

@@ -567,7 +567,8 @@ export class Coordinator {
       bytesOut: r.bytesOut,
       seconds: r.seconds,
     };
-    if (r.ok && session.running.has(r.attemptId)) {
+    if (end.kind === OutcomeKind.ok) {
+      // Whatever the session's own bookkeeping says: nothing commits without its whole output.
       const size = fileSize(this.spool.attemptOutput(r.attemptId));
       if (size !== r.bytesOut) end = { ...end, kind: OutcomeKind.input, retryable: true, reason: `output incomplete: ${size ?? "no"} bytes of ${r.bytesOut} arrived` };
     }
