@@ -4,7 +4,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { Command, Option } from "commander";
 import { bachfileTemplate } from "../core/bachfile";
-import { coordinatorAddress, positiveInt, runMain, tokenFrom, TOKEN_FILE_HELP } from "../core/cli-common";
+import { coordinatorAddress, oneLineUsageErrors, positiveInt, runMain, tokenFrom, TOKEN_FILE_HELP } from "../core/cli-common";
 import { clientTlsFrom, TLS_HELP } from "../core/tls";
 import { InputError } from "../core/errors";
 import { formatBytes, parseDuration } from "../core/sizes";
@@ -40,9 +40,6 @@ function program(): Command {
   const bach = new Command("bach")
     .description("Run a program over a large stream of records, in parallel, on this machine or a cluster,\nwith exactly the output one run would give.")
     .version("0.1.0")
-    .showHelpAfterError()
-    .exitOverride()
-    .configureOutput({ outputError: (str, write) => write(`bach: ${str.replace(/^error: /, "")}`) })
     .addHelpText(
       "after",
       `
@@ -71,7 +68,7 @@ ${EXIT_STATUSES}`,
   bach
     .command("task-build")
     .description("validate bachfile.json, build its dockerfile if it has one, and pack the task folder (minus .bachignore) into a content-addressed bundle")
-    .option("--task <dir>", "the task folder (e.g. --task examples/json-searcher)", ".")
+    .addOption(new Option("--task <dir>", "the task folder (e.g. --task examples/json-searcher)").default(".", "the current folder"))
     .addOption(coordinatorOption())
     .addOption(tokenOption())
     .option("--token-file <file>", TOKEN_FILE_HELP)
@@ -121,10 +118,10 @@ it load it from there: no registry is needed.`,
     .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .option("--ip <addr>", "address other machines reach this one on: the embedded coordinator listens there and prints how workers join; this machine keeps one slot per core, joined workers take the rest of -p (e.g. -p 8 --ip 192.168.0.10)")
     .option("--lb <n>", "chunk-data streams the coordinator serves at once for this task (e.g. --lb 4; default: no limit)")
-    .option("--keep-order", "output in input order (the default)", true)
+    .option("--keep-order", "output in input order (the default)")
     .option("--no-keep-order", "output each chunk as soon as it commits")
     .option("--chunk-size <size>", "auto, or a size such as 1m, 64m, 1g (auto measures the program: see README)", "auto")
-    .option("--task <dir>", "the task folder (default: the current folder)", ".")
+    .addOption(new Option("--task <dir>", "the task folder (e.g. --task examples/gdelt-filter)").default(".", "the current folder"))
     .option("--no-progress", "no progress line on stderr (it is shown only when stderr is a terminal)")
     .option("--detach", "with --coordinator: send the input, print the task id and return; read the output later with bach task-output")
     .option("--reconnect <duration>", "with --coordinator: when the coordinator goes away mid-task, keep trying this long; a coordinator restarted on its data dir carries the task on (e.g. --reconnect 30m; 0: give up at once)", "10m")
@@ -143,7 +140,16 @@ Examples:
   head -n 10000000 GDELT.dat | bach task-run -p 4 --ip 192.168.0.10 --lb 4       let LAN workers join
 ${EXIT_STATUSES}`,
     )
-    .action(async (o: { data?: string; parallelism?: string; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; ip?: string; lb?: string; keepOrder: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean; reconnect: string }) => {
+    // Excess arguments are checked here, to say what a shell glob after --data did.
+    .allowExcessArguments()
+    .action(async (o: { data?: string; parallelism?: string; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; ip?: string; lb?: string; keepOrder?: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean; reconnect: string }, cmd: Command) => {
+      const [extra, ...more] = cmd.args;
+      if (extra !== undefined) {
+        const files = [o.data ?? "", extra, ...more].filter(Boolean).join(" ");
+        cmd.error(o.data
+          ? `task-run: unexpected argument ${extra}: --data takes one input (for several files: cat ${files} | bach task-run)`
+          : `task-run: unexpected argument ${extra} (the input goes in --data ${extra}, or cat ${files} | bach task-run)`);
+      }
       await taskRun({
         data: o.data ?? null,
         parallelism: o.parallelism ? positiveInt(o.parallelism, "-p") : null,
@@ -152,7 +158,7 @@ ${EXIT_STATUSES}`,
         tls: clientTlsFrom(o),
         ip: o.ip ?? null,
         lb: o.lb ? positiveInt(o.lb, "--lb") : 0,
-        keepOrder: o.keepOrder,
+        keepOrder: o.keepOrder ?? true,
         chunkSize: o.chunkSize,
         taskDir: path.resolve(o.task),
         progress: o.progress && process.stderr.isTTY === true,
@@ -264,7 +270,7 @@ Examples:
       const id = await buildBaseImage(o.tag);
       process.stdout.write(`${o.tag}: ${id}\n`);
     });
-  return bach;
+  return oneLineUsageErrors(bach);
 }
 
 /** Asks the named coordinator, or reads this machine's embedded ledger when none is named. */
