@@ -3,7 +3,6 @@
 import fs from "node:fs";
 import path from "node:path";
 import { Command, Option } from "commander";
-import { bachfileTemplate } from "../core/bachfile";
 import { coordinatorAddress, oneLineUsageErrors, positiveInt, runMain, tokenFrom, TOKEN_FILE_HELP } from "../core/cli-common";
 import { clientTlsFrom, TLS_HELP } from "../core/tls";
 import { InputError } from "../core/errors";
@@ -16,6 +15,7 @@ import { formatReport, formatTasks, formatWorkers } from "./format";
 import { BASE_IMAGE } from "../core/docker";
 import { buildBaseImage } from "./base-image";
 import { htmlReport } from "./html-report";
+import { initTask } from "./init";
 import { prepareTask, uploadTask } from "./prepare";
 import { taskOutput, taskRun } from "./task-run";
 
@@ -44,7 +44,7 @@ function program(): Command {
       "after",
       `
 Examples:
-  bach init                                  write a bachfile.json for the current folder
+  bach init                                  write a bachfile.json for the program in this folder
   bach task-build                            check the bachfile and pack this folder
   bach task-run --data events.tsv -p 8       run over a file, 8 chunks at once, output to stdout
   cat events.tsv | bach task-run -p 8        run over stdin
@@ -55,14 +55,20 @@ ${EXIT_STATUSES}`,
 
   bach
     .command("init")
-    .description("write a commented bachfile.json for the current folder")
-    .option("--force", "overwrite an existing bachfile.json")
-    .addHelpText("after", "\nExample:\n  mkdir grep-task && cd grep-task && bach init && $EDITOR bachfile.json")
+    .description("write a commented bachfile.json that runs the program in the current folder (a .js, .py, .sh, or an executable), or a starter program when there is none")
+    .option("--force", "replace an existing bachfile.json (a program is never replaced)")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  cd my-task && bach init                    finds my-task's program (say mapper.py) and writes a bachfile for it
+  mkdir t && cd t && bach init && echo hello | bach task-run     an empty folder gets upper.js, a starter that prints HELLO
+
+With several programs in the folder it picks one (main, index, map, run... first, then by name), says
+which, and lists the others: change "binary" and "args" in bachfile.json to run another.`,
+    )
     .action((o: { force?: boolean }) => {
-      const file = path.resolve("bachfile.json");
-      if (fs.existsSync(file) && !o.force) throw new InputError(`${file} exists already (--force overwrites it)`, { path: file });
-      fs.writeFileSync(file, bachfileTemplate(path.basename(process.cwd())));
-      process.stdout.write(`wrote ${file}\n`);
+      for (const line of initTask(process.cwd(), o.force === true)) process.stdout.write(`${line}\n`);
     });
 
   bach
