@@ -7,8 +7,6 @@ import { coordinatorAddress, oneLineUsageErrors, positiveInt, runMain, tokenFrom
 import { clientTlsFrom, TLS_HELP } from "../core/tls";
 import { InputError } from "../core/errors";
 import { formatBytes, parseDuration } from "../core/sizes";
-import { Ledger } from "../coordinator/ledger";
-import { taskList, taskReport, workerList } from "../coordinator/report";
 import { RemoteApi } from "./api";
 import { bachHome } from "./embedded";
 import { formatReport, formatTasks, formatWorkers } from "./format";
@@ -16,6 +14,7 @@ import { BASE_IMAGE } from "../core/docker";
 import { buildBaseImage } from "./base-image";
 import { htmlReport } from "./html-report";
 import { initTask } from "./init";
+import { localTaskList, localTaskReport, localWorkerList } from "./local-ledgers";
 import { prepareTask, uploadTask } from "./prepare";
 import { taskOutput, taskRun } from "./task-run";
 
@@ -202,16 +201,16 @@ ${EXIT_STATUSES}`,
     .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
     .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
     .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
-    .addHelpText("after", "\nExamples:\n  bach task-report                    the latest task run on this machine\n  bach task-report t-20261124-1a2b3c --json\n  bach task-report --html report.html  a timeline of chunks per worker\n  bach task-report --coordinator 192.168.0.10:7070 --token s3cret")
+    .addHelpText("after", "\nExamples:\n  bach task-report                    the task started last on this machine (by any embedded run)\n  bach task-report t-20261124-1a2b3c --json\n  bach task-report --html report.html  a timeline of chunks per worker\n  bach task-report --coordinator 192.168.0.10:7070 --token s3cret")
     .action(async (task: string | undefined, o: { json?: boolean; html?: string; coordinator?: string; token?: string }) => {
-      const r = await query(o, (api) => api.report(task ?? null), (l) => taskReport(l, task ?? null));
+      const r = await query(o, (api) => api.report(task ?? null), (home) => localTaskReport(home, task ?? null));
       if (o.html) fs.writeFileSync(o.html, htmlReport(r));
       process.stdout.write(`${o.json ? JSON.stringify(r, null, 2) : formatReport(r)}\n`);
     });
 
   bach
     .command("task-list")
-    .description("list the tasks the coordinator knows, newest first")
+    .description("list the tasks the coordinator knows (without --coordinator: every embedded run on this machine), newest first")
     .option("--json", "print as JSON")
     .addOption(coordinatorOption())
     .addOption(tokenOption())
@@ -221,7 +220,7 @@ ${EXIT_STATUSES}`,
     .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .addHelpText("after", "\nExample:\n  bach task-list --coordinator 192.168.0.10:7070 --token s3cret")
     .action(async (o: { json?: boolean; coordinator?: string; token?: string }) => {
-      const tasks = await query(o, (api) => api.listTasks(), taskList);
+      const tasks = await query(o, (api) => api.listTasks(), localTaskList);
       process.stdout.write(`${o.json ? JSON.stringify(tasks, null, 2) : formatTasks(tasks)}\n`);
     });
 
@@ -257,7 +256,7 @@ ${EXIT_STATUSES}`,
     .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .addHelpText("after", "\nExample:\n  bach workers --coordinator 192.168.0.10:7070 --token s3cret")
     .action(async (o: { json?: boolean; coordinator?: string; token?: string }) => {
-      const workers = await query(o, (api) => api.listWorkers(), workerList);
+      const workers = await query(o, (api) => api.listWorkers(), localWorkerList);
       process.stdout.write(`${o.json ? JSON.stringify(workers, null, 2) : formatWorkers(workers)}\n`);
     });
 
@@ -279,25 +278,16 @@ Examples:
   return oneLineUsageErrors(bach);
 }
 
-/** Asks the named coordinator, or reads this machine's embedded ledger when none is named. */
-async function query<T>(o: { coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string }, remote: (api: RemoteApi) => Promise<T>, local: (l: Ledger) => T): Promise<T> {
+/** Asks the named coordinator, or reads this machine's embedded ledgers (local-ledgers.ts) when none is named. */
+async function query<T>(o: { coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string }, remote: (api: RemoteApi) => Promise<T>, local: (home: string) => T): Promise<T> {
   const address = coordinatorAddress(o.coordinator);
-  if (address) {
-    const api = new RemoteApi(address, tokenFrom(o.token, o.tokenFile), clientTlsFrom(o));
-    try {
-      await api.ready();
-      return await remote(api);
-    } finally {
-      api.close();
-    }
-  }
-  const file = path.join(bachHome(), "local", "ledger.sqlite");
-  if (!fs.existsSync(file)) throw new InputError(`nothing has run on this machine yet (no ${file}); name a coordinator with --coordinator`);
-  const ledger = new Ledger(file);
+  if (!address) return local(bachHome());
+  const api = new RemoteApi(address, tokenFrom(o.token, o.tokenFile), clientTlsFrom(o));
   try {
-    return local(ledger);
+    await api.ready();
+    return await remote(api);
   } finally {
-    ledger.close();
+    api.close();
   }
 }
 
