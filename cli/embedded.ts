@@ -13,6 +13,7 @@ import { makeLogger } from "../core/log";
 import { isAlive } from "../core/pids";
 import { WorkerAgent } from "../worker/agent";
 import { EmbeddedApi } from "./api";
+import { keepApartLedger, newApartDir, sharedDir } from "./local-ledgers";
 
 export function bachHome(): string {
   return process.env.BACH_HOME ?? path.join(os.homedir(), ".bach");
@@ -28,12 +29,12 @@ export interface Embedded {
 }
 
 /**
- * The embedded coordinator's data dir. One run at a time owns $BACH_HOME/local (whose ledger
- * `bach task-report` reads afterwards); a run started while another holds it gets a private dir,
- * removed when it ends.
+ * The embedded coordinator's data dir. One run at a time owns $BACH_HOME/local (the shared ledger); a
+ * run started while another holds it runs apart, in a dir of its own under $BACH_HOME/local-apart,
+ * whose ledger is kept when it ends so that `bach task-report` finds its task too (local-ledgers.ts).
  */
 function claimDataDir(home: string): { dir: string; release(): void } {
-  const shared = path.join(home, "local");
+  const shared = sharedDir(home);
   fs.mkdirSync(shared, { recursive: true });
   const lock = path.join(shared, "owner.pid");
   for (let tries = 0; tries < 2; tries++) {
@@ -47,10 +48,10 @@ function claimDataDir(home: string): { dir: string; release(): void } {
       fs.rmSync(lock, { force: true }); // its owner died without cleaning up
     }
   }
-  const own = path.join(home, `local-${process.pid}`);
-  return { dir: own, release: () => fs.rmSync(own, { recursive: true, force: true }) };
+  const own = newApartDir(home);
+  fs.mkdirSync(own, { recursive: true });
+  return { dir: own, release: () => keepApartLedger(home, own) };
 }
-
 
 /**
  * `containers`: the task runs in containers, so the worker needs this machine's engine. A task

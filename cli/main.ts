@@ -3,19 +3,18 @@
 import fs from "node:fs";
 import path from "node:path";
 import { Command, Option } from "commander";
-import { bachfileTemplate } from "../core/bachfile";
-import { coordinatorAddress, positiveInt, runMain, tokenFrom, TOKEN_FILE_HELP } from "../core/cli-common";
+import { coordinatorAddress, oneLineUsageErrors, positiveInt, runMain, tokenFrom, TOKEN_FILE_HELP } from "../core/cli-common";
 import { clientTlsFrom, TLS_HELP } from "../core/tls";
 import { InputError } from "../core/errors";
 import { formatBytes, parseDuration } from "../core/sizes";
-import { Ledger } from "../coordinator/ledger";
-import { taskList, taskReport, workerList } from "../coordinator/report";
 import { RemoteApi } from "./api";
 import { bachHome } from "./embedded";
 import { formatReport, formatTasks, formatWorkers } from "./format";
 import { BASE_IMAGE } from "../core/docker";
 import { buildBaseImage } from "./base-image";
 import { htmlReport } from "./html-report";
+import { initTask } from "./init";
+import { localTaskList, localTaskReport, localWorkerList } from "./local-ledgers";
 import { prepareTask, uploadTask } from "./prepare";
 import { taskOutput, taskRun } from "./task-run";
 
@@ -40,14 +39,11 @@ function program(): Command {
   const bach = new Command("bach")
     .description("Run a program over a large stream of records, in parallel, on this machine or a cluster,\nwith exactly the output one run would give.")
     .version("0.1.0")
-    .showHelpAfterError()
-    .exitOverride()
-    .configureOutput({ outputError: (str, write) => write(`bach: ${str.replace(/^error: /, "")}`) })
     .addHelpText(
       "after",
       `
 Examples:
-  bach init                                  write a bachfile.json for the current folder
+  bach init                                  write a bachfile.json for the program in this folder
   bach task-build                            check the bachfile and pack this folder
   bach task-run --data events.tsv -p 8       run over a file, 8 chunks at once, output to stdout
   cat events.tsv | bach task-run -p 8        run over stdin
@@ -58,20 +54,26 @@ ${EXIT_STATUSES}`,
 
   bach
     .command("init")
-    .description("write a commented bachfile.json for the current folder")
-    .option("--force", "overwrite an existing bachfile.json")
-    .addHelpText("after", "\nExample:\n  mkdir grep-task && cd grep-task && bach init && $EDITOR bachfile.json")
+    .description("write a commented bachfile.json that runs the program in the current folder (a .js, .py, .sh, or an executable), or a starter program when there is none")
+    .option("--force", "replace an existing bachfile.json (a program is never replaced)")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  cd my-task && bach init                    finds my-task's program (say mapper.py) and writes a bachfile for it
+  mkdir t && cd t && bach init && echo hello | bach task-run     an empty folder gets upper.js, a starter that prints HELLO
+
+With several programs in the folder it picks one (main, index, map, run... first, then by name), says
+which, and lists the others: change "binary" and "args" in bachfile.json to run another.`,
+    )
     .action((o: { force?: boolean }) => {
-      const file = path.resolve("bachfile.json");
-      if (fs.existsSync(file) && !o.force) throw new InputError(`${file} exists already (--force overwrites it)`, { path: file });
-      fs.writeFileSync(file, bachfileTemplate(path.basename(process.cwd())));
-      process.stdout.write(`wrote ${file}\n`);
+      for (const line of initTask(process.cwd(), o.force === true)) process.stdout.write(`${line}\n`);
     });
 
   bach
     .command("task-build")
     .description("validate bachfile.json, build its dockerfile if it has one, and pack the task folder (minus .bachignore) into a content-addressed bundle")
-    .option("--task <dir>", "the task folder (e.g. --task examples/json-searcher)", ".")
+    .addOption(new Option("--task <dir>", "the task folder (e.g. --task examples/json-searcher)").default(".", "the current folder"))
     .addOption(coordinatorOption())
     .addOption(tokenOption())
     .option("--token-file <file>", TOKEN_FILE_HELP)
@@ -121,10 +123,10 @@ it load it from there: no registry is needed.`,
     .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .option("--ip <addr>", "address other machines reach this one on: the embedded coordinator listens there and prints how workers join; this machine keeps one slot per core, joined workers take the rest of -p (e.g. -p 8 --ip 192.168.0.10)")
     .option("--lb <n>", "chunk-data streams the coordinator serves at once for this task (e.g. --lb 4; default: no limit)")
-    .option("--keep-order", "output in input order (the default)", true)
+    .option("--keep-order", "output in input order (the default)")
     .option("--no-keep-order", "output each chunk as soon as it commits")
     .option("--chunk-size <size>", "auto, or a size such as 1m, 64m, 1g (auto measures the program: see README)", "auto")
-    .option("--task <dir>", "the task folder (default: the current folder)", ".")
+    .addOption(new Option("--task <dir>", "the task folder (e.g. --task examples/gdelt-filter)").default(".", "the current folder"))
     .option("--no-progress", "no progress line on stderr (it is shown only when stderr is a terminal)")
     .option("--detach", "with --coordinator: send the input, print the task id and return; read the output later with bach task-output")
     .option("--reconnect <duration>", "with --coordinator: when the coordinator goes away mid-task, keep trying this long; a coordinator restarted on its data dir carries the task on (e.g. --reconnect 30m; 0: give up at once)", "10m")
@@ -143,7 +145,16 @@ Examples:
   head -n 10000000 GDELT.dat | bach task-run -p 4 --ip 192.168.0.10 --lb 4       let LAN workers join
 ${EXIT_STATUSES}`,
     )
-    .action(async (o: { data?: string; parallelism?: string; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; ip?: string; lb?: string; keepOrder: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean; reconnect: string }) => {
+    // Excess arguments are checked here, to say what a shell glob after --data did.
+    .allowExcessArguments()
+    .action(async (o: { data?: string; parallelism?: string; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; ip?: string; lb?: string; keepOrder?: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean; reconnect: string }, cmd: Command) => {
+      const [extra, ...more] = cmd.args;
+      if (extra !== undefined) {
+        const files = [o.data ?? "", extra, ...more].filter(Boolean).join(" ");
+        cmd.error(o.data
+          ? `task-run: unexpected argument ${extra}: --data takes one input (for several files: cat ${files} | bach task-run)`
+          : `task-run: unexpected argument ${extra} (the input goes in --data ${extra}, or cat ${files} | bach task-run)`);
+      }
       await taskRun({
         data: o.data ?? null,
         parallelism: o.parallelism ? positiveInt(o.parallelism, "-p") : null,
@@ -152,7 +163,7 @@ ${EXIT_STATUSES}`,
         tls: clientTlsFrom(o),
         ip: o.ip ?? null,
         lb: o.lb ? positiveInt(o.lb, "--lb") : 0,
-        keepOrder: o.keepOrder,
+        keepOrder: o.keepOrder ?? true,
         chunkSize: o.chunkSize,
         taskDir: path.resolve(o.task),
         progress: o.progress && process.stderr.isTTY === true,
@@ -190,16 +201,16 @@ ${EXIT_STATUSES}`,
     .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
     .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
     .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
-    .addHelpText("after", "\nExamples:\n  bach task-report                    the latest task run on this machine\n  bach task-report t-20261124-1a2b3c --json\n  bach task-report --html report.html  a timeline of chunks per worker\n  bach task-report --coordinator 192.168.0.10:7070 --token s3cret")
+    .addHelpText("after", "\nExamples:\n  bach task-report                    the task started last on this machine (by any embedded run)\n  bach task-report t-20261124-1a2b3c --json\n  bach task-report --html report.html  a timeline of chunks per worker\n  bach task-report --coordinator 192.168.0.10:7070 --token s3cret")
     .action(async (task: string | undefined, o: { json?: boolean; html?: string; coordinator?: string; token?: string }) => {
-      const r = await query(o, (api) => api.report(task ?? null), (l) => taskReport(l, task ?? null));
+      const r = await query(o, (api) => api.report(task ?? null), (home) => localTaskReport(home, task ?? null));
       if (o.html) fs.writeFileSync(o.html, htmlReport(r));
       process.stdout.write(`${o.json ? JSON.stringify(r, null, 2) : formatReport(r)}\n`);
     });
 
   bach
     .command("task-list")
-    .description("list the tasks the coordinator knows, newest first")
+    .description("list the tasks the coordinator knows (without --coordinator: every embedded run on this machine), newest first")
     .option("--json", "print as JSON")
     .addOption(coordinatorOption())
     .addOption(tokenOption())
@@ -209,7 +220,7 @@ ${EXIT_STATUSES}`,
     .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .addHelpText("after", "\nExample:\n  bach task-list --coordinator 192.168.0.10:7070 --token s3cret")
     .action(async (o: { json?: boolean; coordinator?: string; token?: string }) => {
-      const tasks = await query(o, (api) => api.listTasks(), taskList);
+      const tasks = await query(o, (api) => api.listTasks(), localTaskList);
       process.stdout.write(`${o.json ? JSON.stringify(tasks, null, 2) : formatTasks(tasks)}\n`);
     });
 
@@ -245,7 +256,7 @@ ${EXIT_STATUSES}`,
     .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .addHelpText("after", "\nExample:\n  bach workers --coordinator 192.168.0.10:7070 --token s3cret")
     .action(async (o: { json?: boolean; coordinator?: string; token?: string }) => {
-      const workers = await query(o, (api) => api.listWorkers(), workerList);
+      const workers = await query(o, (api) => api.listWorkers(), localWorkerList);
       process.stdout.write(`${o.json ? JSON.stringify(workers, null, 2) : formatWorkers(workers)}\n`);
     });
 
@@ -264,28 +275,19 @@ Examples:
       const id = await buildBaseImage(o.tag);
       process.stdout.write(`${o.tag}: ${id}\n`);
     });
-  return bach;
+  return oneLineUsageErrors(bach);
 }
 
-/** Asks the named coordinator, or reads this machine's embedded ledger when none is named. */
-async function query<T>(o: { coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string }, remote: (api: RemoteApi) => Promise<T>, local: (l: Ledger) => T): Promise<T> {
+/** Asks the named coordinator, or reads this machine's embedded ledgers (local-ledgers.ts) when none is named. */
+async function query<T>(o: { coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string }, remote: (api: RemoteApi) => Promise<T>, local: (home: string) => T): Promise<T> {
   const address = coordinatorAddress(o.coordinator);
-  if (address) {
-    const api = new RemoteApi(address, tokenFrom(o.token, o.tokenFile), clientTlsFrom(o));
-    try {
-      await api.ready();
-      return await remote(api);
-    } finally {
-      api.close();
-    }
-  }
-  const file = path.join(bachHome(), "local", "ledger.sqlite");
-  if (!fs.existsSync(file)) throw new InputError(`nothing has run on this machine yet (no ${file}); name a coordinator with --coordinator`);
-  const ledger = new Ledger(file);
+  if (!address) return local(bachHome());
+  const api = new RemoteApi(address, tokenFrom(o.token, o.tokenFile), clientTlsFrom(o));
   try {
-    return local(ledger);
+    await api.ready();
+    return await remote(api);
   } finally {
-    ledger.close();
+    api.close();
   }
 }
 

@@ -3,7 +3,7 @@
 import os from "node:os";
 import path from "node:path";
 import { Command } from "commander";
-import { DEFAULT_PORT, positiveInt, runMain, tokenFrom, TOKEN_FILE_HELP } from "../core/cli-common";
+import { DEFAULT_PORT, oneLineUsageErrors, positiveInt, runMain, tokenFrom, TOKEN_FILE_HELP } from "../core/cli-common";
 import { InputError } from "../core/errors";
 import { makeLogger } from "../core/log";
 import { parseDuration } from "../core/sizes";
@@ -15,9 +15,7 @@ import type { AddressInfo } from "node:net";
 
 function program(): Command {
   const cmd = new Command("bach-coordinator")
-    .description("The Bach coordinator: keeps the ledger and the spool, and hands chunks to workers.")
-    .exitOverride()
-    .configureOutput({ outputError: (str, write) => write(`bach-coordinator: ${str.replace(/^error: /, "")}`) });
+    .description("The Bach coordinator: keeps the ledger and the spool, and hands chunks to workers.");
   cmd
     .command("start")
     .description("start the coordinator daemon (it runs until SIGINT or SIGTERM)")
@@ -93,7 +91,7 @@ Then on each machine: bach-worker join HOST:7070 --token s3cret`,
         process.once("SIGTERM", stop);
       });
     });
-  return cmd;
+  return oneLineUsageErrors(cmd);
 }
 
 runMain("bach-coordinator", async () => {

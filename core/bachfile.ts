@@ -224,13 +224,14 @@ export function loadBachfile(dir: string): Bachfile {
   return parseBachfile(fs.readFileSync(file, "utf8"), "bachfile.json", path.basename(dir));
 }
 
-export function bachfileTemplate(folderName: string): string {
+/** A commented bachfile for `bach init`, running `program` (cli/init.ts finds it in the folder). */
+export function bachfileTemplate(folderName: string, program: { binary: string; args: string[] }): string {
   const t = {
     "//": "A Bach task: `bach task-run --data FILE` runs `binary args...` once per chunk of records, chunk on stdin.",
     "logical-name": folderName,
     "// binary": "the program: a name on PATH or a path in this folder; it must exit 0 when a chunk is done",
-    binary: "node",
-    args: ["bin.js"],
+    binary: program.binary,
+    args: program.args,
     "// delimiter": "what ends a record; chunks never split a record",
     delimiter: "\n",
     "// interruptible": "true: may run on workers that can be taken back (spare machines)",

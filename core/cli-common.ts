@@ -1,7 +1,7 @@
 // What the three entry programs share about the command line: where the coordinator is, the token,
 // and how a failure ends the process (one line and a documented status for a user's mistake; a stack
 // only for a bug in Bach).
-import { CommanderError } from "commander";
+import { type Command, CommanderError } from "commander";
 import { BachError, DiskFullError, diskFullMessage, ExitStatus, InputError, isDiskFull } from "./errors";
 import { isServiceError, userError } from "./rpc";
 import { hideTokenFlag, readToken } from "./secrets";
@@ -28,6 +28,26 @@ export function positiveInt(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InputError(`${flag} ${value}: expected a whole number of at least 1`);
   return n;
+}
+
+/**
+ * Every usage mistake commander finds (an unknown option or command, a missing value, an extra
+ * argument) prints one line, `PROGRAM: <what is wrong>`, and one pointing at the help of the command
+ * at fault, never the whole help; it ends with status 2 (see runMain). Call it once every command
+ * is added.
+ */
+export function oneLineUsageErrors(program: Command): Command {
+  const name = program.name();
+  const setUp = (cmd: Command, usage: string): void => {
+    cmd
+      .exitOverride()
+      // commander puts its did-you-mean on a line of its own: it belongs to the error's line.
+      .configureOutput({ outputError: (str, write) => write(`${name}: ${str.replace(/^error: /, "").replace(/\n\(Did you mean (.+)\?\)/, " (did you mean $1?)")}`) })
+      .showHelpAfterError(`(see ${usage} --help)`);
+    for (const sub of cmd.commands) setUp(sub, `${usage} ${sub.name()}`);
+  };
+  setUp(program, name);
+  return program;
 }
 
 /** Runs a program's main and turns what it throws into an exit status. */

@@ -37,7 +37,7 @@ test("the seed's example parses, with defaults for what it leaves out", () => {
 
 test('keys starting with "//" are comments; the init template parses', () => {
   assert.equal(parseBachfile('{"//": "a note", "binary": "cat", "hardware": {"// cpu": "cores"}}', "f", "d").binary, "cat");
-  assert.equal(parseBachfile(bachfileTemplate("mytask"), "bachfile.json", "mytask").logicalName, "mytask");
+  assert.equal(parseBachfile(bachfileTemplate("mytask", { binary: "node", args: ["upper.js"] }), "bachfile.json", "mytask").logicalName, "mytask");
 });
 
 test("every problem at once, one line each, with the field's path", () => {

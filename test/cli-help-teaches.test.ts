@@ -38,5 +38,5 @@ test("bach init writes a bachfile that task-build accepts, and will not overwrit
   assert.equal(build.code, 0, build.stderr);
   const again = await runBach(["init"], { cwd: dir });
   assert.equal(again.code, 2);
-  assert.match(again.stderr, /exists already \(--force overwrites it\)/);
+  assert.equal(again.stderr, "bach: bachfile.json exists already (bach init --force replaces it)\n");
 });

@@ -3,7 +3,7 @@
 import os from "node:os";
 import path from "node:path";
 import { Command } from "commander";
-import { coordinatorAddress, positiveInt, runMain, tokenFrom, TOKEN_FILE_HELP } from "../core/cli-common";
+import { coordinatorAddress, oneLineUsageErrors, positiveInt, runMain, tokenFrom, TOKEN_FILE_HELP } from "../core/cli-common";
 import { clientTlsFrom, TLS_HELP } from "../core/tls";
 import { CoordinatorUnreachableError, InputError } from "../core/errors";
 import { makeLogger } from "../core/log";
@@ -18,9 +18,7 @@ function nonNegativeInt(value: string, flag: string): number {
 
 function program(): Command {
   const cmd = new Command("bach-worker")
-    .description("A Bach worker: joins a coordinator and runs chunks of its tasks.")
-    .exitOverride()
-    .configureOutput({ outputError: (str, write) => write(`bach-worker: ${str.replace(/^error: /, "")}`) });
+    .description("A Bach worker: joins a coordinator and runs chunks of its tasks.");
   cmd
     .command("join <host:port>")
     .description("join the coordinator at HOST:PORT and run chunks until SIGINT or SIGTERM")
@@ -100,7 +98,7 @@ A chunk is placed only where its hardware minimums fit in what the worker offers
         });
       });
     });
-  return cmd;
+  return oneLineUsageErrors(cmd);
 }
 
 runMain("bach-worker", async () => {
