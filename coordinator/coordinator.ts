@@ -528,7 +528,10 @@ export class Coordinator {
       }
     }
     for (const id of reported) {
-      if (session.running.has(id)) continue;
+      // Each stranger is stopped (and logged) once: a worker that goes on listing it cannot flood the log.
+      if (session.running.has(id) || session.stopped.has(id)) continue;
+      if (session.stopped.size >= 10_000) session.stopped.clear();
+      session.stopped.add(id);
       this.opts.log.warn({ worker: session.id, attempt: id }, "a worker runs an attempt that is not its own running attempt in the ledger: stopping it");
       session.link.cancel(id, "not a running attempt of this worker");
     }

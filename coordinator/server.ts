@@ -223,6 +223,7 @@ function handlers(c: Coordinator, log: Logger, dataPort: () => number): Coordina
         try {
           onMessage(msg);
         } catch (err) {
+          if (err instanceof InputError) return refuse(err.message);
           log.error({ worker: session?.id, err: (err as Error).stack }, "a worker message failed");
           refuse(`the coordinator could not handle a ${msg.kind?.$case ?? "empty"} message: ${(err as Error).message}`);
         }

@@ -4,7 +4,7 @@
 import type { Logger } from "pino";
 import type { WorkerHello } from "../core/generated/bach";
 import type { Ledger } from "./ledger";
-import { isDiskFull } from "../core/errors";
+import { InputError, isDiskFull } from "../core/errors";
 import { take, type Needs, type Resources, type WorkerView } from "./scheduler";
 
 /** What a worker is told on joining: its id, the heartbeat pace, the spool probe, the data port. */
@@ -60,6 +60,8 @@ export interface WorkerSession {
    */
   probingUntil: number;
   link: WorkerLink;
+  /** Attempts it reported that were not its own, already told to stop. */
+  stopped: Set<number>;
 }
 
 export interface RunningAttempt {
@@ -124,6 +126,7 @@ export class Workers {
    * the same id still open is closed and returned as `replaced`: its attempts end with it.
    */
   join(hello: WorkerHello, link: WorkerLink): { session: WorkerSession; replaced: WorkerSession | null } {
+    checkHello(hello);
     const known = hello.workerId && this.ledger.workers().some((w) => w.id === hello.workerId);
     const id = known ? hello.workerId : this.ledger.nextWorkerId();
     const replaced = this.sessions.get(id) ?? null;
@@ -144,7 +147,7 @@ export class Workers {
       interruptible: hello.interruptible ? 1 : 0,
     });
     const probingUntil = hello.localFiles ? 0 : Date.now() + PROBE_ANSWER_MS;
-    const session: WorkerSession = { id, epoch, hello, running: new Map(), lastSeen: Date.now(), draining: false, probingUntil, link };
+    const session: WorkerSession = { id, epoch, hello, running: new Map(), lastSeen: Date.now(), draining: false, probingUntil, link, stopped: new Set() };
     this.sessions.set(id, session);
     const { file, token } = this.opts.spoolProbe;
     link.welcome({ workerId: id, heartbeatMs: this.opts.heartbeatMs, spoolProbe: file, spoolToken: token, dataPort: this.opts.dataPort() });
@@ -218,6 +221,20 @@ export class Workers {
     }
     this.events.tick();
   }
+}
+
+/**
+ * A hello's numbers are what the scheduler places work by: a worker claiming two billion slots or
+ * negative memory would hold chunks it cannot run. Refused with the field, as any bad input is.
+ */
+function checkHello(h: WorkerHello): void {
+  const bad = (field: string, value: unknown, want: string) => new InputError(`hello: ${field} ${String(value)}: ${want}`, { field });
+  if (!Number.isInteger(h.slots) || h.slots < 1 || h.slots > 4096) throw bad("slots", h.slots, "expected a whole number from 1 to 4096");
+  if (!Number.isFinite(h.cpus) || h.cpus <= 0 || h.cpus > 65536) throw bad("cpus", h.cpus, "expected a number of cores above 0");
+  for (const [field, value] of [["memory_mb", h.memoryMb], ["disk_mb", h.diskMb], ["gpus", h.gpus]] as const) {
+    if (!Number.isFinite(value) || value < 0) throw bad(field, value, "expected a number of at least 0");
+  }
+  if (h.name.length > 256 || h.host.length > 256 || h.workerId.length > 64) throw bad("name", h.name.slice(0, 40), "names are at most 256 characters");
 }
 
 /** Runs a write of what workers did; a full disk leaves it unwritten (it is only a record) rather than stop the coordinator. */

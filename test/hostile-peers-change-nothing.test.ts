@@ -127,6 +127,14 @@ describe("hostile peers", () => {
     await waitFor("no attempt left running", () => runningAttempts(c).length === 0);
   });
 
+  test("a hello claiming impossible resources is refused naming the field", async () => {
+    const w = client.work();
+    const ended = new Promise((resolve) => w.on("error", resolve));
+    w.write({ kind: { $case: "hello", value: { name: "greedy", host: "x", slots: 2 ** 31 - 1, cpus: 1, memoryMb: 1, localFiles: false, version: "", interruptible: false, workerId: "", diskMb: 0, gpus: 0, docker: false } } });
+    assert.match(String(await ended), /hello: slots 2147483647: expected a whole number from 1 to 4096/);
+    assert.equal(c.coordinator.proc.exitCode, null);
+  });
+
   test("a second hello on one stream, and a message before hello, end that stream only", async () => {
     const w = await rawWorker(client, "twice");
     w.stream.write({ kind: { $case: "hello", value: { name: "twice", host: "x", slots: 1, cpus: 1, memoryMb: 1, localFiles: false, version: "", interruptible: false, workerId: "", diskMb: 0, gpus: 0, docker: false } } });
