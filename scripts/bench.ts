@@ -118,13 +118,16 @@ async function startCoordinator(dataDir: string, listen: string, dataListen: str
   return { proc, address: /listening on (\S+)/.exec(out)?.[1] ?? "" };
 }
 
-/** `coordinatorArgs`: flags of the coordinator's (--durable, say), kept across restarts. */
-async function startCluster(coordinatorArgs: string[] = []): Promise<BenchCluster> {
+/**
+ * `coordinatorArgs`: flags of the coordinator's (--durable, TLS), kept across restarts; `clientArgs`:
+ * flags its workers (and the row's CLI) take to reach it (--tls-ca).
+ */
+async function startCluster(coordinatorArgs: string[] = [], clientArgs: string[] = []): Promise<BenchCluster> {
   const dataDir = path.join(work, `coord-${Date.now()}`);
   const ports = await freePorts(2);
   let { proc: coordinator, address } = await startCoordinator(dataDir, `127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`, coordinatorArgs);
   const workers = [1, 2].map((i) =>
-    spawn(process.execPath, [path.join(root, "dist", "worker", "main.js"), "join", address, "--token", "bench", "--slots", "1", "--name", `bench-${i}`, "--data-dir", path.join(work, `w${i}`), ...(NETWORK_WORKERS ? ["--no-local-spool"] : [])], {
+    spawn(process.execPath, [path.join(root, "dist", "worker", "main.js"), "join", address, "--token", "bench", "--slots", "1", "--name", `bench-${i}`, "--data-dir", path.join(work, `w${i}`), ...clientArgs, ...(NETWORK_WORKERS ? ["--no-local-spool"] : [])], {
       stdio: "ignore",
       env: { ...process.env, BACH_LOG_LEVEL: "warn" },
     }),
@@ -148,6 +151,20 @@ async function startCluster(coordinatorArgs: string[] = []): Promise<BenchCluste
     },
   };
   return cluster;
+}
+
+/** A CA and a certificate for 127.0.0.1, made with openssl: the flags a TLS coordinator and its clients take. */
+function tlsFlags(): { coordinator: string[]; client: string[] } | null {
+  const dir = path.join(work, "tls");
+  const f = (name: string) => path.join(dir, name);
+  const ssl = (...a: string[]) => spawnSync("openssl", a, { cwd: dir, stdio: "ignore" }).status === 0;
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(f("ext"), "subjectAltName=IP:127.0.0.1\n");
+  const made =
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f("ca.key"), "-out", f("ca.pem"), "-days", "2", "-subj", "/CN=bench CA") &&
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f("c.key"), "-out", f("c.csr"), "-subj", "/CN=coordinator") &&
+    ssl("x509", "-req", "-in", f("c.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca.key"), "-CAcreateserial", "-out", f("c.pem"), "-days", "2", "-extfile", f("ext"));
+  return made ? { coordinator: ["--tls-cert", f("c.pem"), "--tls-key", f("c.key")], client: ["--tls-ca", f("ca.pem")] } : null;
 }
 
 function freePorts(n: number): Promise<number[]> {
@@ -265,6 +282,7 @@ async function main(): Promise<void> {
     return { wall: r.wall, cpu: r.cpu, md5: r.md5, cliRss: r.rss, coordRss: r.rss };
   };
 
+  const tls = tlsFlags();
   const rows: { name: string; run: () => Promise<Omit<Row, "name">> }[] = [
     { name: "one process: node mapper < file", run: async () => ({ ...(await sh(`node ${taskDir}/mapper.js < ${data}`)), cliRss: 0, coordRss: 0 }) },
     ...(hasParallel
@@ -282,12 +300,16 @@ async function main(): Promise<void> {
           { name: "cat FILE | bach task-run -p 2 (embedded, in containers of bach/base)", run: embedded(dockerTask, [], { catFile: data }) },
         ]
       : []),
-    ...[[], ["--durable"]].map((coordinatorArgs) => ({
-      name: `cat FILE | bach task-run (cluster: coordinator${coordinatorArgs.length ? " --durable" : ""} + 2 workers on loopback${NETWORK_WORKERS ? ", chunks over the network as from other machines" : ""})`,
+    ...[
+      { how: "", coordinatorArgs: [] as string[], clientArgs: [] as string[] },
+      { how: " --durable", coordinatorArgs: ["--durable"], clientArgs: [] },
+      ...(tls ? [{ how: " with TLS", coordinatorArgs: tls.coordinator, clientArgs: tls.client }] : []),
+    ].map(({ how, coordinatorArgs, clientArgs }) => ({
+      name: `cat FILE | bach task-run (cluster: coordinator${how} + 2 workers on loopback${NETWORK_WORKERS ? ", chunks over the network as from other machines" : ""})`,
       run: async () => {
-        const cluster = await startCluster(coordinatorArgs);
+        const cluster = await startCluster(coordinatorArgs, clientArgs);
         try {
-          const r = await timed(process.execPath, [bach, "task-run", "--coordinator", cluster.address, "--token", "bench"], { env, cwd: taskDir, catFile: data });
+          const r = await timed(process.execPath, [bach, "task-run", "--coordinator", cluster.address, "--token", "bench", ...clientArgs], { env, cwd: taskDir, catFile: data });
           return { wall: r.wall, cpu: r.cpu, md5: r.md5, cliRss: r.rss, coordRss: peakRss(cluster.coordinator.pid) };
         } finally {
           cluster.stop();
