@@ -13,6 +13,7 @@ import { makeLogger } from "../core/log";
 import { isAlive } from "../core/pids";
 import { WorkerAgent } from "../worker/agent";
 import { EmbeddedApi } from "./api";
+import { stderrLines } from "./format";
 import { keepApartLedger, newApartDir, sharedDir } from "./local-ledgers";
 
 export function bachHome(): string {
@@ -62,7 +63,13 @@ export async function startEmbedded(opts: { slots: number; listenIp: string | nu
   const home = bachHome();
   const claim = claimDataDir(home);
   // Its worker uses this machine's engine, so a task's image needs no upload unless others may join.
-  const coordinator = new Coordinator({ dataDir: claim.dir, heartbeatMs: 1000, lostAfterMs: 5000, log, sharesEngine: opts.listenIp === null });
+  const coordinator = new Coordinator({
+    dataDir: claim.dir, heartbeatMs: 1000, lostAfterMs: 5000, log, sharesEngine: opts.listenIp === null,
+    // A program's warnings under "stderr": "log" reach the person who ran it, a few lines per attempt.
+    programStderr: ({ task, chunk, stderr }) => {
+      for (const line of stderrLines(stderr, task)) process.stderr.write(`bach: stderr of chunk ${chunk}: ${line}\n`);
+    },
+  });
   const token = randomBytes(16).toString("hex");
   const host = opts.listenIp ?? "127.0.0.1";
   const bracketed = host.includes(":") ? `[${host}]` : host;

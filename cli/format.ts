@@ -12,6 +12,20 @@ function counts(byState: Record<string, number>): string {
   return parts.length ? parts.join(", ") : "none";
 }
 
+/** Lines of an attempt's stderr the text report and the embedded run show; `--json` has them all. */
+export const STDERR_LINES_SHOWN = 10;
+
+/**
+ * The first `max` lines of a program's stderr, and, when there are more, a last line saying how many
+ * and where the rest is.
+ */
+export function stderrLines(stderr: string, task: string, max = STDERR_LINES_SHOWN): string[] {
+  const lines = stderr.trimEnd().split("\n");
+  if (lines.length <= max) return lines;
+  const more = lines.length - max;
+  return [...lines.slice(0, max), `... ${more} more line${more === 1 ? "" : "s"} (bach task-report ${task} --json has them)`];
+}
+
 export function formatReport(r: TaskReport): string {
   const lines = [
     `task ${r.id} (${r.name}): ${r.state}${r.error ? ` - ${r.error.split("\n")[0]}` : ""}`,
@@ -33,8 +47,18 @@ export function formatReport(r: TaskReport): string {
     lines.push("", "  failed attempts:");
     for (const f of r.failures) {
       lines.push(`    chunk ${f.chunk} (bytes ${f.offset}-${f.offset + f.length}), attempt ${f.attempt} on ${f.worker}: ${f.state}: ${f.reason}`);
-      if (f.stderr.trim()) lines.push(...f.stderr.trimEnd().split("\n").slice(0, 20).map((l) => `      | ${l}`));
+      if (f.stderr.trim()) lines.push(...stderrLines(f.stderr, r.id, 20).map((l) => `      | ${l}`));
     }
+  }
+  if (r.stderr.attempts) {
+    const n = r.stderr.attempts;
+    lines.push("", `  stderr (${n} attempt${n === 1 ? "" : "s"} wrote to it; the first ${STDERR_LINES_SHOWN} lines of each):`);
+    for (const s of r.stderr.first) {
+      lines.push(`    chunk ${s.chunk} (bytes ${s.offset}-${s.offset + s.length}), attempt ${s.attempt} on ${s.worker}: ${s.state}`);
+      lines.push(...stderrLines(s.stderr, r.id).map((l) => `      | ${l}`));
+    }
+    const left = n - r.stderr.first.length;
+    if (left > 0) lines.push(`    ... and ${left} more attempt${left === 1 ? "" : "s"} (the report holds the first ${r.stderr.first.length})`);
   }
   for (const n of r.notes) lines.push(`  note: ${n}`);
   return lines.join("\n");

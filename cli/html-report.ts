@@ -46,6 +46,8 @@ export function htmlReport(r: TaskReport): string {
   const labels = workers.map((w) => `<text x="4" y="${(rowTop.get(w) ?? 0) + 11}">${escape(r.workers.find((s) => s.worker === w)?.name ?? w)}</text>`);
   const rows = r.workers.map((w) => `<tr><td>${escape(w.worker)}</td><td>${escape(w.name)}</td><td>${w.attempts}</td><td>${w.committed}</td><td>${w.failed}</td><td>${w.lost}</td><td>${formatBytes(w.bytesIn)}</td><td>${w.bytesPerSecond ? `${formatBytes(w.bytesPerSecond)}/s` : "-"}</td></tr>`);
   const failures = r.failures.map((f) => `<li>chunk ${f.chunk} (bytes ${f.offset}-${f.offset + f.length}), attempt ${f.attempt} on ${escape(f.worker)}: ${escape(f.state)}: ${escape(f.reason)}${f.stderr.trim() ? `<pre>${escape(f.stderr.trimEnd())}</pre>` : ""}</li>`);
+  const stderr = r.stderr.first.map((s) => `<li>chunk ${s.chunk} (bytes ${s.offset}-${s.offset + s.length}), attempt ${s.attempt} on ${escape(s.worker)}: ${escape(s.state)}<pre>${escape(s.stderr.trimEnd())}</pre></li>`);
+  const stderrLeft = r.stderr.attempts - r.stderr.first.length;
   return `<!doctype html>
 <html><head><meta charset="utf-8"><title>bach task ${escape(r.id)}</title>
 <style>body{font:14px sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left}svg text{font:12px sans-serif}pre{background:#f4f4f4;padding:4px}</style></head>
@@ -60,6 +62,8 @@ ${r.attempts.total} attempts, ${r.attempts.retries} retries; ${r.wallSeconds.toF
 <h2>Workers</h2>
 <table><tr><th>worker</th><th>name</th><th>attempts</th><th>committed</th><th>failed</th><th>lost</th><th>in</th><th>throughput</th></tr>${rows.join("")}</table>
 ${failures.length ? `<h2>Failed attempts</h2><ul>${failures.join("")}</ul>` : ""}
+${stderr.length ? `<h2>Stderr</h2><p>What attempts that did not fail wrote to stderr ("stderr": "log").</p><ul>${stderr.join("")}</ul>` : ""}
+${stderrLeft > 0 ? `<p>... and ${stderrLeft} more attempts wrote to stderr (the report holds the first ${r.stderr.first.length}).</p>` : ""}
 ${r.notes.map((n) => `<p>Note: ${escape(n)}</p>`).join("")}
 </body></html>
 `;

@@ -192,7 +192,7 @@ ${EXIT_STATUSES}`,
 
   bach
     .command("task-report [task]")
-    .description("planned against done for a task (default: the latest): chunks per state, attempts, retries, bytes, workers, failures")
+    .description("planned against done for a task (default: the latest): chunks per state, attempts, retries, bytes, workers, failures, and what attempts wrote to stderr under \"stderr\": \"log\" (--json: all of it)")
     .option("--json", "print the report as JSON")
     .option("--html <file>", "also write a page with a timeline of attempts per worker (e.g. --html report.html)")
     .addOption(coordinatorOption())

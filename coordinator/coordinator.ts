@@ -48,6 +48,11 @@ export interface CoordinatorOptions {
    * records them, and every ledger transaction is synced (see Ledger). Costs the disk's write-back.
    */
   durable?: boolean;
+  /**
+   * What a program wrote to stderr under "stderr": "log", as each of its attempts ends (the ledger
+   * keeps it either way; the embedded run prints it for the person at the terminal).
+   */
+  programStderr?(written: { task: string; chunk: number; attempt: number; stderr: string }): void;
 }
 
 export const DEFAULT_MAX_LOST = 3;
@@ -602,6 +607,9 @@ export class Coordinator {
     }
     session.running.delete(attempt);
     if (t) t.running--;
+    // An attempt that fails its chunk has its stderr quoted whole in the task's failure instead.
+    const failsChunk = f.kind === "ended" && f.chunk === "failed";
+    if (t?.bachfile.stderr === "log" && end.stderr.trim() && !failsChunk) this.opts.programStderr?.({ task: f.task, chunk: f.seq, attempt, stderr: end.stderr });
     if (f.kind === "committed") {
       if (t) observe(t, end.bytesIn, end.seconds);
       this.stopAttempts(f.stop, `attempt ${attempt} committed the chunk first`);

@@ -626,6 +626,13 @@ function stderrOf(end: AttemptEnd): string {
   return end.stderr.trim() ? `\n--- stderr of its last attempt ---\n${end.stderr.trimEnd()}` : "";
 }
 
+/** What a user can do about a failure, when the failure's kind says. */
+const WAY_OUT: Partial<Record<OutcomeKind, string>> = {
+  // "fail" is the default: a first run of a program that merely warns ends here.
+  [OutcomeKind.stderr]: 'a program that may write to stderr: "stderr": "log" in bachfile.json keeps it in the report instead',
+};
+
 function chunkFailure(c: ChunkRow, end: AttemptEnd): string {
-  return `chunk ${c.seq} (bytes ${c.offset}-${c.offset + c.length}) failed after ${c.attempts} attempt${c.attempts === 1 ? "" : "s"}: ${end.reason}${stderrOf(end)}`;
+  const wayOut = WAY_OUT[end.kind];
+  return `chunk ${c.seq} (bytes ${c.offset}-${c.offset + c.length}) failed after ${c.attempts} attempt${c.attempts === 1 ? "" : "s"}: ${end.reason}${wayOut ? ` (${wayOut})` : ""}${stderrOf(end)}`;
 }

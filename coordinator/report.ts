@@ -1,8 +1,11 @@
 // Builds reports from the ledger: planned against done for one task, and the task and worker lists.
 // Read-only: it never changes the ledger.
-import type { FailureLine, TaskReport, TaskSummary, WorkerShare, WorkerSummary } from "../core/report";
+import type { AttemptStderr, FailureLine, TaskReport, TaskSummary, WorkerShare, WorkerSummary } from "../core/report";
 import { InputError } from "../core/errors";
 import type { Ledger, TaskRow } from "./ledger";
+
+/** Attempts whose stderr a report carries in full (64 KiB each at most), so it stays well under a gRPC message. */
+export const REPORT_STDERR_ATTEMPTS = 30;
 
 export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
   const task = taskId ? ledger.findTask(taskId) : ledger.latestTask();
@@ -37,6 +40,11 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
       chunk: a.seq, offset: bySeq.get(a.seq)?.offset ?? 0, length: bySeq.get(a.seq)?.length ?? 0,
       attempt: a.id, worker: a.worker_id, state: a.state, reason: a.reason ?? "", stderr: a.stderr ?? "",
     }));
+  const wrote = attempts.filter((a) => a.state !== "failed" && a.state !== "lost" && (a.stderr ?? "").trim() !== "");
+  const stderr: AttemptStderr[] = wrote.slice(0, REPORT_STDERR_ATTEMPTS).map((a) => ({
+    chunk: a.seq, offset: bySeq.get(a.seq)?.offset ?? 0, length: bySeq.get(a.seq)?.length ?? 0,
+    attempt: a.id, worker: a.worker_id, state: a.state, stderr: a.stderr ?? "",
+  }));
   const bachfile = JSON.parse(task.bachfile) as { hardware?: { cpu?: { max: number | null }; memory?: { max: number | null } } };
   const notes: string[] = [];
   if (task.image_id) {
@@ -68,6 +76,7 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
     bytesOut: chunks.reduce((n, c) => n + (c.bytes_out ?? 0), 0),
     workers: [...shares.values()],
     failures,
+    stderr: { attempts: wrote.length, first: stderr },
     timeline: attempts.slice(0, 5000).map((a) => ({
       chunk: a.seq,
       attempt: a.id,

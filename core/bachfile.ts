@@ -238,7 +238,7 @@ export function bachfileTemplate(folderName: string, program: { binary: string; 
     interruptible: true,
     "// hardware": "cpu in cores, memory in MiB: min is what a slot needs, max the limit; network null: none",
     hardware: { cpu: { min: 0.1, max: 1 }, memory: { min: 128, max: 512 }, disk: { min: "1g" }, graphics: null, network: null },
-    "// stderr": "fail (default): writing to stderr fails the attempt; log: keep it in the report; ignore",
+    "// stderr": "fail (default): writing to stderr fails the attempt; log: keep it in the report (an embedded run prints it too); ignore",
     stderr: "fail",
     "// retries": "failed attempts retried per chunk before the task fails",
     retries: 3,

@@ -25,6 +25,18 @@ export interface FailureLine {
   stderr: string;
 }
 
+/** What one attempt wrote to stderr and did not fail for ("stderr": "log"). */
+export interface AttemptStderr {
+  chunk: number;
+  offset: number;
+  length: number;
+  attempt: number;
+  worker: string;
+  state: string;
+  /** As the worker kept it: the first 64 KiB. */
+  stderr: string;
+}
+
 export interface TaskReport {
   id: string;
   name: string;
@@ -46,6 +58,11 @@ export interface TaskReport {
   workers: WorkerShare[];
   /** Attempts that did not succeed, newest last (at most 50). */
   failures: FailureLine[];
+  /**
+   * Attempts that wrote to stderr and did not fail (under "stderr": "log"): how many, and the first 30
+   * of them with what they wrote. A failed attempt's stderr is in `failures`.
+   */
+  stderr: { attempts: number; first: AttemptStderr[] };
   /** Every attempt (at most 5000), in milliseconds from the task's start: for the --html timeline. */
   timeline: TimelineBar[];
   notes: string[];

@@ -6,12 +6,21 @@
 import type { Bachfile } from "../core/bachfile";
 import { OutcomeKind, retryableKind } from "../core/outcome";
 import { formatDuration } from "../core/sizes";
+import { stderrSummary } from "../core/stderr-summary";
 import type { AttemptOutcome } from "./process-runtime";
 
 /** Enough stderr to show a user what went wrong, bounded so a chatty program cannot fill memory. */
 export const STDERR_KEPT = 64 * 1024;
 
 /** What only the runtime knows about how the program ended. */
+/**
+ * Under "stderr": "fail", how long a program that has begun to write to stderr may go on before it is
+ * stopped: the attempt has failed already, but a traceback comes a line at a time (Python writes each
+ * line apart, within a millisecond) and a program that is dying exits on its own meanwhile, so the
+ * report keeps its whole message instead of its first line.
+ */
+export const STDERR_FAIL_GRACE_MS = 200;
+
 export interface Ending {
   /** It could not start: the kind and the line that says why (the program is not there, ...). */
   startFailure?: [OutcomeKind, string] | null;
@@ -32,11 +41,13 @@ export class AttemptSupervisor {
   private stopped: { reason: string; kind: OutcomeKind } | null = null;
   private over = false;
   private timer: NodeJS.Timeout | null = null;
+  private stderrTimer: NodeJS.Timeout | null = null;
 
   /** `stop` ends everything of the attempt (its process group, its container, its feeder). */
   constructor(
     private readonly bachfile: Bachfile,
     private readonly stop: () => void,
+    private readonly stderrGraceMs = STDERR_FAIL_GRACE_MS,
   ) {}
 
   /** Starts the bachfile's timeout (call once the program runs). */
@@ -49,6 +60,7 @@ export class AttemptSupervisor {
   ended(): void {
     this.over = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.stderrTimer) clearTimeout(this.stderrTimer);
   }
 
   /** Stops the attempt; the first reason given is the one its outcome says. */
@@ -63,12 +75,17 @@ export class AttemptSupervisor {
     return this.stopped;
   }
 
-  /** Bytes the program wrote to stderr: kept (up to STDERR_KEPT), and under "fail" the attempt stops. */
+  /**
+   * Bytes the program wrote to stderr: kept (up to STDERR_KEPT), and under "fail" the attempt has
+   * failed and stops after the grace (STDERR_FAIL_GRACE_MS) unless it ends first.
+   */
   stderr(b: Buffer): void {
     if (b.length === 0) return;
     if (this.stderrText.length < STDERR_KEPT) this.stderrText += b.toString("utf8", 0, Math.min(b.length, STDERR_KEPT - this.stderrText.length));
+    if (this.bachfile.stderr === "fail" && !this.wroteStderr && !this.over) {
+      this.stderrTimer = setTimeout(() => this.kill("wrote to stderr", OutcomeKind.stderr), this.stderrGraceMs);
+    }
     this.wroteStderr = true;
-    if (this.bachfile.stderr === "fail") this.kill("wrote to stderr", OutcomeKind.stderr);
   }
 
   get stderrKept(): string {
@@ -86,9 +103,9 @@ export class AttemptSupervisor {
     const [kind, reason]: [OutcomeKind, string] =
       e.startFailure ? e.startFailure
       : e.oom ? [OutcomeKind.oom, e.oom]
-      : this.bachfile.stderr === "fail" && this.wroteStderr ? [OutcomeKind.stderr, `stderr: ${firstLine(this.stderrText)}`]
+      : this.bachfile.stderr === "fail" && this.wroteStderr ? [OutcomeKind.stderr, `stderr: ${stderrSummary(this.stderrText)}`]
       : this.stopped ? [this.stopped.kind, this.stopped.reason]
-      : e.exit ? e.exit
+      : e.exit ? withStderr(e.exit, this.stderrText)
       : e.feedError ? [OutcomeKind.input, `reading the chunk failed: ${e.feedError}`]
       : [OutcomeKind.ok, ""];
     return {
@@ -106,7 +123,8 @@ export class AttemptSupervisor {
   }
 }
 
-export function firstLine(text: string): string {
-  const line = text.trim().split("\n")[0] ?? "";
-  return line.length > 200 ? `${line.slice(0, 200)}...` : line;
+/** A non-zero exit quotes the stderr line that says why (under "log"; under "ignore" there is none). */
+function withStderr([kind, reason]: [OutcomeKind, string], stderr: string): [OutcomeKind, string] {
+  const line = kind === OutcomeKind.exit ? stderrSummary(stderr) : "";
+  return [kind, line ? `${reason}: ${line}` : reason];
 }

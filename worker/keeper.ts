@@ -43,7 +43,7 @@ export function controlLine(attemptId: number, env: Record<string, string>): str
 
 /**
  * Reads the keeper's stderr during one attempt: the program's bytes go to `program` as they come
- * (under "stderr": "fail" the first one stops the attempt, so only what could be the start of the
+ * (under "stderr": "fail" the first one fails the attempt, so only what could be the start of the
  * marker waits for the next read), and the report for `attemptId` to `report`, once; a report for
  * another attempt (an earlier one, ended by a kill) is skipped. Returns the function to feed.
  */
