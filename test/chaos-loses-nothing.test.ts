@@ -17,7 +17,7 @@ import { execFileSync, type ChildProcess } from "node:child_process";
 import Database from "better-sqlite3";
 import { hostsUnavailable, makeHosts, type Hosts } from "./hosts";
 import { runBach, runOnce, startCluster, taskFolder, tempDir, waitFor, type Cluster, type Daemon } from "./harness";
-import { CHAOS_KINDS, describeAction, drawSchedule, parseSeed, PREFIX_LENGTH, type ChaosAction, type ChaosKind } from "./chaos-schedule";
+import { CHAOS_KINDS, describeAction, drawSchedule, INNER_RESTART_MS, parseSeed, PREFIX_LENGTH, type ChaosAction, type ChaosKind } from "./chaos-schedule";
 
 const CHUNKS = 400;
 const HOSTS = 3;
@@ -128,6 +128,18 @@ async function chaos(t: TestContext, seed: number, schedule: ChaosAction[], coor
     // The faults begin once the task exists: --reconnect carries a task across a coordinator's death,
     // while a CLI that finds no coordinator before its task is created says so and exits 3, by design.
     await waitFor("the task to be created", () => c.coordinator.stderr().includes('"msg":"task created"') || finished, 60_000);
+    let inside = 0;
+    /** Holds a fault for its time, with the coordinator killed and restarted inside it when drawn so. */
+    const hold = async (a: ChaosAction) => {
+      const held = Date.now();
+      if (a.coordinatorKillAtMs !== null) {
+        await sleep(a.coordinatorKillAtMs);
+        await c.restartCoordinator(INNER_RESTART_MS);
+        coordinators.push(c.coordinator);
+        inside++;
+      }
+      await sleep(Math.max(0, a.forMs - (Date.now() - held)));
+    };
     const survived = Object.fromEntries(CHAOS_KINDS.map((k) => [k, 0])) as Record<ChaosKind, number>;
     let done = 0;
     const until = Date.now() + LOOP_MS;
@@ -144,7 +156,7 @@ async function chaos(t: TestContext, seed: number, schedule: ChaosAction[], coor
         coordinators.push(c.coordinator);
       } else if (a.kind === "cut") {
         h.cut(i);
-        await sleep(a.forMs);
+        await hold(a);
         h.restore(i);
       } else if (a.kind === "stop") {
         // Stopped past --lost-after, the worker is declared lost and its attempts run elsewhere; its
@@ -152,14 +164,14 @@ async function chaos(t: TestContext, seed: number, schedule: ChaosAction[], coor
         const w = workers[i];
         const before = joins(w);
         w.proc.kill("SIGSTOP");
-        await sleep(a.forMs);
+        await hold(a);
         w.proc.kill("SIGCONT");
         await waitFor(`the worker on host-${i} to join again after SIGCONT`, () => joins(w) > before || w.proc.exitCode !== null, 20_000);
         assert.equal(w.proc.exitCode, null, `the worker on host-${i} exited after SIGCONT:\n${w.stderr().slice(-2000)}`);
       } else {
         const filler = fill(mounts[i]);
         try {
-          await sleep(a.forMs);
+          await hold(a);
         } finally {
           fs.rmSync(filler, { force: true });
         }
@@ -170,7 +182,7 @@ async function chaos(t: TestContext, seed: number, schedule: ChaosAction[], coor
     }
     const r = await running;
     const refused = coordinators.reduce((n, d) => n + d.stderr().split("attempt result refused").length - 1, 0);
-    const tally = CHAOS_KINDS.map((k) => `${survived[k]} ${k}`).join(", ");
+    const tally = `${CHAOS_KINDS.map((k) => `${survived[k]} ${k}`).join(", ")}, ${inside} coordinator-kill inside another`;
     const last = r.stderr.trim().split("\n").pop() ?? "";
     assert.equal(r.code, 0, `bach exited ${r.code} (${last}):\n${r.stderr.slice(-3000)}`);
     assert.ok(r.stdout.equals(expected), `the output is not one run of the mapper (${r.stdout.length} bytes, ${expected.length} expected)`);

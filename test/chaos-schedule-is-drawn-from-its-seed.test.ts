@@ -13,9 +13,9 @@ test("the same seed draws the same schedule", () => {
   // Pinned: a change to the drawing makes a seed quoted in an old report replay other faults. Change
   // this only knowingly.
   assert.deepEqual(drawSchedule(1, shape).slice(0, 3), [
-    { kind: "coordinator-kill", host: null, pauseMs: 660, forMs: 570 },
-    { kind: "worker-kill", host: 0, pauseMs: 310, forMs: 480 },
-    { kind: "coordinator-kill", host: null, pauseMs: 560, forMs: 1240 },
+    { kind: "coordinator-kill", host: null, pauseMs: 660, forMs: 570, coordinatorKillAtMs: null },
+    { kind: "worker-kill", host: 0, pauseMs: 310, forMs: 480, coordinatorKillAtMs: null },
+    { kind: "coordinator-kill", host: null, pauseMs: 560, forMs: 1240, coordinatorKillAtMs: null },
   ]);
 });
 
@@ -43,6 +43,10 @@ test("every schedule kills the coordinator twice while the task is young and hol
         // A cut or a stop outlasts --lost-after, so the host is declared lost, not merely slow.
         if (a.kind === "cut" || a.kind === "stop") assert.ok(a.forMs >= shape.lostAfterMs + 500, `seed ${s}: ${a.kind} of ${a.forMs} ms`);
         assert.ok(a.forMs > 0 && a.forMs <= shape.lostAfterMs + 2500);
+        if (a.coordinatorKillAtMs !== null) {
+          assert.ok(a.kind === "cut" || a.kind === "stop" || a.kind === "disk-full", `seed ${s}: a coordinator kill inside a ${a.kind}`);
+          assert.ok(a.coordinatorKillAtMs > 0 && a.coordinatorKillAtMs < a.forMs);
+        }
       }
     }),
   );

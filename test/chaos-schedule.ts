@@ -28,7 +28,15 @@ export interface ChaosAction {
    * stays stopped, a data dir stays full, this long before it is undone.
    */
   forMs: number;
+  /**
+   * For a cut, a stop or a full disk: the coordinator is SIGKILLed this long into it and restarted
+   * while the fault holds (faults that overlap are where fencing is tested hardest); null: it is not.
+   */
+  coordinatorKillAtMs: number | null;
 }
+
+/** How long a coordinator killed inside another fault stays down before it is restarted. */
+export const INNER_RESTART_MS = 300;
 
 export interface ChaosShape {
   hosts: number;
@@ -88,7 +96,10 @@ export function drawSchedule(seed: number, shape: ChaosShape): ChaosAction[] {
       : kind === "coordinator-kill" ? ms(200, 1500)
       : kind === "disk-full" ? ms(800, 2500)
       : ms(shape.lostAfterMs + 500, shape.lostAfterMs + 2500); // cut, stop: the host must be declared lost
-    return { kind, host, pauseMs, forMs };
+    // After the prefix, a third of the held faults have a coordinator kill inside them.
+    const held = kind === "cut" || kind === "stop" || kind === "disk-full";
+    const coordinatorKillAtMs = held && i >= PREFIX.length && rng() < 1 / 3 ? ms(100, forMs - 100) : null;
+    return { kind, host, pauseMs, forMs, coordinatorKillAtMs };
   });
 }
 
@@ -101,7 +112,8 @@ export function describeAction(a: ChaosAction): string {
     : a.kind === "cut" ? `cut ${host}'s link for ${a.forMs} ms`
     : a.kind === "stop" ? `SIGSTOP the worker on ${host} for ${a.forMs} ms, then SIGCONT`
     : `fill ${host}'s data dir for ${a.forMs} ms`;
-  return `after ${a.pauseMs} ms: ${what}`;
+  const inside = a.coordinatorKillAtMs === null ? "" : `; ${a.coordinatorKillAtMs} ms into it, SIGKILL the coordinator, restart it ${INNER_RESTART_MS} ms later`;
+  return `after ${a.pauseMs} ms: ${what}${inside}`;
 }
 
 /** Seeds are unsigned 32-bit integers (mulberry32's state); anything else is refused by name. */
