@@ -19,7 +19,10 @@ import { hostsUnavailable, makeHosts, type Hosts } from "./hosts";
 import { runBach, runOnce, startCluster, taskFolder, tempDir, waitFor, type Cluster, type Daemon } from "./harness";
 import { CHAOS_KINDS, describeAction, drawSchedule, INNER_RESTART_MS, parseSeed, PREFIX_LENGTH, type ChaosAction, type ChaosKind } from "./chaos-schedule";
 
-const CHUNKS = 400;
+// 480 chunks of ATTEMPT_MS on 6 slots take 20 s at the very least, undisturbed: longer than the
+// schedule's first six actions can last (about 22 s at the most, during which the task stalls for
+// its two coordinator restarts), so the task is still running when the minimums are met.
+const CHUNKS = 480;
 const HOSTS = 3;
 const ACTIONS = 20; // the schedule's bound in count...
 const LOOP_MS = 100_000; // ...and in time
