@@ -91,7 +91,11 @@ export async function startCluster(
       "--heartbeat", opts.heartbeat ?? "200ms", "--lost-after", opts.lostAfter ?? "2s", ...(dataListen ? ["--data-listen", dataListen] : []), ...(opts.coordinatorArgs ?? [])], { BACH_LOG_LEVEL: "info" });
   const host = opts.host ?? "127.0.0.1";
   const coordinator = start(`${host}:0`, opts.dataListen);
-  const address = await waitFor("the coordinator to listen", () => /listening on (\S+)/.exec(coordinator.stdout())?.[1]);
+  // A coordinator that exits or hangs before it listens says why in the error, not only "timed out".
+  const address = await waitFor("the coordinator to listen", () => /listening on (\S+)/.exec(coordinator.stdout())?.[1] ?? (coordinator.proc.exitCode !== null && "exited")).catch((err: Error) => {
+    throw new Error(`${err.message}; its stderr:\n${coordinator.stderr().slice(-2000)}`);
+  });
+  if (address === "exited") throw new Error(`the coordinator exited (${coordinator.proc.exitCode}) before it listened:\n${coordinator.stderr().slice(-2000)}`);
   const workers: Daemon[] = [];
   const cluster: Cluster = {
     address,

@@ -1,9 +1,18 @@
 // Worker "hosts" on this machine, each in a network namespace of its own, joined to a bridge the test
 // makes: a cut is a real cut between hosts (the host's link goes down), not a killed process. Only
-// the addresses made here are used (10.201.0.0/24); everything is removed afterwards.
+// the addresses made here are used (a /24 in 10.201.0.0/16 that no interface has yet, so two test
+// processes on one machine do not share a subnet); everything is removed afterwards.
 import { spawnSync } from "node:child_process";
 
-const SUBNET = "10.201.0";
+/** The first /24 of 10.201.0.0/16 (from a place the pid picks) that no interface here is in. */
+function freeSubnet(): string {
+  const used = spawnSync("ip", ["-o", "-4", "addr", "show"], { encoding: "utf8" }).stdout ?? "";
+  for (let k = 0; k < 256; k++) {
+    const subnet = `10.201.${(process.pid + k) % 256}`;
+    if (!used.includes(` ${subnet}.`)) return subnet;
+  }
+  throw new Error("every /24 of 10.201.0.0/16 is in use on this machine");
+}
 
 export interface Hosts {
   /** The bridge's address on this machine: where the coordinator listens for the hosts. */
@@ -43,6 +52,7 @@ export function makeHosts(count: number): Hosts {
   const ns = (i: number) => `bach-${tag}-h${i}`;
   const veth = (i: number) => `bv${tag}h${i}`; // the host end (at most 15 characters)
   const peer = (i: number) => `bp${tag}h${i}`;
+  const SUBNET = freeSubnet();
   const hosts: Hosts = {
     gateway: `${SUBNET}.1`,
     count,
