@@ -105,6 +105,7 @@ export class Coordinator {
   private readonly readers = new Map<string, number>();
   private readonly retention: Retention | null;
   private readonly maxLost: number;
+  private closed = false;
   /** Tasks whose failure could not be written yet (a full disk): task -> its error. */
   private readonly unrecorded = new Map<string, string>();
   private readonly lock: DataDirLock;
@@ -209,6 +210,8 @@ export class Coordinator {
   }
 
   close(): void {
+    // Streams the server cuts on its way down report their end after this: nothing is left to record.
+    this.closed = true;
     this.retention?.stop();
     this.workers.close("coordinator stopping");
     this.ledger.close();
@@ -505,7 +508,7 @@ export class Coordinator {
 
   /** The worker's stream ended or it fell silent: its running attempts are lost and run again elsewhere. */
   workerGone(session: WorkerSession, reason: string): void {
-    if (!this.workers.remove(session, reason)) return;
+    if (this.closed || !this.workers.remove(session, reason)) return;
     this.loseAttemptsOf(session, reason);
     this.queueDispatch();
   }
