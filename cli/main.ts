@@ -20,10 +20,12 @@ import { taskOutput, taskRun } from "./task-run";
 
 const EXIT_STATUSES = `
 Exit status:
-  0  done
-  1  the task failed (a chunk failed every attempt, or it was cancelled)
-  2  bad input or usage (a bachfile field, a flag, a --data path)
-  3  coordinator unreachable, or it refused our token
+  0    done
+  1    the task failed (a chunk failed every attempt)
+  2    bad input or usage (a bachfile field, a flag, a --data path)
+  3    coordinator unreachable, or it refused our token
+  4    the task was cancelled from elsewhere (bach task-cancel)
+  130  Ctrl-C (SIGINT); the task is cancelled too (143: SIGTERM; 141: the output's reader went away)
 
 Environment:
   BACH_COORDINATOR  HOST:PORT of a coordinator, as --coordinator

@@ -6,7 +6,7 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import tty from "node:tty";
 import { loadBachfile, type Bachfile } from "../core/bachfile";
-import { InputError, TaskFailedError } from "../core/errors";
+import { ExitStatus, InputError, TaskCancelledError, TaskFailedError } from "../core/errors";
 import { frames, pipeFrames } from "../core/frames";
 import { parseSize } from "../core/sizes";
 import type { ClientTls } from "../core/tls";
@@ -109,10 +109,12 @@ async function openInput(input: Input): Promise<AsyncIterable<Buffer>> {
 
 /**
  * Ctrl-C, SIGTERM, or a reader that stops reading (`bach task-run | head`) stop the task too, not just
- * this process: a cluster would otherwise run it for nobody. A closed stdout ends quietly with 141, as
- * a program killed by SIGPIPE does.
+ * this process: a cluster would otherwise run it for nobody. The stop owns the exit status: 130 for
+ * Ctrl-C, 143 for SIGTERM, and 141 for a closed stdout (quietly, as a program killed by SIGPIPE); the
+ * task's end, which the cancel brings on, must not turn it into a failure. Returns whether a stop is
+ * under way.
  */
-function stopTaskWithUs(api: CoordinatorApi, task: string, embedded: Embedded | null): void {
+function stopTaskWithUs(api: CoordinatorApi, task: string, embedded: Embedded | null): () => boolean {
   let stopping = false;
   const stop = (why: string, status: number) => {
     if (stopping) return;
@@ -133,12 +135,13 @@ function stopTaskWithUs(api: CoordinatorApi, task: string, embedded: Embedded | 
       exit();
     });
   };
-  process.once("SIGINT", () => stop("SIGINT", 130));
+  process.once("SIGINT", () => stop("SIGINT", ExitStatus.interrupted));
   process.once("SIGTERM", () => stop("SIGTERM", 143));
   process.stdout.on("error", (err: NodeJS.ErrnoException) => {
     if (err.code !== "EPIPE") throw err;
     stop("", 141);
   });
+  return () => stopping;
 }
 
 /**
@@ -185,6 +188,7 @@ export async function taskOutput(address: string, token: string, secure: ClientT
       process.exit(141);
     });
     const end = await printOutput(api, task, keepOrder, null, reconnecting(api, reconnectMs));
+    if (end.state === "cancelled") throw new TaskCancelledError(`task ${task} was cancelled (by bach task-cancel, or Ctrl-C on its bach task-run)`, task);
     if (end.state !== "succeeded") throw new TaskFailedError(`task ${task} ${end.state}: ${end.error}`, task);
   } finally {
     api.close();
@@ -233,7 +237,7 @@ export async function taskRun(opts: RunOptions): Promise<void> {
     const created = await api.createTask(req);
     const task = created.id;
     taskId = task;
-    stopTaskWithUs(api, task, embedded);
+    const stopping = stopTaskWithUs(api, task, embedded);
     const reconnect = reconnecting(embedded ? null : (api as RemoteApi), opts.reconnectMs);
     // Only a remote coordinator can come back after a restart: only its input is kept for re-sending.
     const source = created.input === "stream" ? await openInput(input) : null;
@@ -255,9 +259,12 @@ export async function taskRun(opts: RunOptions): Promise<void> {
     }
     const progress = opts.progress ? new Progress(input.kind === "file" ? input.size : null) : null;
     const end = await printOutput(api, task, opts.keepOrder, progress, reconnect);
+    // Our own stop cancelled the task: it ends the process with its status, once the cancel is through.
+    if (stopping()) await new Promise<never>(() => undefined);
     const inputError = await fed;
     if (end.state !== "succeeded") {
       if (inputError && end.state !== "failed") throw inputError;
+      if (end.state === "cancelled") throw new TaskCancelledError(`task ${task} was cancelled (by bach task-cancel)`, task);
       throw new TaskFailedError(`task ${task} ${end.state}: ${end.error}`, task);
     }
   } finally {
