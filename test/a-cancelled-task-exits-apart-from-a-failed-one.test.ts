@@ -21,6 +21,8 @@ function runningTask(file: string): string | null {
   if (!fs.existsSync(file)) return null;
   const db = new Database(file, { readonly: true });
   try {
+    // The ledger's file may be there before its tables are.
+    if (!db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'attempts'").get()) return null;
     return (db.prepare("SELECT task_id FROM attempts WHERE state = 'running'").get() as { task_id: string } | undefined)?.task_id ?? null;
   } finally {
     db.close();
