@@ -13,7 +13,8 @@ import type { ClientTls } from "../core/tls";
 import { RemoteApi, type CoordinatorApi, type TaskRequest } from "./api";
 import { startEmbedded, type Embedded } from "./embedded";
 import { prepareTask, uploadTask } from "./prepare";
-import { Progress } from "./progress";
+import { Progress, WaitNotice } from "./progress";
+import type { OutputEvent } from "../core/report";
 import { feedInput, followOutput, ReplayableInput, type Reconnecting } from "./reconnect";
 import { filePieces } from "../core/file-pieces";
 import { fileSample } from "../core/file-sample";
@@ -35,6 +36,16 @@ export interface RunOptions {
   detach: boolean;
   /** How long to keep trying when a remote coordinator goes away mid-task (0: give up at once). */
   reconnectMs: number;
+  /** Say so on stderr when the task has waited this long for a worker ($BACH_WORKER_WAIT); remind every 12 times as long. */
+  workerWaitMs: number;
+}
+
+/** What follows a task's progress events while its output prints: the progress line, the wait notice. */
+interface Watcher {
+  update(ev: Extract<OutputEvent, { kind: "progress" }>): void;
+  /** A chunk's output has all been printed. */
+  chunkDone?(): void;
+  clear(): void;
 }
 
 /** A remote coordinator may come back (restarted on its data dir); an embedded one ends with us. */
@@ -163,11 +174,13 @@ function writeOutput(data: Buffer): Promise<void> {
 }
 
 /** Prints a task's committed output to stdout as it commits, until the task ends; returns how it ended. */
-export async function printOutput(api: CoordinatorApi, task: string, keepOrder: boolean, progress: Progress | null, reconnect: Reconnecting): Promise<{ state: string; error: string }> {
+export async function printOutput(api: CoordinatorApi, task: string, keepOrder: boolean, progress: Watcher | null, reconnect: Reconnecting): Promise<{ state: string; error: string }> {
   let end = { state: "failed", error: "the output stream ended early" };
   for await (const ev of followOutput(api, task, keepOrder, reconnect)) {
     if (ev.kind === "data") {
       await writeOutput(ev.data);
+    } else if (ev.kind === "chunk-done") {
+      progress?.chunkDone?.();
     } else if (ev.kind === "progress") {
       progress?.update(ev);
     } else if (ev.kind === "end") {
@@ -257,8 +270,26 @@ export async function taskRun(opts: RunOptions): Promise<void> {
       process.stdout.write(`${task}\n`);
       return;
     }
-    const progress = opts.progress ? new Progress(input.kind === "file" ? input.size : null) : null;
-    const end = await printOutput(api, task, opts.keepOrder, progress, reconnect);
+    const line = opts.progress ? new Progress(input.kind === "file" ? input.size : null) : null;
+    const notice = new WaitNotice({
+      task,
+      coordinator: opts.coordinator ?? embedded?.joinAddress ?? "HOST:PORT",
+      afterMs: opts.workerWaitMs,
+      remindEveryMs: 12 * opts.workerWaitMs,
+      say: (text) => {
+        line?.clear();
+        process.stderr.write(`bach: ${text}\n`);
+      },
+    });
+    const watch: Watcher = {
+      update: (ev) => {
+        notice.update(ev);
+        line?.update(ev);
+      },
+      chunkDone: () => notice.ran(),
+      clear: () => line?.clear(),
+    };
+    const end = await printOutput(api, task, opts.keepOrder, watch, reconnect);
     // Our own stop cancelled the task: it ends the process with its status, once the cancel is through.
     if (stopping()) await new Promise<never>(() => undefined);
     const inputError = await fed;
