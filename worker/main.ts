@@ -47,6 +47,7 @@ Examples:
   BACH_TOKEN=s3cret bach-worker join 192.168.0.10:7070 --slots 4 --name attic-pc
   bach-worker join 192.168.0.10:7070 --token s3cret --runtime docker --cpus 6 --memory 16384
   bach-worker join 192.168.0.10:7070 --token s3cret --interruptible --grace 1m    a spare machine
+  bach-worker join 192.168.0.10:7070 --token-file token --give-up 5m    exit 3 if no coordinator answers within 5 minutes
 
 SIGTERM drains: the worker takes no new chunks, finishes the running ones within --grace, hands the
 rest back (they run elsewhere) and exits 0. SIGINT (Ctrl-C) or a second SIGTERM stops at once.
