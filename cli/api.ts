@@ -279,7 +279,7 @@ export class RemoteApi implements CoordinatorApi {
         if (kind.$case === "data") yield { kind: "data", data: kind.value };
         else if (kind.$case === "chunkDone") yield { kind: "chunk-done", seq: kind.value };
         else if (kind.$case === "progress")
-          yield { kind: "progress", bytesIn: kind.value.bytesIn, inputDone: kind.value.inputDone, planned: kind.value.chunksPlanned, committed: kind.value.chunksCommitted, running: kind.value.attemptsRunning };
+          yield { kind: "progress", bytesIn: kind.value.bytesIn, inputDone: kind.value.inputDone, planned: kind.value.chunksPlanned, committed: kind.value.chunksCommitted, running: kind.value.attemptsRunning, workers: kind.value.workersConnected, waitingMs: kind.value.waitingForWorkerMs };
         else yield { kind: "end", state: kind.value.state, error: kind.value.error };
       }
     } catch (err) {

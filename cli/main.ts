@@ -20,16 +20,21 @@ import { taskOutput, taskRun } from "./task-run";
 
 const EXIT_STATUSES = `
 Exit status:
-  0  done
-  1  the task failed (a chunk failed every attempt, or it was cancelled)
-  2  bad input or usage (a bachfile field, a flag, a --data path)
-  3  coordinator unreachable, or it refused our token
+  0    done
+  1    the task failed (a chunk failed every attempt)
+  2    bad input or usage (a bachfile field, a flag, a --data path)
+  3    coordinator unreachable, or it refused our token
+  4    the task was cancelled from elsewhere (bach task-cancel)
+  130  Ctrl-C (SIGINT); the task is cancelled too (143: SIGTERM; 141: the output's reader went away)
 
 Environment:
   BACH_COORDINATOR  HOST:PORT of a coordinator, as --coordinator
   BACH_TOKEN        the coordinator's token, as --token
   BACH_HOME         where bach keeps its bundles and the embedded coordinator's ledger (default ~/.bach)
-  BACH_LOG_LEVEL    log level on stderr: error, warn (default), info, debug`;
+  BACH_LOG_LEVEL    log level on stderr: error, warn (default), info, debug
+  BACH_WORKER_WAIT  task-run: once the task has waited this long with no worker to take its chunks,
+                    say so on stderr, and again every 12 times as long (default 5s: then every
+                    minute); tests shorten it (e.g. BACH_WORKER_WAIT=300ms)`;
 
 const coordinatorOption = () =>
   new Option("--coordinator <host:port>", "the coordinator to use; without it bach runs everything on this machine (e.g. --coordinator 192.168.0.10:7070)");
@@ -169,6 +174,7 @@ ${EXIT_STATUSES}`,
         progress: o.progress && process.stderr.isTTY === true,
         detach: o.detach === true,
         reconnectMs: parseDuration(o.reconnect, "--reconnect"),
+        workerWaitMs: parseDuration(process.env.BACH_WORKER_WAIT ?? "5s", "BACH_WORKER_WAIT"),
       });
     });
 

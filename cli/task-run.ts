@@ -6,14 +6,15 @@ import path from "node:path";
 import { Readable } from "node:stream";
 import tty from "node:tty";
 import { loadBachfile, type Bachfile } from "../core/bachfile";
-import { InputError, TaskFailedError } from "../core/errors";
+import { ExitStatus, InputError, TaskCancelledError, TaskFailedError } from "../core/errors";
 import { frames, pipeFrames } from "../core/frames";
 import { parseSize } from "../core/sizes";
 import type { ClientTls } from "../core/tls";
 import { RemoteApi, type CoordinatorApi, type TaskRequest } from "./api";
 import { startEmbedded, type Embedded } from "./embedded";
 import { prepareTask, uploadTask } from "./prepare";
-import { Progress } from "./progress";
+import { Progress, WaitNotice } from "./progress";
+import type { OutputEvent } from "../core/report";
 import { feedInput, followOutput, ReplayableInput, type Reconnecting } from "./reconnect";
 import { filePieces } from "../core/file-pieces";
 import { fileSample } from "../core/file-sample";
@@ -35,6 +36,16 @@ export interface RunOptions {
   detach: boolean;
   /** How long to keep trying when a remote coordinator goes away mid-task (0: give up at once). */
   reconnectMs: number;
+  /** Say so on stderr when the task has waited this long for a worker ($BACH_WORKER_WAIT); remind every 12 times as long. */
+  workerWaitMs: number;
+}
+
+/** What follows a task's progress events while its output prints: the progress line, the wait notice. */
+interface Watcher {
+  update(ev: Extract<OutputEvent, { kind: "progress" }>): void;
+  /** A chunk's output has all been printed. */
+  chunkDone?(): void;
+  clear(): void;
 }
 
 /** A remote coordinator may come back (restarted on its data dir); an embedded one ends with us. */
@@ -109,10 +120,12 @@ async function openInput(input: Input): Promise<AsyncIterable<Buffer>> {
 
 /**
  * Ctrl-C, SIGTERM, or a reader that stops reading (`bach task-run | head`) stop the task too, not just
- * this process: a cluster would otherwise run it for nobody. A closed stdout ends quietly with 141, as
- * a program killed by SIGPIPE does.
+ * this process: a cluster would otherwise run it for nobody. The stop owns the exit status: 130 for
+ * Ctrl-C, 143 for SIGTERM, and 141 for a closed stdout (quietly, as a program killed by SIGPIPE); the
+ * task's end, which the cancel brings on, must not turn it into a failure. Returns whether a stop is
+ * under way.
  */
-function stopTaskWithUs(api: CoordinatorApi, task: string, embedded: Embedded | null): void {
+function stopTaskWithUs(api: CoordinatorApi, task: string, embedded: Embedded | null): () => boolean {
   let stopping = false;
   const stop = (why: string, status: number) => {
     if (stopping) return;
@@ -133,12 +146,13 @@ function stopTaskWithUs(api: CoordinatorApi, task: string, embedded: Embedded | 
       exit();
     });
   };
-  process.once("SIGINT", () => stop("SIGINT", 130));
+  process.once("SIGINT", () => stop("SIGINT", ExitStatus.interrupted));
   process.once("SIGTERM", () => stop("SIGTERM", 143));
   process.stdout.on("error", (err: NodeJS.ErrnoException) => {
     if (err.code !== "EPIPE") throw err;
     stop("", 141);
   });
+  return () => stopping;
 }
 
 /**
@@ -160,11 +174,13 @@ function writeOutput(data: Buffer): Promise<void> {
 }
 
 /** Prints a task's committed output to stdout as it commits, until the task ends; returns how it ended. */
-export async function printOutput(api: CoordinatorApi, task: string, keepOrder: boolean, progress: Progress | null, reconnect: Reconnecting): Promise<{ state: string; error: string }> {
+export async function printOutput(api: CoordinatorApi, task: string, keepOrder: boolean, progress: Watcher | null, reconnect: Reconnecting): Promise<{ state: string; error: string }> {
   let end = { state: "failed", error: "the output stream ended early" };
   for await (const ev of followOutput(api, task, keepOrder, reconnect)) {
     if (ev.kind === "data") {
       await writeOutput(ev.data);
+    } else if (ev.kind === "chunk-done") {
+      progress?.chunkDone?.();
     } else if (ev.kind === "progress") {
       progress?.update(ev);
     } else if (ev.kind === "end") {
@@ -185,6 +201,7 @@ export async function taskOutput(address: string, token: string, secure: ClientT
       process.exit(141);
     });
     const end = await printOutput(api, task, keepOrder, null, reconnecting(api, reconnectMs));
+    if (end.state === "cancelled") throw new TaskCancelledError(`task ${task} was cancelled (by bach task-cancel, or Ctrl-C on its bach task-run)`, task);
     if (end.state !== "succeeded") throw new TaskFailedError(`task ${task} ${end.state}: ${end.error}`, task);
   } finally {
     api.close();
@@ -233,7 +250,7 @@ export async function taskRun(opts: RunOptions): Promise<void> {
     const created = await api.createTask(req);
     const task = created.id;
     taskId = task;
-    stopTaskWithUs(api, task, embedded);
+    const stopping = stopTaskWithUs(api, task, embedded);
     const reconnect = reconnecting(embedded ? null : (api as RemoteApi), opts.reconnectMs);
     // Only a remote coordinator can come back after a restart: only its input is kept for re-sending.
     const source = created.input === "stream" ? await openInput(input) : null;
@@ -253,11 +270,32 @@ export async function taskRun(opts: RunOptions): Promise<void> {
       process.stdout.write(`${task}\n`);
       return;
     }
-    const progress = opts.progress ? new Progress(input.kind === "file" ? input.size : null) : null;
-    const end = await printOutput(api, task, opts.keepOrder, progress, reconnect);
+    const line = opts.progress ? new Progress(input.kind === "file" ? input.size : null) : null;
+    const notice = new WaitNotice({
+      task,
+      coordinator: opts.coordinator ?? embedded?.joinAddress ?? "HOST:PORT",
+      afterMs: opts.workerWaitMs,
+      remindEveryMs: 12 * opts.workerWaitMs,
+      say: (text) => {
+        line?.clear();
+        process.stderr.write(`bach: ${text}\n`);
+      },
+    });
+    const watch: Watcher = {
+      update: (ev) => {
+        notice.update(ev);
+        line?.update(ev);
+      },
+      chunkDone: () => notice.ran(),
+      clear: () => line?.clear(),
+    };
+    const end = await printOutput(api, task, opts.keepOrder, watch, reconnect);
+    // Our own stop cancelled the task: it ends the process with its status, once the cancel is through.
+    if (stopping()) await new Promise<never>(() => undefined);
     const inputError = await fed;
     if (end.state !== "succeeded") {
       if (inputError && end.state !== "failed") throw inputError;
+      if (end.state === "cancelled") throw new TaskCancelledError(`task ${task} was cancelled (by bach task-cancel)`, task);
       throw new TaskFailedError(`task ${task} ${end.state}: ${end.error}`, task);
     }
   } finally {

@@ -84,6 +84,8 @@ interface LiveTask {
   ready: Promise<void>;
   /** Seconds per input byte of recent committed attempts: what a straggler is measured against. */
   pace: number[];
+  /** Since when it has had pending chunks and none running: no worker could take one (0: it is not waiting). */
+  waitingSince: number;
 }
 
 /** Unstarted chunks a task may have planned ahead of its slots before the reader is held back. */
@@ -185,7 +187,7 @@ export class Coordinator {
       resume,
       this.opts.durable === true,
     );
-    const t: LiveTask = { row, bachfile, sizer, intake, running: 0, needs: needsOf(bachfile, row.image_id), ready: Promise.resolve(), pace: [] };
+    const t: LiveTask = { row, bachfile, sizer, intake, running: 0, needs: needsOf(bachfile, row.image_id), ready: Promise.resolve(), pace: [], waitingSince: 0 };
     this.live.set(id, t);
     if (row.input_done === 1) return t;
     if (row.input_kind === "path") {
@@ -383,6 +385,7 @@ export class Coordinator {
   }
 
   private progress(row: TaskRow): OutputEvent {
+    const waitingSince = this.live.get(row.id)?.waitingSince ?? 0;
     return {
       kind: "progress",
       bytesIn: row.bytes_in,
@@ -390,6 +393,8 @@ export class Coordinator {
       planned: row.chunks_planned,
       committed: row.commits,
       running: this.live.get(row.id)?.running ?? 0,
+      workers: this.workers.all().length,
+      waitingMs: waitingSince > 0 ? Date.now() - waitingSince : 0,
     };
   }
 
@@ -647,12 +652,30 @@ export class Coordinator {
   }
 
   private dispatch(): void {
-    const workers = this.workers.views();
     const candidates = this.workers.candidates();
     for (const t of [...this.live.values()]) {
       const why = neverFits(candidates, t.needs);
       if (why) this.failTask(t.row.id, why);
     }
+    this.place();
+    this.noteWaiting();
+  }
+
+  /**
+   * A task with chunks to run and none running, after placing, waits for a worker: none is connected,
+   * or every one is busy, draining, or short of what it asks. Its CLI is told how long (see progress).
+   */
+  private noteWaiting(): void {
+    const now = Date.now();
+    for (const t of this.live.values()) {
+      const waiting = t.running === 0 && this.ledger.pendingChunks(t.row.id, 1).length > 0;
+      t.waitingSince = waiting ? t.waitingSince || now : 0;
+    }
+  }
+
+  /** Free slots take pending chunks (see placeChunks), then backups of stragglers. */
+  private place(): void {
+    const workers = this.workers.views();
     const free = workers.reduce((n, w) => n + Math.max(0, w.freeSlots), 0);
     if (free === 0) return;
     const tasks: TaskView[] = [];

@@ -134,7 +134,7 @@ function handlers(c: Coordinator, log: Logger, dataPort: () => number): Coordina
           }
           const ok =
             ev.kind === "chunk-done" ? call.write({ kind: { $case: "chunkDone", value: ev.seq } })
-            : ev.kind === "progress" ? call.write({ kind: { $case: "progress", value: { bytesIn: ev.bytesIn, inputDone: ev.inputDone, chunksPlanned: ev.planned, chunksCommitted: ev.committed, attemptsRunning: ev.running } } })
+            : ev.kind === "progress" ? call.write({ kind: { $case: "progress", value: { bytesIn: ev.bytesIn, inputDone: ev.inputDone, chunksPlanned: ev.planned, chunksCommitted: ev.committed, attemptsRunning: ev.running, workersConnected: ev.workers, waitingForWorkerMs: ev.waitingMs } } })
             : call.write({ kind: { $case: "end", value: { state: ev.state, error: ev.error } } });
           if (!ok) await new Promise((resolve) => call.once("drain", resolve));
         }

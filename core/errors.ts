@@ -6,6 +6,13 @@ export const ExitStatus = {
   taskFailed: 1,
   badInput: 2,
   unreachable: 3,
+  /**
+   * The task was cancelled from elsewhere (`bach task-cancel`). Not 130: that says this process got
+   * Ctrl-C, and a shell script would stop as if its own user had pressed it; nor 1: nothing failed.
+   */
+  cancelled: 4,
+  /** Ctrl-C: 128 + SIGINT, what shells expect of a program interrupted from the keyboard. */
+  interrupted: 130,
 } as const;
 export type ExitStatus = (typeof ExitStatus)[keyof typeof ExitStatus];
 
@@ -52,10 +59,17 @@ export class CoordinatorUnreachableError extends BachError {
   }
 }
 
-/** The task ran and failed: a chunk failed every attempt, or it was cancelled. */
+/** The task ran and failed: a chunk failed every attempt (or its input broke off). */
 export class TaskFailedError extends BachError {
   constructor(message: string, readonly taskId: string) {
     super(message, ExitStatus.taskFailed, "task-failed");
+  }
+}
+
+/** The task was cancelled by someone else than the one waiting for it (`bach task-cancel`). */
+export class TaskCancelledError extends BachError {
+  constructor(message: string, readonly taskId: string) {
+    super(message, ExitStatus.cancelled, "task-cancelled");
   }
 }
 

@@ -111,5 +111,16 @@ export interface WorkerSummary {
 export type OutputEvent =
   | { kind: "data"; data: Buffer }
   | { kind: "chunk-done"; seq: number }
-  | { kind: "progress"; bytesIn: number; inputDone: boolean; planned: number; committed: number; running: number }
+  | {
+      kind: "progress";
+      bytesIn: number;
+      inputDone: boolean;
+      planned: number;
+      committed: number;
+      running: number;
+      /** Workers connected to the coordinator. */
+      workers: number;
+      /** How long the task has had chunks to run and no worker to take one (0: it is not waiting). */
+      waitingMs: number;
+    }
   | { kind: "end"; state: string; error: string };

@@ -25,6 +25,18 @@ export function tempDir(prefix = "bach-test-"): string {
   return dir;
 }
 
+/** A loopback port nothing listens on (it was free a moment ago). */
+export async function freePort(): Promise<number> {
+  const net = await import("node:net");
+  const server = net.createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as import("node:net").AddressInfo;
+  server.close();
+  await once(server, "close");
+  return port;
+}
+
 /** Polls `check` until it returns a value, or fails after `deadlineMs` naming what it waited for. */
 export async function waitFor<T>(what: string, check: () => T | null | undefined | false | Promise<T | null | undefined | false>, deadlineMs = 20_000): Promise<T> {
   const until = Date.now() + deadlineMs;
@@ -82,15 +94,15 @@ export interface Cluster {
 }
 
 export async function startCluster(
-  opts: { workers?: number; slots?: number; heartbeat?: string; lostAfter?: string; dataListen?: string; host?: string; coordinatorArgs?: string[]; dataDir?: string } = {},
+  opts: { workers?: number; slots?: number; heartbeat?: string; lostAfter?: string; dataListen?: string; host?: string; port?: number; token?: string; coordinatorArgs?: string[]; dataDir?: string } = {},
 ): Promise<Cluster> {
   const dataDir = opts.dataDir ?? tempDir("bach-coord-");
-  const token = randomBytes(8).toString("hex");
+  const token = opts.token ?? randomBytes(8).toString("hex");
   const start = (listen: string, dataListen: string | undefined) =>
     daemon([bin.coordinator, "start", "--listen", listen, "--data-dir", dataDir, "--token", token,
       "--heartbeat", opts.heartbeat ?? "200ms", "--lost-after", opts.lostAfter ?? "2s", ...(dataListen ? ["--data-listen", dataListen] : []), ...(opts.coordinatorArgs ?? [])], { BACH_LOG_LEVEL: "info" });
   const host = opts.host ?? "127.0.0.1";
-  const coordinator = start(`${host}:0`, opts.dataListen);
+  const coordinator = start(`${host}:${opts.port ?? 0}`, opts.dataListen);
   // A coordinator that exits or hangs before it listens says why in the error, not only "timed out".
   const address = await waitFor("the coordinator to listen", () => /listening on (\S+)/.exec(coordinator.stdout())?.[1] ?? (coordinator.proc.exitCode !== null && "exited")).catch((err: Error) => {
     throw new Error(`${err.message}; its stderr:\n${coordinator.stderr().slice(-2000)}`);

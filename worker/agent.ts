@@ -54,6 +54,40 @@ export interface WorkerOptions {
   keepBundlesMs?: number;
   /** The coordinator refused our token: retrying cannot help. */
   onRefused?(message: string): void;
+  /**
+   * Lines for the person who started the worker (bach-worker prints them plainly on stderr): that
+   * nothing answers at the coordinator's address yet, and when it joins after all.
+   */
+  say?(line: string): void;
+  /** While nothing has ever answered, say so again this often (default 1 minute). */
+  remindEveryMs?: number;
+  /**
+   * Give up when no coordinator has answered this long after start (absent: try for ever). A worker
+   * that has joined once always reconnects: its coordinator is restarting, not absent.
+   */
+  giveUpMs?: number;
+  /** Called once the worker has given up (it has stopped), with why the last try failed. */
+  onGiveUp?(lastReason: string): void;
+}
+
+/** Plain words for why a connection to the coordinator failed, from grpc-js's details. */
+export function unansweredWhy(details: string): string {
+  const code = /\b(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ECONNRESET)\b/.exec(details)?.[1];
+  const words: Record<string, string> = {
+    ECONNREFUSED: "connection refused",
+    ENOTFOUND: "no such host",
+    EAI_AGAIN: "its name does not resolve",
+    EHOSTUNREACH: "no route to the host",
+    ENETUNREACH: "network unreachable",
+    ETIMEDOUT: "connection timed out",
+    ECONNRESET: "connection reset",
+  };
+  if (/Name resolution failed/.test(details)) return "its name does not resolve";
+  return (code && words[code]) || details.replace(/^.*Last error: (Error: )?/, "").replace(/ \(\d{4}-\d\d-\d\dT[^)]*\)$/, "");
+}
+
+function seconds(ms: number): string {
+  return ms < 120_000 ? `${Math.round(ms / 1000)}s` : `${Math.round(ms / 60_000)}m`;
 }
 
 export const KEEP_BUNDLES_MS = 7 * 24 * 60 * 60 * 1000;
@@ -76,6 +110,13 @@ export class WorkerAgent {
   /** The ids of those attempts: heartbeats list them, so the coordinator can reconcile its ledger. */
   private readonly assigned = new Set<number>();
   private capacity: Capacity | null = null;
+  /** A coordinator has welcomed this worker at least once (then a lost connection is a restart to wait for). */
+  private joinedOnce = false;
+  /** Until the first welcome: when the worker began trying, and when it last said nothing answers (0: not yet). */
+  private tryingSince = 0;
+  private saidUnanswered = 0;
+  private lastReason = "";
+  private giveUp: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: WorkerOptions) {
     this.client = connect(opts.coordinator, opts.token, opts.tls ?? null);
@@ -102,6 +143,16 @@ export class WorkerAgent {
       }
     }
     this.capacity = measureCapacity(this.opts.dataDir, this.opts.offered);
+    this.tryingSince = Date.now();
+    if (this.opts.giveUpMs !== undefined) {
+      this.giveUp = setTimeout(() => {
+        if (this.joinedOnce || this.stopping) return;
+        this.stop().then(
+          () => this.opts.onGiveUp?.(this.lastReason),
+          (err: Error) => this.opts.log.error({ err: err.message }, "stopping after giving up failed"),
+        );
+      }, this.opts.giveUpMs);
+    }
     this.open();
   }
 
@@ -125,6 +176,7 @@ export class WorkerAgent {
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.giveUp) clearTimeout(this.giveUp);
     this.bundles.stop();
     const running = [...this.running.values()];
     for (const a of running) a.kill("worker stopping");
@@ -175,7 +227,7 @@ export class WorkerAgent {
         this.opts.onRefused?.(`coordinator ${this.opts.coordinator} refused us: ${err.details ?? err.message}`);
         return;
       }
-      this.lost(stream, err.message);
+      this.lost(stream, err.details ?? err.message);
     });
     stream.on("end", () => this.lost(stream, "coordinator closed the stream"));
   }
@@ -187,7 +239,8 @@ export class WorkerAgent {
     // The coordinator counts our running attempts as lost; finishing them would only be refused.
     for (const a of this.running.values()) a.kill("connection to the coordinator lost");
     if (this.stopping) return;
-    this.opts.log.warn({ reason, retryInMs: this.backoffMs }, "lost the coordinator; reconnecting");
+    if (this.joinedOnce) this.opts.log.warn({ reason, retryInMs: this.backoffMs }, "lost the coordinator; reconnecting");
+    else this.unanswered(reason);
     const wait = this.backoffMs;
     this.backoffMs = Math.min(this.backoffMs * 2, this.opts.maxBackoffMs ?? 1000);
     setTimeout(() => {
@@ -198,6 +251,23 @@ export class WorkerAgent {
       this.client = connect(this.opts.coordinator, this.opts.token, this.opts.tls ?? null);
       this.open();
     }, wait);
+  }
+
+  /**
+   * Nothing has answered yet (a wrong address, or a coordinator not started yet): said once in plain
+   * words, then again every remindEveryMs, rather than a log line per try.
+   */
+  private unanswered(reason: string): void {
+    this.lastReason = unansweredWhy(reason);
+    this.opts.log.debug({ reason, retryInMs: this.backoffMs }, "no coordinator answers yet; trying again");
+    const now = Date.now();
+    if (this.saidUnanswered === 0) {
+      this.opts.say?.(`nothing answers at ${this.opts.coordinator} (${this.lastReason}); trying again every second until a coordinator does`);
+      this.saidUnanswered = now;
+    } else if (now - this.saidUnanswered >= (this.opts.remindEveryMs ?? 60_000)) {
+      this.opts.say?.(`still nothing answers at ${this.opts.coordinator} after ${seconds(now - this.tryingSince)} (${this.lastReason}); trying again every second`);
+      this.saidUnanswered = now;
+    }
   }
 
   /** Same machine (or the same shared disk): the coordinator's probe file is here, and its spool writable. */
@@ -228,6 +298,9 @@ export class WorkerAgent {
         this.dataPort = kind.value.dataPort;
         this.backoffMs = 100;
         this.opts.log.info({ worker: this.workerId, coordinator: this.opts.coordinator }, "joined");
+        if (!this.joinedOnce && this.saidUnanswered > 0) this.opts.say?.(`joined ${this.opts.coordinator} after ${seconds(Date.now() - this.tryingSince)}`);
+        this.joinedOnce = true;
+        if (this.giveUp) clearTimeout(this.giveUp);
         if (this.heartbeat) clearInterval(this.heartbeat);
         this.heartbeat = setInterval(
           () => this.send({ kind: { $case: "heartbeat", value: { running: [...this.assigned] } } }),

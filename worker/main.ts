@@ -38,6 +38,7 @@ function program(): Command {
     .option("--interruptible", "this machine may be taken back (spare machines); tasks that forbid it are not placed here")
     .option("--keep-bundles <duration>", "remove a cached task bundle no attempt has used for this long (e.g. --keep-bundles 1d)", "7d")
     .option("--grace <duration>", "on SIGTERM, finish running chunks for at most this long before handing the rest back (e.g. --grace 2m)", "30s")
+    .option("--give-up <duration>", "exit with status 3 when no coordinator has answered this long after starting (e.g. --give-up 5m; default: keep trying; once joined, a worker always reconnects)")
     .addHelpText(
       "after",
       `
@@ -46,6 +47,7 @@ Examples:
   BACH_TOKEN=s3cret bach-worker join 192.168.0.10:7070 --slots 4 --name attic-pc
   bach-worker join 192.168.0.10:7070 --token s3cret --runtime docker --cpus 6 --memory 16384
   bach-worker join 192.168.0.10:7070 --token s3cret --interruptible --grace 1m    a spare machine
+  bach-worker join 192.168.0.10:7070 --token-file token --give-up 5m    exit 3 if no coordinator answers within 5 minutes
 
 SIGTERM drains: the worker takes no new chunks, finishes the running ones within --grace, hands the
 rest back (they run elsewhere) and exits 0. SIGINT (Ctrl-C) or a second SIGTERM stops at once.
@@ -53,9 +55,18 @@ rest back (they run elsewhere) and exits 0. SIGINT (Ctrl-C) or a second SIGTERM 
 
 Tasks with an "image" or "dockerfile" run in containers (one per slot, a fresh process per chunk), under
 the bachfile's hardware limits; a worker whose engine lacks the image loads it from the coordinator.
-A chunk is placed only where its hardware minimums fit in what the worker offers and has free.`,
+A chunk is placed only where its hardware minimums fit in what the worker offers and has free.
+
+A worker may start before its coordinator: until one answers it says so once (again every minute) and
+tries every second, so it joins as soon as the coordinator is up. Once joined, it reconnects to a
+coordinator that restarts, for as long as it takes.
+
+Exit status:
+  0  stopped (SIGTERM, SIGINT)
+  2  bad usage (a flag)
+  3  the coordinator refused our token, or none answered within --give-up`,
     )
-    .action(async (address: string, o: { grace: string; keepBundles: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; slots?: string; name?: string; dataDir: string; runtime: string; interruptible?: boolean; localSpool: boolean; cpus?: string; memory?: string; gpus?: string }) => {
+    .action(async (address: string, o: { grace: string; giveUp?: string; keepBundles: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; slots?: string; name?: string; dataDir: string; runtime: string; interruptible?: boolean; localSpool: boolean; cpus?: string; memory?: string; gpus?: string }) => {
       const coordinator = coordinatorAddress(address) ?? address;
       if (o.runtime !== "auto" && o.runtime !== "docker" && o.runtime !== "process") throw new InputError(`--runtime ${o.runtime}: expected auto, docker or process`);
       const cpus = o.cpus === undefined ? undefined : Number(o.cpus);
@@ -74,13 +85,16 @@ A chunk is placed only where its hardware minimums fit in what the worker offers
         offered: { cpus, memoryMb: o.memory ? positiveInt(o.memory, "--memory") : undefined, gpus: o.gpus === undefined ? undefined : nonNegativeInt(o.gpus, "--gpus") },
         keepBundlesMs: parseDuration(o.keepBundles, "--keep-bundles"),
         log: makeLogger("bach-worker", "info"),
-        onRefused: (message) => refused(new CoordinatorUnreachableError(message, coordinator)),
+        onRefused: (message) => failed(new CoordinatorUnreachableError(message, coordinator)),
+        say: (line) => process.stderr.write(`bach-worker: ${line}\n`),
+        giveUpMs: o.giveUp === undefined ? undefined : parseDuration(o.giveUp, "--give-up"),
+        onGiveUp: () => failed(new CoordinatorUnreachableError(`nothing answered at ${coordinator} for ${o.giveUp} (--give-up ${o.giveUp}): is the coordinator running, and is that its address?`, coordinator)),
       });
-      let refused: (err: Error) => void = () => undefined;
+      let failed: (err: Error) => void = () => undefined;
       const graceMs = parseDuration(o.grace, "--grace");
       await agent.start();
       await new Promise<void>((resolve, reject) => {
-        refused = reject;
+        failed = reject;
         // SIGTERM drains (a spare machine being taken back); SIGINT, or a second signal, stops at once.
         let leaving = false;
         // A signal listener's return value is dropped, so stopNow hands stop's outcome to this promise.
