@@ -246,7 +246,7 @@ ${EXIT_STATUSES}`,
 
   bach
     .command("workers")
-    .description("list the workers the coordinator knows: slots, cpus, memory, state")
+    .description("list the workers the coordinator knows: name, host, state (connected; left: drained on SIGTERM and went; lost: killed, cut off or silent), slots, cpus, memory, and when each was last heard from")
     .option("--json", "print as JSON")
     .addOption(coordinatorOption())
     .addOption(tokenOption())

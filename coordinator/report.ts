@@ -97,10 +97,15 @@ export function taskList(ledger: Ledger): TaskSummary[] {
   }));
 }
 
-export function workerList(ledger: Ledger): WorkerSummary[] {
+/**
+ * The workers the ledger knows. `seenAt`: when connected workers were last heard from, from the
+ * coordinator's memory (the ledger's last_seen is written only every few seconds).
+ */
+export function workerList(ledger: Ledger, seenAt: ReadonlyMap<string, number> = new Map()): WorkerSummary[] {
   return ledger.workers().map((w) => ({
     id: w.id, name: w.name, host: w.host, state: w.state, slots: w.slots, cpus: w.cpus,
-    memoryMb: w.memory_mb, diskMb: w.disk_mb, gpus: w.gpus, docker: w.docker === 1, interruptible: w.interruptible === 1, lastSeen: new Date(w.last_seen).toISOString(),
+    memoryMb: w.memory_mb, diskMb: w.disk_mb, gpus: w.gpus, docker: w.docker === 1, interruptible: w.interruptible === 1,
+    lastSeen: new Date(Math.max(w.last_seen, seenAt.get(w.id) ?? 0)).toISOString(),
   }));
 }
 
