@@ -12,7 +12,7 @@ function escape(text: string): string {
 }
 
 /** Seconds between ticks of the time axis: a round step that gives at most 8 intervals. */
-export function tickStep(seconds: number): number {
+function tickStep(seconds: number): number {
   for (let scale = 0.1; ; scale *= 10) {
     for (const step of [1, 2, 5]) if (seconds / (step * scale) <= 8) return Number((step * scale).toPrecision(1));
   }
