@@ -97,7 +97,7 @@ export class EmbeddedApi implements CoordinatorApi {
   }
 
   async listWorkers(): Promise<WorkerSummary[]> {
-    return workerList(this.c.ledger);
+    return workerList(this.c.ledger, this.c.workers.seenAt());
   }
 
   async cancel(task: string): Promise<void> {

@@ -1,5 +1,5 @@
 // Text forms of reports and lists for people; `--json` prints the same objects as JSON for machines.
-import type { TaskReport, TaskSummary, WorkerSummary } from "../core/report";
+import type { AttemptLine, TaskReport, TaskSummary, WorkerSummary } from "../core/report";
 import { formatBytes } from "../core/sizes";
 
 function table(rows: string[][]): string {
@@ -26,12 +26,40 @@ export function stderrLines(stderr: string, task: string, max = STDERR_LINES_SHO
   return [...lines.slice(0, max), `... ${more} more line${more === 1 ? "" : "s"} (bach task-report ${task} --json has them)`];
 }
 
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+/** How parallel a task ran: the cap it was given (or none), the slots it ran on, the most attempts at once. */
+export function parallelLine(r: TaskReport): string {
+  const cap = r.parallelism === null ? "no cap" : `-p ${r.parallelism}`;
+  return `${cap}: ran on ${plural(r.slots, "slot")} of ${plural(r.workers.length, "worker")}, at most ${plural(r.peakAttempts, "attempt")} at once`;
+}
+
+/**
+ * Each list of attempts a report has, with the heading that says what they were. A backup in another
+ * list is marked so; in its own list it need not be. Only failures show their stderr there (what
+ * attempts that did not fail wrote has its own section).
+ */
+export function attemptLists(r: TaskReport): { title: string; why: string; lines: AttemptLine[]; markBackups: boolean; stderr: boolean }[] {
+  return [
+    { title: "Failed attempts", why: "", lines: r.failures, markBackups: true, stderr: true },
+    { title: "Lost attempts", why: "their worker died, was cut off, fell silent or left before they ended; their chunks ran again", lines: r.lost, markBackups: true, stderr: false },
+    { title: "Cancelled attempts", why: "the task ended, or a rival attempt committed the chunk first", lines: r.cancelled, markBackups: true, stderr: false },
+    { title: "Backup attempts", why: "speculative second attempts of stragglers: the first to finish commits", lines: r.backups, markBackups: false, stderr: false },
+  ];
+}
+
+/** One attempt of a list: `chunk 2 (bytes 200-300), attempt 7 on w2: cancelled: attempt 9 committed the chunk first`. */
+export function attemptText(a: AttemptLine, markBackup: boolean): string {
+  return `chunk ${a.chunk} (bytes ${a.offset}-${a.offset + a.length}), attempt ${a.attempt}${markBackup && a.backup ? " (backup)" : ""} on ${a.worker}: ${a.state}${a.reason ? `: ${a.reason}` : ""}`;
+}
+
 export function formatReport(r: TaskReport): string {
   const lines = [
     `task ${r.id} (${r.name}): ${r.state}${r.error ? ` - ${r.error.split("\n")[0]}` : ""}`,
     `  input     ${r.input.kind === "path" ? r.input.path : "streamed"}, ${formatBytes(r.input.bytes)}${r.input.done ? "" : " so far"}`,
     `  chunks    ${r.chunks.planned} planned${r.input.done ? "" : " so far"}: ${counts(r.chunks.byState)}`,
     `  attempts  ${r.attempts.total}: ${counts(r.attempts.byState)}; ${r.attempts.retries} retries; ${r.attempts.backups} backups (speculative, for stragglers)`,
+    `  parallel  ${parallelLine(r)}`,
     `  output    ${formatBytes(r.bytesOut)}`,
     `  wall      ${r.wallSeconds.toFixed(1)} s (started ${r.createdAt})`,
   ];
@@ -43,11 +71,11 @@ export function formatReport(r: TaskReport): string {
     }
     lines.push(...table(rows).split("\n").map((l) => `    ${l}`));
   }
-  if (r.failures.length) {
-    lines.push("", "  failed attempts:");
-    for (const f of r.failures) {
-      lines.push(`    chunk ${f.chunk} (bytes ${f.offset}-${f.offset + f.length}), attempt ${f.attempt} on ${f.worker}: ${f.state}: ${f.reason}`);
-      if (f.stderr.trim()) lines.push(...stderrLines(f.stderr, r.id, 20).map((l) => `      | ${l}`));
+  for (const list of attemptLists(r).filter((l) => l.lines.length)) {
+    lines.push("", `  ${list.title.toLowerCase()}${list.why ? ` (${list.why})` : ""}:`);
+    for (const a of list.lines) {
+      lines.push(`    ${attemptText(a, list.markBackups)}`);
+      if (a.stderr.trim() && list.stderr) lines.push(...stderrLines(a.stderr, r.id, 20).map((l) => `      | ${l}`));
     }
   }
   if (r.stderr.attempts) {

@@ -1,12 +1,27 @@
 // `bach task-report --html FILE`: one self-contained page, the report's figures and a timeline of
-// attempts per worker (one lane per attempt running at once), coloured by how each attempt ended.
+// attempts per worker (one lane per attempt running at once, a row per worker named as reports name
+// it, an axis in seconds), coloured by how each attempt ended, backups outlined.
 import type { TaskReport, TimelineBar } from "../core/report";
 import { formatBytes } from "../core/sizes";
+import { attemptLists, attemptText, parallelLine } from "./format";
 
 const COLOURS: Record<string, string> = { succeeded: "#3a7d44", failed: "#c0392b", lost: "#e67e22", cancelled: "#95a5a6", running: "#2e86c1" };
 
 function escape(text: string): string {
   return text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c] ?? c);
+}
+
+/** Seconds between ticks of the time axis: a round step that gives at most 8 intervals. */
+function tickStep(seconds: number): number {
+  for (let scale = 0.1; ; scale *= 10) {
+    for (const step of [1, 2, 5]) if (seconds / (step * scale) <= 8) return Number((step * scale).toPrecision(1));
+  }
+}
+
+/** Ticks from 0 to the end, in seconds. */
+function ticks(seconds: number): number[] {
+  const step = tickStep(seconds);
+  return Array.from({ length: Math.floor(seconds / step + 1e-9) + 1 }, (_, i) => Number((i * step).toFixed(1)));
 }
 
 /** Lanes per worker: an attempt goes into the first lane free at its start. */
@@ -40,12 +55,28 @@ export function htmlReport(r: TaskReport): string {
   const rects = placed.map(({ worker, lane, bar }) => {
     const top = (rowTop.get(worker) ?? 0) + lane * 18;
     const end = bar.endMs ?? now;
-    const tip = `chunk ${bar.chunk}, attempt ${bar.attempt}: ${bar.state}, ${formatBytes(bar.bytes)}, ${((end - bar.startMs) / 1000).toFixed(2)} s`;
-    return `<rect x="${x(bar.startMs).toFixed(1)}" y="${top}" width="${Math.max(1, x(end) - x(bar.startMs)).toFixed(1)}" height="14" fill="${COLOURS[bar.state] ?? "#555"}"><title>${escape(tip)}</title></rect>`;
+    const tip = `chunk ${bar.chunk}, attempt ${bar.attempt}${bar.backup ? " (backup)" : ""}: ${bar.state}, ${formatBytes(bar.bytes)}, ${((end - bar.startMs) / 1000).toFixed(2)} s`;
+    // A backup is outlined: its colour still says how it ended.
+    const mark = bar.backup ? ` class="backup"` : "";
+    const outline = bar.backup ? ` stroke="#000" stroke-width="1.5" stroke-dasharray="4,2"` : "";
+    return `<rect${mark} x="${x(bar.startMs).toFixed(1)}" y="${top}" width="${Math.max(1, x(end) - x(bar.startMs)).toFixed(1)}" height="14" fill="${COLOURS[bar.state] ?? "#555"}"${outline}><title>${escape(tip)}</title></rect>`;
   });
-  const labels = workers.map((w) => `<text x="4" y="${(rowTop.get(w) ?? 0) + 11}">${escape(r.workers.find((s) => s.worker === w)?.name ?? w)}</text>`);
+  const labels = workers.map((w) => {
+    const name = r.workers.find((s) => s.worker === w)?.name ?? w;
+    const shown = name.length > 18 ? `${name.slice(0, 17)}…` : name;
+    return `<g><title>${escape(`${name} (${w})`)}</title><text class="worker" x="4" y="${(rowTop.get(w) ?? 0) + 11}">${escape(shown)}</text></g>`;
+  });
+  const axis = ticks(now / 1000).map((t) => {
+    const at = x(t * 1000).toFixed(1);
+    return `<line x1="${at}" y1="10" x2="${at}" y2="${y + 4}" stroke="#ddd"/><text class="tick" x="${at}" y="${y + 18}" text-anchor="middle">${t} s</text>`;
+  });
   const rows = r.workers.map((w) => `<tr><td>${escape(w.worker)}</td><td>${escape(w.name)}</td><td>${w.attempts}</td><td>${w.committed}</td><td>${w.failed}</td><td>${w.lost}</td><td>${formatBytes(w.bytesIn)}</td><td>${w.bytesPerSecond ? `${formatBytes(w.bytesPerSecond)}/s` : "-"}</td></tr>`);
-  const failures = r.failures.map((f) => `<li>chunk ${f.chunk} (bytes ${f.offset}-${f.offset + f.length}), attempt ${f.attempt} on ${escape(f.worker)}: ${escape(f.state)}: ${escape(f.reason)}${f.stderr.trim() ? `<pre>${escape(f.stderr.trimEnd())}</pre>` : ""}</li>`);
+  const lists = attemptLists(r)
+    .filter((l) => l.lines.length)
+    .map((l) => {
+      const items = l.lines.map((a) => `<li>${escape(attemptText(a, l.markBackups))}${l.stderr && a.stderr.trim() ? `<pre>${escape(a.stderr.trimEnd())}</pre>` : ""}</li>`);
+      return `<h2>${l.title}</h2>${l.why ? `<p>${escape(l.why[0].toUpperCase() + l.why.slice(1))}.</p>` : ""}<ul>${items.join("")}</ul>`;
+    });
   const stderr = r.stderr.first.map((s) => `<li>chunk ${s.chunk} (bytes ${s.offset}-${s.offset + s.length}), attempt ${s.attempt} on ${escape(s.worker)}: ${escape(s.state)}<pre>${escape(s.stderr.trimEnd())}</pre></li>`);
   const stderrLeft = r.stderr.attempts - r.stderr.first.length;
   return `<!doctype html>
@@ -55,13 +86,14 @@ export function htmlReport(r: TaskReport): string {
 ${r.error ? `<pre>${escape(r.error)}</pre>` : ""}
 <p>Input ${escape(r.input.kind === "path" ? r.input.path : "streamed")}, ${formatBytes(r.input.bytes)}; output ${formatBytes(r.bytesOut)};
 ${r.chunks.planned} chunks (${Object.entries(r.chunks.byState).map(([s, n]) => `${n} ${s}`).join(", ")});
-${r.attempts.total} attempts, ${r.attempts.retries} retries; ${r.wallSeconds.toFixed(1)} s from ${escape(r.createdAt)}.</p>
+${r.attempts.total} attempts, ${r.attempts.retries} retries, ${r.attempts.backups} backups; ${r.wallSeconds.toFixed(1)} s from ${escape(r.createdAt)}.</p>
+<p>Parallel: ${escape(parallelLine(r))}.</p>
 <h2>Timeline of attempts</h2>
-<svg width="${width}" height="${y + 10}" xmlns="http://www.w3.org/2000/svg">${labels.join("")}${rects.join("")}</svg>
-<p>${Object.entries(COLOURS).map(([s, c]) => `<span style="color:${c}">&#9632;</span> ${s}`).join(" &nbsp; ")}</p>
+<svg width="${width}" height="${y + 30}" xmlns="http://www.w3.org/2000/svg">${axis.join("")}${labels.join("")}${rects.join("")}</svg>
+<p>Seconds since the task started. ${Object.entries(COLOURS).map(([s, c]) => `<span style="color:${c}">&#9632;</span> ${s}`).join(" &nbsp; ")} &nbsp; <span style="border:1.5px dashed #000;padding:0 4px">backup</span> (speculative, for a straggler)</p>
 <h2>Workers</h2>
 <table><tr><th>worker</th><th>name</th><th>attempts</th><th>committed</th><th>failed</th><th>lost</th><th>in</th><th>throughput</th></tr>${rows.join("")}</table>
-${failures.length ? `<h2>Failed attempts</h2><ul>${failures.join("")}</ul>` : ""}
+${lists.join("\n")}
 ${stderr.length ? `<h2>Stderr</h2><p>What attempts that did not fail wrote to stderr ("stderr": "log").</p><ul>${stderr.join("")}</ul>` : ""}
 ${stderrLeft > 0 ? `<p>... and ${stderrLeft} more attempts wrote to stderr (the report holds the first ${r.stderr.first.length}).</p>` : ""}
 ${r.notes.map((n) => `<p>Note: ${escape(n)}</p>`).join("")}

@@ -198,9 +198,9 @@ ${EXIT_STATUSES}`,
 
   bach
     .command("task-report [task]")
-    .description("planned against done for a task (default: the latest): chunks per state, attempts, retries, bytes, workers, failures, and what attempts wrote to stderr under \"stderr\": \"log\" (--json: all of it)")
+    .description("planned against done for a task (default: the latest): chunks per state, attempts, retries, bytes, how parallel it ran (the -p cap or none, the slots it ran on), workers, failed, lost, cancelled and backup attempts, and what attempts wrote to stderr under \"stderr\": \"log\" (--json: all of it)")
     .option("--json", "print the report as JSON")
-    .option("--html <file>", "also write a page with a timeline of attempts per worker (e.g. --html report.html)")
+    .option("--html <file>", "also write a page with a timeline of attempts per worker, on an axis in seconds, backups outlined (e.g. --html report.html)")
     .addOption(coordinatorOption())
     .addOption(tokenOption())
     .option("--token-file <file>", TOKEN_FILE_HELP)
@@ -252,7 +252,7 @@ ${EXIT_STATUSES}`,
 
   bach
     .command("workers")
-    .description("list the workers the coordinator knows: slots, cpus, memory, state")
+    .description("list the workers the coordinator knows: name, host, state (connected; left: drained on SIGTERM and went; lost: killed, cut off or silent), slots, cpus, memory, and when each was last heard from")
     .option("--json", "print as JSON")
     .addOption(coordinatorOption())
     .addOption(tokenOption())

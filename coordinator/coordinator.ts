@@ -12,7 +12,7 @@ import { ChunkSizer } from "../core/chunk-size";
 import { fileSample } from "../core/file-sample";
 import { DiskFullError, diskFullMessage, InputError, isDiskFull } from "../core/errors";
 import type { AttemptResult, WorkerHello } from "../core/generated/bach";
-import { AttemptState, ChunkState, TaskState } from "../core/states";
+import { AttemptState, ChunkState, TaskState, WorkerState } from "../core/states";
 import { Intake, type IntakeResume } from "./intake";
 import { Ledger, noEnd, type AttemptEnd, type AttemptFinish, type AttemptRow, type TaskEnd, type TaskRow } from "./ledger";
 import { OutcomeKind, outcomeKindOf } from "../core/outcome";
@@ -146,7 +146,7 @@ export class Coordinator {
    * streamed input continues after the last spooled byte, when its CLI reconnects.
    */
   private carryOnWhatTheLastRunLeftOpen(): void {
-    for (const w of this.ledger.workers().filter((w) => w.state === "connected")) this.ledger.workerLost(w.id, "coordinator restarted");
+    for (const w of this.ledger.workers().filter((w) => w.state === "connected")) this.ledger.workerGone(w.id, WorkerState.lost, "coordinator restarted", null);
     for (const row of this.ledger.runningTasks()) {
       for (const a of this.ledger.runningAttemptsOfTask(row.id)) {
         this.ledger.endAttempt({ attempt: a.id, by: null, to: "lost", end: { ...noEnd, kind: OutcomeKind.lost, reason: "the coordinator restarted" }, limits: { retries: 0, maxLost: this.maxLost }, blameless: true });
@@ -511,17 +511,22 @@ export class Coordinator {
     this.queueDispatch();
   }
 
-  /** The worker's stream ended or it fell silent: its running attempts are lost and run again elsewhere. */
-  workerGone(session: WorkerSession, reason: string): void {
-    if (this.closed || !this.workers.remove(session, reason)) return;
-    this.loseAttemptsOf(session, reason);
+  /**
+   * The worker's stream ended (`cleanly`: the worker closed it) or it fell silent: its running
+   * attempts are lost and run again elsewhere.
+   */
+  workerGone(session: WorkerSession, reason: string, cleanly = false): void {
+    if (this.closed) return;
+    const state = this.workers.remove(session, reason, cleanly);
+    if (!state) return;
+    this.loseAttemptsOf(session, reason, state);
     this.queueDispatch();
   }
 
-  private loseAttemptsOf(session: WorkerSession, reason: string): void {
+  private loseAttemptsOf(session: WorkerSession, reason: string, state: "left" | "lost" = "lost"): void {
     for (const attempt of [...session.running.keys()]) {
       // A draining worker's unfinished chunks were handed back: preemption is not the chunk's fault.
-      this.finishAttempt(session, attempt, "lost", { ...noEnd, kind: OutcomeKind.lost, reason: `worker ${session.id} lost: ${reason}` }, session.draining);
+      this.finishAttempt(session, attempt, "lost", { ...noEnd, kind: OutcomeKind.lost, reason: `worker ${session.id} ${state}: ${reason}` }, session.draining);
     }
     session.running.clear();
   }

@@ -7,13 +7,14 @@ import {
   ChunkState,
   IllegalTransition,
   TaskState,
+  WorkerState,
   canMoveAttempt,
   canMoveChunk,
   canMoveTask,
 } from "../core/states";
 import { OutcomeKind } from "../core/outcome";
 
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 const schemaV1 = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -84,6 +85,15 @@ ALTER TABLE attempts ADD COLUMN kind TEXT;
 ALTER TABLE chunks ADD COLUMN losses INTEGER NOT NULL DEFAULT 0;
 `;
 
+/**
+ * Version 7: a worker's state may be 'left' (it drained on SIGTERM and closed its stream), besides
+ * 'connected' and 'lost'. The table keeps its shape; the version tells an older bach, which knows
+ * only the two, that this ledger holds a state it would misreport.
+ */
+const schemaV7 = `
+-- workers.state: 'connected', 'left' or 'lost'
+`;
+
 /** Migrations by the version they produce; a later issue appends to this list, never edits it. */
 const migrations: { version: number; sql: string }[] = [
   { version: 1, sql: schemaV1 },
@@ -92,6 +102,7 @@ const migrations: { version: number; sql: string }[] = [
   { version: 4, sql: schemaV4 },
   { version: 5, sql: schemaV5 },
   { version: 6, sql: schemaV6 },
+  { version: 7, sql: schemaV7 },
 ];
 
 export interface TaskRow {
@@ -163,8 +174,9 @@ export interface WorkerRow {
   gpus: number;
   docker: number;
   interruptible: number;
-  state: "connected" | "lost";
+  state: WorkerState;
   joined_at: number;
+  /** When it was last heard from: written every few seconds while connected (Workers), and as it goes. */
   last_seen: number;
   /** Its current session: one more at each hello. */
   epoch: number;
@@ -595,13 +607,17 @@ export class Ledger {
   }
 
   workerSeen(id: string, at: number): void {
-    this.db.prepare("UPDATE workers SET last_seen=? WHERE id=?").run(at, id);
+    this.db.prepare("UPDATE workers SET last_seen=MAX(last_seen, ?) WHERE id=?").run(at, id);
   }
 
-  workerLost(id: string, reason: string): void {
+  /**
+   * A worker's session ended: it left (drained and said goodbye) or was lost, last heard from at
+   * `lastSeen` (null: as the ledger has it already, e.g. after a coordinator restart).
+   */
+  workerGone(id: string, state: "left" | "lost", reason: string, lastSeen: number | null): void {
     this.db.transaction(() => {
-      this.db.prepare("UPDATE workers SET state='lost' WHERE id=?").run(id);
-      this.event("worker-lost", { worker: id, detail: reason });
+      this.db.prepare("UPDATE workers SET state=?, last_seen=MAX(last_seen, COALESCE(?, last_seen)) WHERE id=?").run(state, lastSeen, id);
+      this.event(`worker-${state}`, { worker: id, detail: reason });
     })();
   }
 

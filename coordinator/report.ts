@@ -1,8 +1,8 @@
 // Builds reports from the ledger: planned against done for one task, and the task and worker lists.
 // Read-only: it never changes the ledger.
-import type { AttemptStderr, FailureLine, TaskReport, TaskSummary, WorkerShare, WorkerSummary } from "../core/report";
+import type { AttemptLine, AttemptStderr, TaskReport, TaskSummary, WorkerShare, WorkerSummary } from "../core/report";
 import { InputError } from "../core/errors";
-import type { Ledger, TaskRow } from "./ledger";
+import type { AttemptRow, ChunkRow, Ledger, TaskRow } from "./ledger";
 
 /** Attempts whose stderr a report carries in full (64 KiB each at most), so it stays well under a gRPC message. */
 export const REPORT_STDERR_ATTEMPTS = 30;
@@ -14,7 +14,8 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
   const attempts = ledger.attempts(task.id);
   const chunkStates = countBy(chunks.map((c) => c.state));
   const attemptStates = countBy(attempts.map((a) => a.state));
-  const workerNames = new Map(ledger.workers().map((w) => [w.id, w.name]));
+  const known = ledger.workers();
+  const workerNames = new Map(known.map((w) => [w.id, w.name]));
   const shares = new Map<string, WorkerShare>();
   for (const a of attempts) {
     const s = shares.get(a.worker_id) ?? {
@@ -33,13 +34,8 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
   }
   for (const s of shares.values()) s.bytesPerSecond = s.seconds > 0 ? s.bytesIn / s.seconds : 0;
   const bySeq = new Map(chunks.map((c) => [c.seq, c]));
-  const failures: FailureLine[] = attempts
-    .filter((a) => a.state === "failed" || a.state === "lost")
-    .slice(-50)
-    .map((a) => ({
-      chunk: a.seq, offset: bySeq.get(a.seq)?.offset ?? 0, length: bySeq.get(a.seq)?.length ?? 0,
-      attempt: a.id, worker: a.worker_id, state: a.state, reason: a.reason ?? "", stderr: a.stderr ?? "",
-    }));
+  const lines = (keep: (a: AttemptRow) => boolean) => attempts.filter(keep).slice(-50).map((a) => attemptLine(a, bySeq));
+  const ranOn = new Set(attempts.map((a) => a.worker_id));
   const wrote = attempts.filter((a) => a.state !== "failed" && a.state !== "lost" && (a.stderr ?? "").trim() !== "");
   const stderr: AttemptStderr[] = wrote.slice(0, REPORT_STDERR_ATTEMPTS).map((a) => ({
     chunk: a.seq, offset: bySeq.get(a.seq)?.offset ?? 0, length: bySeq.get(a.seq)?.length ?? 0,
@@ -65,7 +61,9 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
     outputRemovedAt,
     wallSeconds: ((task.finished_at ?? Date.now()) - task.created_at) / 1000,
     input: { kind: task.input_kind, path: task.input_path, bytes: task.bytes_in, done: task.input_done === 1 },
-    parallelism: task.parallelism,
+    parallelism: task.parallelism > 0 ? task.parallelism : null,
+    slots: known.filter((w) => ranOn.has(w.id)).reduce((n, w) => n + w.slots, 0),
+    peakAttempts: peakAtOnce(attempts),
     chunks: { planned: task.chunks_planned, byState: chunkStates },
     attempts: {
       total: attempts.length,
@@ -75,7 +73,10 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
     },
     bytesOut: chunks.reduce((n, c) => n + (c.bytes_out ?? 0), 0),
     workers: [...shares.values()],
-    failures,
+    failures: lines((a) => a.state === "failed"),
+    lost: lines((a) => a.state === "lost"),
+    cancelled: lines((a) => a.state === "cancelled"),
+    backups: lines((a) => a.backup === 1),
     stderr: { attempts: wrote.length, first: stderr },
     timeline: attempts.slice(0, 5000).map((a) => ({
       chunk: a.seq,
@@ -85,6 +86,7 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
       startMs: a.started_at - task.created_at,
       endMs: a.ended_at === null ? null : a.ended_at - task.created_at,
       bytes: bySeq.get(a.seq)?.length ?? 0,
+      backup: a.backup === 1,
     })),
     notes,
   };
@@ -97,11 +99,36 @@ export function taskList(ledger: Ledger): TaskSummary[] {
   }));
 }
 
-export function workerList(ledger: Ledger): WorkerSummary[] {
+/**
+ * The workers the ledger knows. `seenAt`: when connected workers were last heard from, from the
+ * coordinator's memory (the ledger's last_seen is written only every few seconds).
+ */
+export function workerList(ledger: Ledger, seenAt: ReadonlyMap<string, number> = new Map()): WorkerSummary[] {
   return ledger.workers().map((w) => ({
     id: w.id, name: w.name, host: w.host, state: w.state, slots: w.slots, cpus: w.cpus,
-    memoryMb: w.memory_mb, diskMb: w.disk_mb, gpus: w.gpus, docker: w.docker === 1, interruptible: w.interruptible === 1, lastSeen: new Date(w.last_seen).toISOString(),
+    memoryMb: w.memory_mb, diskMb: w.disk_mb, gpus: w.gpus, docker: w.docker === 1, interruptible: w.interruptible === 1,
+    lastSeen: new Date(Math.max(w.last_seen, seenAt.get(w.id) ?? 0)).toISOString(),
   }));
+}
+
+function attemptLine(a: AttemptRow, bySeq: Map<number, ChunkRow>): AttemptLine {
+  return {
+    chunk: a.seq, offset: bySeq.get(a.seq)?.offset ?? 0, length: bySeq.get(a.seq)?.length ?? 0,
+    attempt: a.id, worker: a.worker_id, state: a.state, reason: a.reason ?? "", stderr: a.stderr ?? "", backup: a.backup === 1,
+  };
+}
+
+/**
+ * The most attempts running at the same time: one that ends as another starts does not overlap it;
+ * one that ended within the millisecond it started still ran.
+ */
+function peakAtOnce(attempts: AttemptRow[]): number {
+  const moments = attempts.flatMap((a) => (a.ended_at === null ? [[a.started_at, 1]] : [[a.started_at, 1], [Math.max(a.ended_at, a.started_at + 1), -1]]));
+  moments.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  let now = 0;
+  let peak = 0;
+  for (const [, step] of moments) peak = Math.max(peak, (now += step));
+  return peak;
 }
 
 function countBy(values: string[]): Record<string, number> {

@@ -94,7 +94,7 @@ function handlers(c: Coordinator, log: Logger, dataPort: () => number): Coordina
     hasImage: unary((req) => ({ present: c.spool.hasImage(req.id) })),
     report: unary((req) => ({ json: JSON.stringify(taskReport(c.ledger, req.taskId || null)) })),
     listTasks: unary(() => ({ json: JSON.stringify(taskList(c.ledger)) })),
-    listWorkers: unary(() => ({ json: JSON.stringify(workerList(c.ledger)) })),
+    listWorkers: unary(() => ({ json: JSON.stringify(workerList(c.ledger, c.workers.seenAt())) })),
     cancelTask: unary((req) => {
       c.cancelTask(req.taskId);
       return {};
@@ -178,9 +178,9 @@ function handlers(c: Coordinator, log: Logger, dataPort: () => number): Coordina
     work(call) {
       let session: WorkerSession | null = null;
       let ended = false;
-      const gone = (reason: string) => {
+      const gone = (reason: string, cleanly = false) => {
         try {
-          if (session) c.workerGone(session, reason);
+          if (session) c.workerGone(session, reason, cleanly);
         } catch (err) {
           log.error({ worker: session?.id, err: (err as Error).stack }, "ending a worker's session failed");
         }
@@ -229,7 +229,8 @@ function handlers(c: Coordinator, log: Logger, dataPort: () => number): Coordina
         }
       });
       call.on("end", () => {
-        gone("disconnected");
+        // The worker closed its side itself: after draining, it left.
+        gone("disconnected", true);
         if (!ended) call.end();
         ended = true;
       });

@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { WorkerHello } from "../core/generated/bach";
 import type { Ledger } from "./ledger";
 import { InputError, isDiskFull } from "../core/errors";
+import { WorkerState } from "../core/states";
 import { take, type Needs, type Resources, type WorkerView } from "./scheduler";
 
 /** What a worker is told on joining: its id, the heartbeat pace, the spool probe, the data port. */
@@ -52,6 +53,8 @@ export interface WorkerSession {
   /** Its running attempts: which chunk, since when, and what each takes from it. */
   running: Map<number, RunningAttempt>;
   lastSeen: number;
+  /** The last_seen the ledger has: it is written every recordSeenMs, not at every heartbeat. */
+  recordedSeen: number;
   /** Leaving (SIGTERM): nothing new is placed on it. */
   draining: boolean;
   /**
@@ -77,6 +80,8 @@ export interface WorkersOptions {
   heartbeatMs: number;
   /** A worker silent this long is declared lost. */
   lostAfterMs: number;
+  /** How often a connected worker's last_seen is written to the ledger (default RECORD_SEEN_MS). */
+  recordSeenMs?: number;
   log: Logger;
   /** Told to every worker that joins: a file of the spool and its content, to find out whether it shares this filesystem. */
   spoolProbe: { file: string; token: string };
@@ -90,6 +95,13 @@ export interface WorkerEvents {
   /** Each heartbeat check: time alone can make an attempt a straggler. */
   tick(): void;
 }
+
+/**
+ * A connected worker's last_seen reaches the ledger this often, not at each heartbeat: a hundred
+ * workers cost 20 small writes a second, not 100. Reports for a coordinator's connected workers take
+ * the exact time from memory (seenAt); the ledger's is for readers of the file (local ledgers).
+ */
+export const RECORD_SEEN_MS = 5000;
 
 /** How long a new worker may take to answer the spool probe before it gets chunks anyway (over the network). */
 const PROBE_ANSWER_MS = 2000;
@@ -147,7 +159,8 @@ export class Workers {
       interruptible: hello.interruptible ? 1 : 0,
     });
     const probingUntil = hello.localFiles ? 0 : Date.now() + PROBE_ANSWER_MS;
-    const session: WorkerSession = { id, epoch, hello, running: new Map(), lastSeen: Date.now(), draining: false, probingUntil, link, stopped: new Set() };
+    const now = Date.now();
+    const session: WorkerSession = { id, epoch, hello, running: new Map(), lastSeen: now, recordedSeen: now, draining: false, probingUntil, link, stopped: new Set() };
     this.sessions.set(id, session);
     const { file, token } = this.opts.spoolProbe;
     link.welcome({ workerId: id, heartbeatMs: this.opts.heartbeatMs, spoolProbe: file, spoolToken: token, dataPort: this.opts.dataPort() });
@@ -173,14 +186,23 @@ export class Workers {
     session.lastSeen = Date.now();
   }
 
-  /** Forgets a session whose stream ended; false when it was already replaced or forgotten. */
-  remove(session: WorkerSession, reason: string): boolean {
-    if (this.sessions.get(session.id) !== session) return false;
+  /** When each connected worker was last heard from (ms since the epoch), by id. */
+  seenAt(): Map<string, number> {
+    return new Map(this.all().map((w) => [w.id, w.lastSeen]));
+  }
+
+  /**
+   * Forgets a session whose stream ended: it left when it was draining and closed its stream itself
+   * (`cleanly`), else it was lost. Null when it was already replaced or forgotten.
+   */
+  remove(session: WorkerSession, reason: string, cleanly: boolean): "left" | "lost" | null {
+    if (this.sessions.get(session.id) !== session) return null;
     this.sessions.delete(session.id);
-    this.record(() => this.ledger.workerLost(session.id, reason));
-    const level = session.running.size > 0 ? "warn" : "info";
-    this.opts.log[level]({ worker: session.id, reason, running: session.running.size }, "worker lost");
-    return true;
+    const state = cleanly && session.draining ? WorkerState.left : WorkerState.lost;
+    this.record(() => this.ledger.workerGone(session.id, state, reason, session.lastSeen));
+    const level = state === WorkerState.lost && session.running.size > 0 ? "warn" : "info";
+    this.opts.log[level]({ worker: session.id, reason, running: session.running.size }, `worker ${state}`);
+    return state;
   }
 
   /** What the scheduler sees of each worker: free slots (none while draining) and free resources. */
@@ -215,8 +237,9 @@ export class Workers {
         const reason = `no heartbeat for ${((now - w.lastSeen) / 1000).toFixed(1)} s`;
         w.link.close(reason);
         this.events.silent(w, reason);
-      } else if (now - w.lastSeen > this.opts.heartbeatMs) {
+      } else if (w.lastSeen - w.recordedSeen >= (this.opts.recordSeenMs ?? RECORD_SEEN_MS)) {
         this.record(() => this.ledger.workerSeen(w.id, w.lastSeen));
+        w.recordedSeen = w.lastSeen;
       }
     }
     this.events.tick();

@@ -14,7 +14,8 @@ export interface WorkerShare {
   bytesPerSecond: number;
 }
 
-export interface FailureLine {
+/** One attempt a report lists for what it was: failed, lost, cancelled, or a backup. */
+export interface AttemptLine {
   chunk: number;
   offset: number;
   length: number;
@@ -23,6 +24,8 @@ export interface FailureLine {
   state: string;
   reason: string;
   stderr: string;
+  /** A speculative second attempt of a straggler, not a retry. */
+  backup: boolean;
 }
 
 /** What one attempt wrote to stderr and did not fail for ("stderr": "log"). */
@@ -48,7 +51,12 @@ export interface TaskReport {
   outputRemovedAt: string | null;
   wallSeconds: number;
   input: { kind: string; path: string; bytes: number; done: boolean };
-  parallelism: number;
+  /** The cap given (-p N): at most this many attempts at once; null: none (every free slot it could get). */
+  parallelism: number | null;
+  /** The slots of the workers its attempts ran on (as each last said hello). */
+  slots: number;
+  /** The most attempts of it that ran at once. */
+  peakAttempts: number;
   /** The container image's digest, or null when the task ran plain processes. */
   image: string | null;
   chunks: { planned: number; byState: Record<string, number> };
@@ -56,8 +64,14 @@ export interface TaskReport {
   attempts: { total: number; byState: Record<string, number>; retries: number; backups: number };
   bytesOut: number;
   workers: WorkerShare[];
-  /** Attempts that did not succeed, newest last (at most 50). */
-  failures: FailureLine[];
+  /** Attempts that failed (the program's or its input's doing), newest last (at most 50). */
+  failures: AttemptLine[];
+  /** Attempts lost with their worker (it died, was cut off, fell silent, or left before they ended): their chunks ran again. Newest last, at most 50. */
+  lost: AttemptLine[];
+  /** Attempts Bach stopped: the task ended, or a rival attempt committed the chunk first. Newest last, at most 50. */
+  cancelled: AttemptLine[];
+  /** Backup attempts (speculative, for stragglers), however they ended. Newest last, at most 50. */
+  backups: AttemptLine[];
   /**
    * Attempts that wrote to stderr and did not fail (under "stderr": "log"): how many, and the first 30
    * of them with what they wrote. A failed attempt's stderr is in `failures`.
@@ -76,6 +90,7 @@ export interface TimelineBar {
   startMs: number;
   endMs: number | null;
   bytes: number;
+  backup: boolean;
 }
 
 export interface TaskSummary {

@@ -1,4 +1,4 @@
-// The named states of tasks, chunks and attempts, and the only transitions between them.
+// The named states of tasks, chunks, attempts and workers, and the only transitions between them.
 // The ledger refuses any change not listed here; this file must never touch storage.
 
 export const TaskState = { running: "running", succeeded: "succeeded", failed: "failed", cancelled: "cancelled" } as const;
@@ -21,6 +21,14 @@ export const AttemptState = {
   cancelled: "cancelled", // the task ended or the chunk committed elsewhere
 } as const;
 export type AttemptState = (typeof AttemptState)[keyof typeof AttemptState];
+
+/** A worker as the ledger records it: each hello makes it connected again, whatever it was. */
+export const WorkerState = {
+  connected: "connected",
+  left: "left", // it drained (SIGTERM) and closed its stream: it meant to go
+  lost: "lost", // its stream broke or it fell silent (killed, crashed, cut off), or the coordinator restarted
+} as const;
+export type WorkerState = (typeof WorkerState)[keyof typeof WorkerState];
 
 const taskMoves: Record<TaskState, readonly TaskState[]> = {
   running: ["succeeded", "failed", "cancelled"],

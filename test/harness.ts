@@ -85,9 +85,10 @@ export interface Cluster {
   workers: Daemon[];
   /**
    * A worker; by default it fetches chunks over gRPC as a worker on another machine would. `dataDir`
-   * reuses a worker's folder (a restart), `env` sets e.g. DOCKER_HOST, `args` adds flags.
+   * reuses a worker's folder (a restart), `env` sets e.g. DOCKER_HOST, `args` adds flags; `name: null`
+   * gives no --name (the worker's default name).
    */
-  addWorker(opts?: { slots?: number; name?: string; localSpool?: boolean; dataDir?: string; env?: NodeJS.ProcessEnv; args?: string[]; wrap?: string[] }): Promise<Daemon>;
+  addWorker(opts?: { slots?: number; name?: string | null; localSpool?: boolean; dataDir?: string; env?: NodeJS.ProcessEnv; args?: string[]; wrap?: string[] }): Promise<Daemon>;
   /** SIGKILLs the coordinator and starts a new one on the same ports and data dir. */
   restartCoordinator(pauseMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -116,10 +117,10 @@ export async function startCluster(
     coordinator,
     workers,
     async addWorker(w = {}) {
-      const name = w.name ?? `worker-${workers.length + 1}`;
-      const d = daemon([bin.worker, "join", address, "--token", token, "--slots", String(w.slots ?? opts.slots ?? 1), "--name", name,
+      const name = w.name === null ? null : (w.name ?? `worker-${workers.length + 1}`);
+      const d = daemon([bin.worker, "join", address, "--token", token, "--slots", String(w.slots ?? opts.slots ?? 1), ...(name === null ? [] : ["--name", name]),
         "--data-dir", w.dataDir ?? tempDir("bach-worker-"), ...(w.localSpool ? [] : ["--no-local-spool"]), ...(w.args ?? [])], { BACH_LOG_LEVEL: "info", ...w.env }, w.wrap);
-      await waitFor(`worker ${name} to join`, () => d.stderr().includes('"msg":"joined"'));
+      await waitFor(`worker ${name ?? "(unnamed)"} to join`, () => d.stderr().includes('"msg":"joined"'));
       workers.push(d);
       return d;
     },

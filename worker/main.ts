@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // `bach-worker join HOST:PORT`: parses flags and starts the worker agent.
+import { randomBytes } from "node:crypto";
 import os from "node:os";
 import path from "node:path";
 import { Command } from "commander";
@@ -28,7 +29,7 @@ function program(): Command {
     .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
     .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
     .option("--slots <n>", "attempts run at once (default: one per core)")
-    .option("--name <name>", "how reports name this worker (default: the host name)")
+    .option("--name <name>", "how reports name this worker (default: the host name and a short random id, e.g. attic-pc-3f9a, so two workers on one host differ)")
     .option("--data-dir <dir>", "where bundles and attempt outputs are cached", path.join(os.homedir(), ".bach", "worker"))
     .option("--runtime <runtime>", "auto: tasks with an image run in containers when a Docker Engine answers (DOCKER_HOST or the local socket); docker: refuse to start without one; process: never run containers", "auto")
     .option("--cpus <n>", "cores to offer (default: all of them; e.g. --cpus 6)")
@@ -76,7 +77,7 @@ Exit status:
         token: tokenFrom(o.token, o.tokenFile),
         tls: clientTlsFrom(o),
         slots: o.slots ? positiveInt(o.slots, "--slots") : os.availableParallelism(),
-        name: o.name ?? os.hostname(),
+        name: o.name ?? defaultName(),
         dataDir: path.resolve(o.dataDir),
         localFiles: false,
         probeSpool: o.localSpool,
@@ -113,6 +114,11 @@ Exit status:
       });
     });
   return oneLineUsageErrors(cmd);
+}
+
+/** The host and a short id: two workers on one machine (or two containers sharing its host name) differ. */
+function defaultName(): string {
+  return `${os.hostname()}-${randomBytes(2).toString("hex")}`;
 }
 
 runMain("bach-worker", async () => {
