@@ -111,5 +111,31 @@ export interface WorkerSummary {
 export type OutputEvent =
   | { kind: "data"; data: Buffer }
   | { kind: "chunk-done"; seq: number }
-  | { kind: "progress"; bytesIn: number; inputDone: boolean; planned: number; committed: number; running: number }
-  | { kind: "end"; state: string; error: string };
+  | {
+      kind: "progress";
+      bytesIn: number;
+      inputDone: boolean;
+      planned: number;
+      committed: number;
+      running: number;
+      /** Input bytes processed: committed chunks' and what the running attempts have been fed so far. */
+      processed: number;
+      /** The whole input's size, once known. */
+      total: number | null;
+    }
+  /** Only for a partial reader: chunks from..to (inclusive; to -1: never cut) never committed, input bytes offset..end (exclusive; -1: unknown). */
+  | { kind: "gap"; from: number; to: number; offset: number; end: number; state: string }
+  | { kind: "end"; state: string; error: string; tally: TaskTally | null };
+
+/** What a task did, as its end says: for the summary line, and a failed task's offer of its committed chunks. */
+export interface TaskTally {
+  planned: number;
+  committed: number;
+  /** Input bytes of the committed chunks. */
+  bytes: number;
+  seconds: number;
+  /** Attempts that failed or were lost. */
+  failedAttempts: number;
+  /** The committed chunks as inclusive ranges, in input order. */
+  ranges: [number, number][];
+}

@@ -230,7 +230,7 @@ export class WorkerAgent {
         this.opts.log.info({ worker: this.workerId, coordinator: this.opts.coordinator }, "joined");
         if (this.heartbeat) clearInterval(this.heartbeat);
         this.heartbeat = setInterval(
-          () => this.send({ kind: { $case: "heartbeat", value: { running: [...this.assigned] } } }),
+          () => this.send({ kind: { $case: "heartbeat", value: { running: [...this.assigned], fed: [...this.running].map(([attemptId, a]) => ({ attemptId, bytes: a.fed() })) } } }),
           kind.value.heartbeatMs,
         );
         this.heartbeat.unref();
