@@ -8,6 +8,7 @@ import { connectivityState } from "@grpc/grpc-js";
 import type { CoordinatorClient, OutputFrame } from "../core/generated/bach";
 import type { OutputEvent, TaskReport, TaskSummary, WorkerSummary } from "../core/report";
 import { connect, userError } from "../core/rpc";
+import { outputEventOf } from "../core/wire";
 import { frames } from "../core/frames";
 import { CoordinatorUnreachableError, InputError } from "../core/errors";
 import { readEvents, sendBlocks } from "../core/data-client";
@@ -37,7 +38,8 @@ export interface CoordinatorApi {
   /** Where the task's input continues (after a lost connection). */
   inputStatus(task: string): Promise<{ offset: number; inputDone: boolean }>;
   /** The task's output from chunk `fromChunk` (in the order asked for), less its first `skipBytes`. */
-  output(task: string, fromChunk: number, keepOrder: boolean, skipBytes: number): AsyncIterable<OutputEvent>;
+  /** `partial`: once the task has ended, every committed chunk in input order, with a gap event for each run of the others. */
+  output(task: string, fromChunk: number, keepOrder: boolean, skipBytes: number, partial: boolean): AsyncIterable<OutputEvent>;
   report(task: string | null): Promise<TaskReport>;
   listTasks(): Promise<TaskSummary[]>;
   listWorkers(): Promise<WorkerSummary[]>;
@@ -84,8 +86,8 @@ export class EmbeddedApi implements CoordinatorApi {
     return this.c.inputStatus(task);
   }
 
-  output(task: string, fromChunk: number, keepOrder: boolean, skipBytes: number): AsyncIterable<OutputEvent> {
-    return this.c.streamOutput(task, fromChunk, keepOrder, skipBytes);
+  output(task: string, fromChunk: number, keepOrder: boolean, skipBytes: number, partial: boolean): AsyncIterable<OutputEvent> {
+    return this.c.streamOutput(task, fromChunk, keepOrder, skipBytes, partial);
   }
 
   async report(task: string | null): Promise<TaskReport> {
@@ -257,11 +259,11 @@ export class RemoteApi implements CoordinatorApi {
     return reply.bytesReceived;
   }
 
-  async *output(task: string, fromChunk: number, keepOrder: boolean, skipBytes: number): AsyncGenerator<OutputEvent> {
+  async *output(task: string, fromChunk: number, keepOrder: boolean, skipBytes: number, partial: boolean): AsyncGenerator<OutputEvent> {
     // A reader that did not start the task (bach task-output) asks where the data port is.
     if (!this.dataPorts.has(task)) await this.inputStatus(task).catch((err: Error) => this.noPortFor(err));
     const port = this.dataPorts.get(task) ?? 0;
-    const output: OutputRequest = { fromChunk, keepOrder, skipBytes };
+    const output: OutputRequest = { fromChunk, keepOrder, skipBytes, partial };
     const tcp = port > 0 ? await readEvents({ address: this.address, port, token: this.token, tls: this.secure }, { task, offset: 0, output }) : null;
     if (tcp) {
       yield* tcp;
@@ -271,16 +273,11 @@ export class RemoteApi implements CoordinatorApi {
       process.stderr.write(`bach: the coordinator's data port ${port} did not answer; reading the output over gRPC (slower)\n`);
       this.dataPorts.set(task, 0);
     }
-    const call = this.client.streamOutput({ taskId: task, fromChunk, keepOrder, skipBytes });
+    const call = this.client.streamOutput({ taskId: task, fromChunk, keepOrder, skipBytes, partial });
     try {
       for await (const frame of call) {
-        const kind = (frame as OutputFrame).kind;
-        if (!kind) continue;
-        if (kind.$case === "data") yield { kind: "data", data: kind.value };
-        else if (kind.$case === "chunkDone") yield { kind: "chunk-done", seq: kind.value };
-        else if (kind.$case === "progress")
-          yield { kind: "progress", bytesIn: kind.value.bytesIn, inputDone: kind.value.inputDone, planned: kind.value.chunksPlanned, committed: kind.value.chunksCommitted, running: kind.value.attemptsRunning, workers: kind.value.workersConnected, waitingMs: kind.value.waitingForWorkerMs };
-        else yield { kind: "end", state: kind.value.state, error: kind.value.error };
+        const ev = outputEventOf(frame as OutputFrame);
+        if (ev) yield ev;
       }
     } catch (err) {
       throw userError(err, this.address);

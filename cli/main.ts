@@ -132,7 +132,7 @@ it load it from there: no registry is needed.`,
     .option("--no-keep-order", "output each chunk as soon as it commits")
     .option("--chunk-size <size>", "auto, or a size such as 1m, 64m, 1g (auto measures the program: see README)", "auto")
     .addOption(new Option("--task <dir>", "the task folder (e.g. --task examples/gdelt-filter)").default(".", "the current folder"))
-    .option("--no-progress", "no progress line on stderr (it is shown only when stderr is a terminal)")
+    .option("--no-progress", "no progress line on stderr (it is shown only when stderr is a terminal; the summary line at the end is always printed)")
     .option("--detach", "with --coordinator: send the input, print the task id and return; read the output later with bach task-output")
     .option("--reconnect <duration>", "with --coordinator: when the coordinator goes away mid-task, keep trying this long; a coordinator restarted on its data dir carries the task on (e.g. --reconnect 30m; 0: give up at once)", "10m")
     .addHelpText(
@@ -182,6 +182,7 @@ ${EXIT_STATUSES}`,
     .command("task-output <task>")
     .description("print a task's committed output from a coordinator, in input order, waiting for chunks still running")
     .option("--no-keep-order", "print chunks in the order they committed")
+    .option("--partial", "for a task that failed or was cancelled: print every chunk that committed, in input order, with a line on stderr for each run of chunks that did not (exit status 1 when there was one)")
     .option("--reconnect <duration>", "when the coordinator goes away, keep trying this long (e.g. --reconnect 30m; 0: give up at once)", "10m")
     .addOption(coordinatorOption())
     .addOption(tokenOption())
@@ -189,11 +190,18 @@ ${EXIT_STATUSES}`,
     .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
     .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
     .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
-    .addHelpText("after", "\nExamples:\n  bach task-output t-20261124-1a2b3c --coordinator 192.168.0.10:7070 --token s3cret > result.tsv\n  ID=$(bach task-run --detach --data big.tsv) && bach task-output $ID | head\n" + EXIT_STATUSES)
-    .action(async (task: string, o: { keepOrder: boolean; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; reconnect: string }) => {
+    .addHelpText(
+      "after",
+      "\nExamples:\n  bach task-output t-20261124-1a2b3c --coordinator 192.168.0.10:7070 --token s3cret > result.tsv\n  ID=$(bach task-run --detach --data big.tsv) && bach task-output $ID | head\n" +
+        "  bach task-output t-20261124-1a2b3c --partial > part.tsv   a failed task's committed chunks; stderr names the missing ones:\n" +
+        "                                      bach: chunks 7-9 (bytes 7340032-10485759) are missing: the task failed before they committed\n" +
+        EXIT_STATUSES,
+    )
+    .action(async (task: string, o: { keepOrder: boolean; partial?: boolean; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; reconnect: string }) => {
       const address = coordinatorAddress(o.coordinator);
       if (!address) throw new InputError("task-output needs --coordinator (an embedded run prints its output as it runs)");
-      await taskOutput(address, tokenFrom(o.token, o.tokenFile), clientTlsFrom(o), task, o.keepOrder, parseDuration(o.reconnect, "--reconnect"));
+      if (o.partial && !o.keepOrder) throw new InputError("task-output: --partial prints in input order; it cannot be used with --no-keep-order");
+      await taskOutput(address, tokenFrom(o.token, o.tokenFile), clientTlsFrom(o), task, o.keepOrder, parseDuration(o.reconnect, "--reconnect"), o.partial === true);
     });
 
   bach

@@ -134,19 +134,21 @@ export async function feedInput(api: CoordinatorApi, task: string, input: Replay
 }
 
 /** The task's output as events, carrying on after a lost connection exactly where the last one stopped. */
-export async function* followOutput(api: CoordinatorApi, task: string, keepOrder: boolean, r: Reconnecting): AsyncGenerator<OutputEvent> {
+export async function* followOutput(api: CoordinatorApi, task: string, keepOrder: boolean, r: Reconnecting, partial = false): AsyncGenerator<OutputEvent> {
   let chunk = 0;
   let bytesIntoChunk = 0;
   let deadline = 0;
   for (;;) {
     try {
-      for await (const ev of api.output(task, chunk, keepOrder, bytesIntoChunk)) {
+      for await (const ev of api.output(task, chunk, keepOrder, bytesIntoChunk, partial)) {
         deadline = 0;
         if (ev.kind === "data") bytesIntoChunk += ev.data.length;
         if (ev.kind === "chunk-done") {
           chunk++;
           bytesIntoChunk = 0;
         }
+        // A partial reader's gap: the chunks in it are passed, as printed ones are.
+        if (ev.kind === "gap" && ev.to >= 0) chunk = ev.to + 1;
         yield ev;
         if (ev.kind === "end") return;
       }

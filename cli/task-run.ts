@@ -10,11 +10,11 @@ import { ExitStatus, InputError, TaskCancelledError, TaskFailedError } from "../
 import { frames, pipeFrames } from "../core/frames";
 import { parseSize } from "../core/sizes";
 import type { ClientTls } from "../core/tls";
+import type { OutputEvent } from "../core/report";
 import { RemoteApi, type CoordinatorApi, type TaskRequest } from "./api";
 import { startEmbedded, type Embedded } from "./embedded";
 import { prepareTask, uploadTask } from "./prepare";
-import { Progress, WaitNotice } from "./progress";
-import type { OutputEvent } from "../core/report";
+import { chunkRanges, gapLine, Progress, summaryLine, WaitNotice } from "./progress";
 import { feedInput, followOutput, ReplayableInput, type Reconnecting } from "./reconnect";
 import { filePieces } from "../core/file-pieces";
 import { fileSample } from "../core/file-sample";
@@ -173,26 +173,60 @@ function writeOutput(data: Buffer): Promise<void> {
   });
 }
 
-/** Prints a task's committed output to stdout as it commits, until the task ends; returns how it ended. */
-export async function printOutput(api: CoordinatorApi, task: string, keepOrder: boolean, progress: Watcher | null, reconnect: Reconnecting): Promise<{ state: string; error: string }> {
-  let end = { state: "failed", error: "the output stream ended early" };
-  for await (const ev of followOutput(api, task, keepOrder, reconnect)) {
+type Ending = Extract<OutputEvent, { kind: "end" }>;
+
+/**
+ * Prints a task's committed output to stdout as it commits, until the task ends; returns how it ended,
+ * how many chunks it printed and how many gaps it said were missing. `partial`: see CoordinatorApi.output.
+ * `summary`: the task's summary line on stderr at its end.
+ */
+export async function printOutput(
+  api: CoordinatorApi,
+  task: string,
+  o: { keepOrder: boolean; partial: boolean; summary: boolean; progress: Watcher | null; reconnect: Reconnecting },
+): Promise<{ end: Ending; printed: number; gaps: number }> {
+  let end: Ending = { kind: "end", state: "failed", error: "the output stream ended early", tally: null };
+  let printed = 0;
+  let gaps = 0;
+  for await (const ev of followOutput(api, task, o.keepOrder, o.reconnect, o.partial)) {
     if (ev.kind === "data") {
       await writeOutput(ev.data);
     } else if (ev.kind === "chunk-done") {
-      progress?.chunkDone?.();
+      printed++;
+      o.progress?.chunkDone?.();
     } else if (ev.kind === "progress") {
-      progress?.update(ev);
+      o.progress?.update(ev);
+    } else if (ev.kind === "gap") {
+      gaps++;
+      process.stderr.write(`${gapLine(ev)}\n`);
     } else if (ev.kind === "end") {
       end = ev;
     }
   }
-  progress?.clear();
-  return end;
+  o.progress?.clear();
+  if (o.summary && end.tally) process.stderr.write(`${summaryLine({ ...end.tally, state: end.state })}\n`);
+  return { end, printed, gaps };
 }
 
-/** `bach task-output TASK`: the committed output of a task on a coordinator (waiting while it runs). */
-export async function taskOutput(address: string, token: string, secure: ClientTls | null, task: string, keepOrder: boolean, reconnectMs: number): Promise<void> {
+/**
+ * What a task that did not succeed still offers: which chunks committed, and how to get those not
+ * printed (a coordinator keeps them for task-output --partial; an embedded run's end removes them).
+ */
+function committedOffer(task: string, end: Ending, printed: number, coordinator: string | null): string {
+  const t = end.tally;
+  if (!t || t.committed === 0) return "";
+  const which = `${t.committed === 1 ? "chunk" : "chunks"} ${chunkRanges(t.ranges)} of ${t.planned} committed`;
+  if (coordinator) return `\n${which}; bach task-output ${task} --partial --coordinator ${coordinator} prints them in input order`;
+  if (printed === t.committed) return `\n${which}; their output is above`;
+  return `\n${which}; the first ${printed} were printed (in input order), and an embedded run keeps no output once it ends: --no-keep-order prints chunks as they commit, and a task on a coordinator (--coordinator) keeps them for bach task-output TASK --partial`;
+}
+
+/**
+ * `bach task-output TASK`: the committed output of a task on a coordinator (waiting while it runs).
+ * `partial`: every committed chunk of a task that did not succeed, in input order, a line on stderr
+ * for each gap, and a failure (status 1) when there was one.
+ */
+export async function taskOutput(address: string, token: string, secure: ClientTls | null, task: string, keepOrder: boolean, reconnectMs: number, partial: boolean): Promise<void> {
   const api = new RemoteApi(address, token, secure);
   try {
     await api.ready();
@@ -200,9 +234,13 @@ export async function taskOutput(address: string, token: string, secure: ClientT
       if (err.code !== "EPIPE") throw err;
       process.exit(141);
     });
-    const end = await printOutput(api, task, keepOrder, null, reconnecting(api, reconnectMs));
-    if (end.state === "cancelled") throw new TaskCancelledError(`task ${task} was cancelled (by bach task-cancel, or Ctrl-C on its bach task-run)`, task);
-    if (end.state !== "succeeded") throw new TaskFailedError(`task ${task} ${end.state}: ${end.error}`, task);
+    const { end, gaps } = await printOutput(api, task, { keepOrder: keepOrder || partial, partial, summary: false, progress: null, reconnect: reconnecting(api, reconnectMs) });
+    if (end.state === "cancelled" && !partial) throw new TaskCancelledError(`task ${task} was cancelled (by bach task-cancel, or Ctrl-C on its bach task-run)`, task);
+    if (end.state !== "succeeded" && (!partial || gaps > 0)) {
+      // A partial read has printed what there was; a whole one says what --partial would add.
+      const offer = partial ? "" : committedOffer(task, end, 0, address);
+      throw new TaskFailedError(`task ${task} ${end.state}: ${end.error}${offer}`, task);
+    }
   } finally {
     api.close();
   }
@@ -289,14 +327,15 @@ export async function taskRun(opts: RunOptions): Promise<void> {
       chunkDone: () => notice.ran(),
       clear: () => line?.clear(),
     };
-    const end = await printOutput(api, task, opts.keepOrder, watch, reconnect);
+    const { end, printed } = await printOutput(api, task, { keepOrder: opts.keepOrder, partial: false, summary: true, progress: watch, reconnect });
     // Our own stop cancelled the task: it ends the process with its status, once the cancel is through.
     if (stopping()) await new Promise<never>(() => undefined);
     const inputError = await fed;
     if (end.state !== "succeeded") {
       if (inputError && end.state !== "failed") throw inputError;
       if (end.state === "cancelled") throw new TaskCancelledError(`task ${task} was cancelled (by bach task-cancel)`, task);
-      throw new TaskFailedError(`task ${task} ${end.state}: ${end.error}`, task);
+      const offer = committedOffer(task, end, opts.keepOrder ? printed : end.tally?.committed ?? 0, embedded ? null : opts.coordinator);
+      throw new TaskFailedError(`task ${task} ${end.state}: ${end.error}${offer}`, task);
     }
   } finally {
     // The embedded run has printed what it had: its spooled bytes are of no further use.

@@ -11,7 +11,7 @@ import type { OutputEvent } from "../core/report";
 import { ChunkSizer } from "../core/chunk-size";
 import { fileSample } from "../core/file-sample";
 import { DiskFullError, diskFullMessage, InputError, isDiskFull } from "../core/errors";
-import type { AttemptResult, WorkerHello } from "../core/generated/bach";
+import type { AttemptFed, AttemptResult, WorkerHello } from "../core/generated/bach";
 import { AttemptState, ChunkState, TaskState, WorkerState } from "../core/states";
 import { Intake, type IntakeResume } from "./intake";
 import { Ledger, noEnd, type AttemptEnd, type AttemptFinish, type AttemptRow, type TaskEnd, type TaskRow } from "./ledger";
@@ -86,6 +86,8 @@ interface LiveTask {
   pace: number[];
   /** Since when it has had pending chunks and none running: no worker could take one (0: it is not waiting). */
   waitingSince: number;
+  /** The input's size when it is a file (a stream's is known once it ends). */
+  totalBytes: number | null;
 }
 
 /** Unstarted chunks a task may have planned ahead of its slots before the reader is held back. */
@@ -187,7 +189,7 @@ export class Coordinator {
       resume,
       this.opts.durable === true,
     );
-    const t: LiveTask = { row, bachfile, sizer, intake, running: 0, needs: needsOf(bachfile, row.image_id), ready: Promise.resolve(), pace: [], waitingSince: 0 };
+    const t: LiveTask = { row, bachfile, sizer, intake, running: 0, needs: needsOf(bachfile, row.image_id), ready: Promise.resolve(), pace: [], waitingSince: 0, totalBytes };
     this.live.set(id, t);
     if (row.input_done === 1) return t;
     if (row.input_kind === "path") {
@@ -326,8 +328,12 @@ export class Coordinator {
     this.endTask(task, TaskState.cancelled, "cancelled by the user");
   }
 
-  /** The task's committed output, chunk by chunk, waiting for commits, until the task ends. */
-  async *streamOutput(task: string, fromChunk: number, keepOrder: boolean, skipBytes = 0): AsyncGenerator<OutputEvent> {
+  /**
+   * The task's committed output, chunk by chunk, waiting for commits, until the task ends. `partial`
+   * (in input order): once the task has ended, each run of chunks that never committed is a gap event
+   * and the chunks after it follow, instead of the output ending at the first.
+   */
+  async *streamOutput(task: string, fromChunk: number, keepOrder: boolean, skipBytes = 0, partial = false): AsyncGenerator<OutputEvent> {
     // A reader's own numbers: a negative skip would reach a file read as a position (a bug's stack, not a refusal).
     if (!Number.isSafeInteger(fromChunk) || fromChunk < 0) throw new InputError(`fromChunk ${fromChunk}: expected a whole number of at least 0`);
     if (!Number.isSafeInteger(skipBytes) || skipBytes < 0) throw new InputError(`skipBytes ${skipBytes}: expected a whole number of at least 0`);
@@ -339,7 +345,7 @@ export class Coordinator {
     }
     this.readers.set(task, (this.readers.get(task) ?? 0) + 1);
     try {
-      yield* this.outputOf(task, fromChunk, keepOrder, skipBytes);
+      yield* this.outputOf(task, fromChunk, keepOrder && !partial ? "order" : partial ? "partial" : "commits", skipBytes);
     } finally {
       const left = (this.readers.get(task) ?? 1) - 1;
       if (left > 0) this.readers.set(task, left);
@@ -347,7 +353,7 @@ export class Coordinator {
     }
   }
 
-  private async *outputOf(task: string, fromChunk: number, keepOrder: boolean, skipBytes: number): AsyncGenerator<OutputEvent> {
+  private async *outputOf(task: string, fromChunk: number, order: "order" | "commits" | "partial", skipBytes: number): AsyncGenerator<OutputEvent> {
     let next = fromChunk;
     let skip = skipBytes;
     let lastProgress = 0;
@@ -355,7 +361,7 @@ export class Coordinator {
     const buffer = Buffer.allocUnsafeSlow(FRAME_BYTES);
     for (;;) {
       const row = this.ledger.task(task);
-      const chunk = keepOrder ? this.ledger.findChunk(task, next) : this.ledger.chunkByCommitOrder(task, next);
+      const chunk = order === "commits" ? this.ledger.chunkByCommitOrder(task, next) : this.ledger.findChunk(task, next);
       if (chunk && chunk.state === ChunkState.committed && chunk.committed_attempt !== null) {
         // Exactly the committed length: bytes a program's leftover process wrote after its commit never count.
         for await (const data of filePieces(this.spool.attemptOutput(chunk.committed_attempt), skip, chunk.bytes_out ?? 0, FRAME_BYTES, buffer)) {
@@ -367,13 +373,23 @@ export class Coordinator {
         continue;
       }
       if (row.state !== TaskState.running) {
-        yield { kind: "end", state: row.state, error: row.error ?? "" };
+        if (order === "partial" && next < row.chunks_planned) {
+          const gap = this.gapFrom(row, next);
+          yield gap;
+          next = gap.to + 1;
+          skip = 0;
+          continue;
+        }
+        if (order === "partial" && row.input_done === 0) {
+          yield { kind: "gap", from: row.chunks_planned, to: -1, offset: this.ledger.plannedEnd(task), end: -1, state: row.state };
+        }
+        yield { kind: "end", state: row.state, error: row.error ?? "", tally: this.ledger.tally(task) };
         return;
       }
       const unrecorded = this.unrecorded.get(task);
       if (unrecorded !== undefined) {
         // Failed, though the ledger has no room to say so yet.
-        yield { kind: "end", state: TaskState.failed, error: unrecorded };
+        yield { kind: "end", state: TaskState.failed, error: unrecorded, tally: this.ledger.tally(task) };
         return;
       }
       if (Date.now() - lastProgress >= 250) {
@@ -384,17 +400,34 @@ export class Coordinator {
     }
   }
 
+  /** The run of chunks from `from` of an ended task that never committed, up to the next that did. */
+  private gapFrom(row: TaskRow, from: number): Extract<OutputEvent, { kind: "gap" }> {
+    const to = (this.ledger.nextCommitted(row.id, from) ?? row.chunks_planned) - 1;
+    const last = this.ledger.chunk(row.id, to);
+    return { kind: "gap", from, to, offset: this.ledger.chunk(row.id, from).offset, end: last.offset + last.length, state: row.state };
+  }
+
   private progress(row: TaskRow): OutputEvent {
-    const waitingSince = this.live.get(row.id)?.waitingSince ?? 0;
+    const t = this.live.get(row.id);
+    // A chunk with a backup counts once, by its furthest attempt.
+    const fed = new Map<number, number>();
+    for (const w of this.workers.all()) {
+      for (const r of w.running.values()) if (r.task === row.id) fed.set(r.seq, Math.max(fed.get(r.seq) ?? 0, Math.min(r.fed, r.bytes)));
+    }
+    let processed = this.ledger.committedBytes(row.id);
+    for (const n of fed.values()) processed += n;
+    const waitingSince = t?.waitingSince ?? 0;
     return {
       kind: "progress",
       bytesIn: row.bytes_in,
       inputDone: row.input_done === 1,
       planned: row.chunks_planned,
       committed: row.commits,
-      running: this.live.get(row.id)?.running ?? 0,
+      running: t?.running ?? 0,
       workers: this.workers.all().length,
       waitingMs: waitingSince > 0 ? Date.now() - waitingSince : 0,
+      processed,
+      total: t?.totalBytes ?? (row.input_done === 1 ? row.bytes_in : null),
     };
   }
 
@@ -537,8 +570,12 @@ export class Coordinator {
    * running attempt in the ledger is stopped there. An attempt is only missed once the worker has had
    * two heartbeats' time to hear of it.
    */
-  heartbeat(session: WorkerSession, running: number[]): void {
+  heartbeat(session: WorkerSession, running: number[], fed: AttemptFed[] = []): void {
     const reported = new Set(running);
+    for (const f of fed) {
+      const r = session.running.get(f.attemptId);
+      if (r && Number.isSafeInteger(f.bytes) && f.bytes >= 0) r.fed = f.bytes;
+    }
     const settled = Date.now() - 2 * this.opts.heartbeatMs;
     for (const [id, r] of [...session.running]) {
       if (!reported.has(id) && r.startedAt < settled) {
@@ -738,7 +775,7 @@ export class Coordinator {
     t.running++;
     // A chunk leaving pending makes room for the reader to plan more.
     this.notify(task);
-    w.running.set(attemptId, { task, seq, bytes: chunk.length, startedAt: Date.now(), needs: t.needs });
+    w.running.set(attemptId, { task, seq, bytes: chunk.length, startedAt: Date.now(), needs: t.needs, fed: 0 });
     const local = w.hello.localFiles;
     w.link.assign({
       attemptId,

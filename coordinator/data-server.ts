@@ -6,7 +6,7 @@
 // then that many bytes) and an empty block for the end of the input; the answer is one JSON line,
 // {"ok":true,"bytes":N} or {"error":"..."}. A connection that ends without the empty block broke off
 // (its CLI died, or the network): the input has not ended, and a CLI may resume it.
-// Output: one JSON line {"token","task","output":{"fromChunk","keepOrder","skipBytes"}}, answered by
+// Output: one JSON line {"token","task","output":{"fromChunk","keepOrder","skipBytes","partial"}}, answered by
 // the messages of core/output-wire until the task's end. A worker on another machine reads a running
 // attempt's chunk the same way ({"token","chunk":ATTEMPT}: its bytes, then an end message) and sends
 // its output as input is sent ({"token","upload":ATTEMPT}, blocks, one answer line).
@@ -104,11 +104,11 @@ function checkHeader(h: Record<string, unknown>): DataHeader {
   if (h.output === undefined) return { token, task: text("task"), offset: whole("offset") };
   const o = h.output;
   if (o === null || typeof o !== "object" || Array.isArray(o)) throw new InputError(`data stream header: output: expected an object, got ${JSON.stringify(o)}`, { field: "output" });
-  const { fromChunk, keepOrder, skipBytes } = o as Record<string, unknown>;
-  if (typeof fromChunk !== "number" || typeof keepOrder !== "boolean" || typeof skipBytes !== "number") {
-    throw new InputError(`data stream header: output: expected {"fromChunk":N,"keepOrder":BOOL,"skipBytes":N}, got ${JSON.stringify(o)}`, { field: "output" });
+  const { fromChunk, keepOrder, skipBytes, partial = false } = o as Record<string, unknown>;
+  if (typeof fromChunk !== "number" || typeof keepOrder !== "boolean" || typeof skipBytes !== "number" || typeof partial !== "boolean") {
+    throw new InputError(`data stream header: output: expected {"fromChunk":N,"keepOrder":BOOL,"skipBytes":N,"partial":BOOL}, got ${JSON.stringify(o)}`, { field: "output" });
   }
-  return { token, task: text("task"), offset: 0, output: { fromChunk, keepOrder, skipBytes } };
+  return { token, task: text("task"), offset: 0, output: { fromChunk, keepOrder, skipBytes, partial } };
 }
 
 /**
@@ -162,7 +162,7 @@ async function serveInput(c: Coordinator, header: DataHeader, rest: Buffer, fram
 
 /** Streams the task's output; each message is written before the next event is asked for (its bytes are reused). */
 async function serveOutput(c: Coordinator, task: string, req: OutputRequest, socket: net.Socket): Promise<void> {
-  for await (const ev of c.streamOutput(task, req.fromChunk, req.keepOrder, req.skipBytes)) {
+  for await (const ev of c.streamOutput(task, req.fromChunk, req.keepOrder, req.skipBytes, req.partial === true)) {
     if (socket.destroyed) return;
     await writePieces(socket, encodeEvent(ev));
   }
@@ -178,7 +178,7 @@ async function serveChunk(c: Coordinator, attempt: number, key: string, socket: 
       await writePieces(socket, encodeEvent({ kind: "data", data }));
     }
   });
-  await writePieces(socket, encodeEvent({ kind: "end", state: "succeeded", error: "" }));
+  await writePieces(socket, encodeEvent({ kind: "end", state: "succeeded", error: "", tally: null }));
   socket.end();
 }
 

@@ -13,6 +13,7 @@ import {
   canMoveTask,
 } from "../core/states";
 import { OutcomeKind } from "../core/outcome";
+import type { TaskTally } from "../core/report";
 
 export const SCHEMA_VERSION = 7;
 
@@ -451,6 +452,33 @@ export class Ledger {
 
   chunks(task: string): ChunkRow[] {
     return this.db.prepare("SELECT * FROM chunks WHERE task_id=? ORDER BY seq").all(task) as ChunkRow[];
+  }
+
+  /** Input bytes of the task's committed chunks. */
+  committedBytes(task: string): number {
+    return (this.db.prepare("SELECT COALESCE(SUM(length), 0) AS n FROM chunks WHERE task_id=? AND state='committed'").get(task) as { n: number }).n;
+  }
+
+  /** The first committed chunk at or after `seq`, if any: where a partial reader's gap ends. */
+  nextCommitted(task: string, seq: number): number | null {
+    return (this.db.prepare("SELECT MIN(seq) AS s FROM chunks WHERE task_id=? AND seq>=? AND state='committed'").get(task, seq) as { s: number | null }).s;
+  }
+
+  /** What a task did: its chunks, committed bytes and ranges, failed attempts and time (see TaskTally). */
+  tally(task: string): TaskTally {
+    const t = this.task(task);
+    const ranges = this.db
+      .prepare("SELECT MIN(seq) AS a, MAX(seq) AS b FROM (SELECT seq, seq - ROW_NUMBER() OVER (ORDER BY seq) AS g FROM chunks WHERE task_id=? AND state='committed') GROUP BY g ORDER BY a")
+      .all(task) as { a: number; b: number }[];
+    const failed = (this.db.prepare("SELECT COUNT(*) AS n FROM attempts WHERE task_id=? AND state IN ('failed','lost')").get(task) as { n: number }).n;
+    return {
+      planned: t.chunks_planned,
+      committed: t.commits,
+      bytes: this.committedBytes(task),
+      seconds: ((t.finished_at ?? this.now()) - t.created_at) / 1000,
+      failedAttempts: failed,
+      ranges: ranges.map((r) => [r.a, r.b]),
+    };
   }
 
   findChunk(task: string, seq: number): ChunkRow | undefined {

@@ -11,7 +11,7 @@ import { checkBachfileJson } from "../core/bachfile";
 import { sameSecret } from "../core/secrets";
 import { serverCredentials, type ServerTls } from "../core/tls";
 import type { CoordinatorServer, WorkerMessage } from "../core/generated/bach";
-import { CoordinatorWire } from "../core/wire";
+import { CoordinatorWire, outputFrameOf } from "../core/wire";
 import { channelOptions, FRAME_BYTES, statusFor, tokenOf } from "../core/rpc";
 import type { Coordinator, WorkerSession } from "./coordinator";
 import { taskList, taskReport, workerList } from "./report";
@@ -123,19 +123,16 @@ function handlers(c: Coordinator, log: Logger, dataPort: () => number): Coordina
     },
 
     streamOutput(call) {
-      const { taskId, fromChunk, keepOrder, skipBytes } = call.request;
+      const { taskId, fromChunk, keepOrder, skipBytes, partial } = call.request;
       const send = async () => {
-        for await (const ev of c.streamOutput(taskId, fromChunk, keepOrder, skipBytes)) {
+        for await (const ev of c.streamOutput(taskId, fromChunk, keepOrder, skipBytes, partial)) {
           if (call.cancelled) return;
           if (ev.kind === "data") {
             // Its bytes are reused for the next piece: wait until this message is serialized and sent.
             await written(call, { kind: { $case: "data", value: ev.data } });
             continue;
           }
-          const ok =
-            ev.kind === "chunk-done" ? call.write({ kind: { $case: "chunkDone", value: ev.seq } })
-            : ev.kind === "progress" ? call.write({ kind: { $case: "progress", value: { bytesIn: ev.bytesIn, inputDone: ev.inputDone, chunksPlanned: ev.planned, chunksCommitted: ev.committed, attemptsRunning: ev.running, workersConnected: ev.workers, waitingForWorkerMs: ev.waitingMs } } })
-            : call.write({ kind: { $case: "end", value: { state: ev.state, error: ev.error } } });
+          const ok = call.write(outputFrameOf(ev));
           if (!ok) await new Promise((resolve) => call.once("drain", resolve));
         }
         call.end();
@@ -212,7 +209,7 @@ function handlers(c: Coordinator, log: Logger, dataPort: () => number): Coordina
         }
         if (!session) return refuse("a worker must say hello first");
         c.workers.seen(session);
-        if (kind.$case === "heartbeat") c.heartbeat(session, kind.value.running);
+        if (kind.$case === "heartbeat") c.heartbeat(session, kind.value.running, kind.value.fed);
         if (kind.$case === "result") c.attemptResult(session, kind.value);
         if (kind.$case === "sharedSpool") c.workerProbed(session, kind.value.ok);
         if (kind.$case === "draining") c.workers.draining(session, kind.value.graceMs);

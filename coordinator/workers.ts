@@ -73,6 +73,8 @@ export interface RunningAttempt {
   bytes: number;
   startedAt: number;
   needs: Needs;
+  /** Input bytes the worker has fed it so far, as its last heartbeat said. */
+  fed: number;
 }
 
 export interface WorkersOptions {

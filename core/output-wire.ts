@@ -12,12 +12,15 @@ const CHUNK_DONE = 0x63; // "c"
 const PROGRESS = 0x70; // "p"
 const END = 0x65; // "e"
 const FAILURE = 0x78; // "x"
+const GAP = 0x67; // "g"
 
 /** What a reader asks for, after the data port's token and task. */
 export interface OutputRequest {
   fromChunk: number;
   keepOrder: boolean;
   skipBytes: number;
+  /** Once the task has ended, every committed chunk in input order, with a gap event for each run of the others. */
+  partial?: boolean;
 }
 
 /** What ends a stream other than its end event: the coordinator said no, or could not go on. */
@@ -48,6 +51,8 @@ export function encodeEvent(ev: OutputEvent): Buffer[] {
       return [json(CHUNK_DONE, ev.seq)];
     case "progress":
       return [json(PROGRESS, ev)];
+    case "gap":
+      return [json(GAP, ev)];
     case "end":
       return [json(END, ev)];
   }
@@ -94,7 +99,7 @@ export async function* decodeEvents(frames: AsyncIterator<Buffer>, failed: (f: O
         const value: unknown = JSON.parse(Buffer.concat(body).toString("utf8"));
         body = [];
         if (type === CHUNK_DONE) yield { kind: "chunk-done", seq: value as number };
-        else if (type === PROGRESS) yield value as OutputEvent;
+        else if (type === PROGRESS || type === GAP) yield value as OutputEvent;
         else if (type === END) {
           yield value as OutputEvent;
           return;

@@ -137,5 +137,24 @@ export type OutputEvent =
       workers: number;
       /** How long the task has had chunks to run and no worker to take one (0: it is not waiting). */
       waitingMs: number;
+      /** Input bytes processed: committed chunks' and what the running attempts have been fed so far. */
+      processed: number;
+      /** The whole input's size, once known. */
+      total: number | null;
     }
-  | { kind: "end"; state: string; error: string };
+  /** Only for a partial reader: chunks from..to (inclusive; to -1: never cut) never committed, input bytes offset..end (exclusive; -1: unknown). */
+  | { kind: "gap"; from: number; to: number; offset: number; end: number; state: string }
+  | { kind: "end"; state: string; error: string; tally: TaskTally | null };
+
+/** What a task did, as its end says: for the summary line, and a failed task's offer of its committed chunks. */
+export interface TaskTally {
+  planned: number;
+  committed: number;
+  /** Input bytes of the committed chunks. */
+  bytes: number;
+  seconds: number;
+  /** Attempts that failed or were lost. */
+  failedAttempts: number;
+  /** The committed chunks as inclusive ranges, in input order. */
+  ranges: [number, number][];
+}

@@ -7,6 +7,7 @@
 // ts-proto's, which hands out views of the received buffer without copying.
 import { makeGenericClientConstructor } from "@grpc/grpc-js";
 import { BundleFrame, CoordinatorClient, CoordinatorService, DataFrame, ImageFrame, InputFrame, OutputFrame, OutputUpload } from "./generated/bach";
+import type { OutputEvent } from "./report";
 
 const EMPTY = Buffer.alloc(0);
 
@@ -47,3 +48,55 @@ export const CoordinatorWire = {
 } as const;
 
 export const WireClient = makeGenericClientConstructor(CoordinatorWire, "bach.Coordinator") as unknown as typeof CoordinatorClient;
+
+/** An output event as the gRPC frame that carries it (both ends of StreamOutput map here, and only here). */
+export function outputFrameOf(ev: OutputEvent): OutputFrame {
+  switch (ev.kind) {
+    case "data":
+      return { kind: { $case: "data", value: ev.data } };
+    case "chunk-done":
+      return { kind: { $case: "chunkDone", value: ev.seq } };
+    case "progress":
+      return {
+        kind: {
+          $case: "progress",
+          value: { bytesIn: ev.bytesIn, inputDone: ev.inputDone, chunksPlanned: ev.planned, chunksCommitted: ev.committed, attemptsRunning: ev.running, workersConnected: ev.workers, waitingForWorkerMs: ev.waitingMs, bytesProcessed: ev.processed, bytesTotal: ev.total ?? 0 },
+        },
+      };
+    case "gap":
+      return { kind: { $case: "gap", value: { from: ev.from, to: ev.to, offset: ev.offset, end: ev.end, state: ev.state } } };
+    case "end": {
+      const t = ev.tally;
+      const tally = t
+        ? { chunksPlanned: t.planned, chunksCommitted: t.committed, bytesCommitted: t.bytes, seconds: t.seconds, attemptsFailed: t.failedAttempts, committed: t.ranges.map(([from, to]) => ({ from, to })) }
+        : { chunksPlanned: 0, chunksCommitted: 0, bytesCommitted: 0, seconds: 0, attemptsFailed: 0, committed: [] };
+      return { kind: { $case: "end", value: { state: ev.state, error: ev.error, ...tally } } };
+    }
+  }
+}
+
+/** The output event a gRPC frame carries (null: an empty frame). */
+export function outputEventOf(frame: OutputFrame): OutputEvent | null {
+  const kind = frame.kind;
+  if (!kind) return null;
+  switch (kind.$case) {
+    case "data":
+      return { kind: "data", data: kind.value };
+    case "chunkDone":
+      return { kind: "chunk-done", seq: kind.value };
+    case "progress": {
+      const p = kind.value;
+      return { kind: "progress", bytesIn: p.bytesIn, inputDone: p.inputDone, planned: p.chunksPlanned, committed: p.chunksCommitted, running: p.attemptsRunning, workers: p.workersConnected, waitingMs: p.waitingForWorkerMs, processed: p.bytesProcessed, total: p.bytesTotal > 0 ? p.bytesTotal : null };
+    }
+    case "gap":
+      return { kind: "gap", ...kind.value };
+    case "end": {
+      const e = kind.value;
+      // A coordinator older than the tally sends none: its end has no planned chunks and no time.
+      const tally = e.chunksPlanned > 0 || e.seconds > 0
+        ? { planned: e.chunksPlanned, committed: e.chunksCommitted, bytes: e.bytesCommitted, seconds: e.seconds, failedAttempts: e.attemptsFailed, ranges: e.committed.map((r): [number, number] => [r.from, r.to]) }
+        : null;
+      return { kind: "end", state: e.state, error: e.error, tally };
+    }
+  }
+}

@@ -39,7 +39,7 @@ before(async () => {
     dataStreams: 1,
   });
   let end = { state: "", error: "" };
-  for await (const ev of api.output(task.id, 0, true, 0)) if (ev.kind === "end") end = ev;
+  for await (const ev of api.output(task.id, 0, true, 0, false)) if (ev.kind === "end") end = ev;
   failed = { ...end, report: await api.report(task.id) };
 }, { timeout: 60_000 });
 

@@ -30,7 +30,7 @@ test("an attempt its worker stops reporting is lost and runs again; one the ledg
     const attempt = assigned.kind?.$case === "assign" ? assigned.kind.value.attemptId : -1;
 
     // Heartbeats that do not list it, and list an attempt the ledger never gave this worker.
-    const beat = setInterval(() => stream.write({ kind: { $case: "heartbeat", value: { running: [424242] } } }), 200);
+    const beat = setInterval(() => stream.write({ kind: { $case: "heartbeat", value: { running: [424242], fed: [] } } }), 200);
     try {
       await waitFor("a cancel of the stranger", () => got.some((m) => m.kind?.$case === "cancel" && m.kind.value.attemptId === 424242), 10_000);
       const db = new Database(path.join(c.dataDir, "ledger.sqlite"), { readonly: true });

@@ -135,7 +135,7 @@ export function workerMessage(r: Rng, k: Known): WorkerMessage {
   switch (r.int(6)) {
     case 0: {
       const running = Array.from({ length: r.size(20) }, () => someAttempt(r, k));
-      return { kind: { $case: "heartbeat", value: { running } } };
+      return { kind: { $case: "heartbeat", value: { running, fed: [] } } };
     }
     case 1:
     case 2: {
@@ -206,7 +206,7 @@ export function requestFrames(method: string, r: Rng, k: Known): Buffer[] {
     case "getInputStatus":
       return [Buffer.from(InputStatusRequest.encode({ taskId: someTask(r, k) }).finish())];
     case "streamOutput":
-      return [Buffer.from(OutputRequest.encode({ taskId: someTask(r, k), fromChunk: r.chance(0.5) ? 0 : edgeInt(r, 32), keepOrder: r.chance(0.5), skipBytes: r.chance(0.6) ? 0 : edgeInt(r) }).finish())];
+      return [Buffer.from(OutputRequest.encode({ taskId: someTask(r, k), fromChunk: r.chance(0.5) ? 0 : edgeInt(r, 32), keepOrder: r.chance(0.5), skipBytes: r.chance(0.6) ? 0 : edgeInt(r), partial: r.chance(0.3) }).finish())];
     case "hasBundle":
     case "fetchBundle":
       return [Buffer.from(BundleRef.encode({ hash: someHash(r, k) }).finish())];

@@ -335,10 +335,10 @@ describe("no message stops the coordinator", () => {
   });
 
   test("an output request from a negative byte or chunk is refused, over gRPC and the data port", async () => {
-    const skip = await streamed(client.streamOutput({ taskId: warm.id, fromChunk: 0, keepOrder: true, skipBytes: -5 }));
+    const skip = await streamed(client.streamOutput({ taskId: warm.id, fromChunk: 0, keepOrder: true, skipBytes: -5, partial: false }));
     assert.equal(skip.code, status.INVALID_ARGUMENT, skip.details);
     assert.match(skip.details, /skipBytes/);
-    const chunk = await streamed(client.streamOutput({ taskId: warm.id, fromChunk: -1, keepOrder: true, skipBytes: 0 }));
+    const chunk = await streamed(client.streamOutput({ taskId: warm.id, fromChunk: -1, keepOrder: true, skipBytes: 0, partial: false }));
     assert.equal(chunk.code, status.INVALID_ARGUMENT, chunk.details);
     const viaPort = await dataPortAnswer(c, `${JSON.stringify({ token: c.token, task: warm.id, output: { fromChunk: 0, keepOrder: true, skipBytes: -5 } })}\n`);
     assert.match(viaPort.toString("latin1"), /skipBytes/);

@@ -303,7 +303,7 @@ export class WorkerAgent {
         if (this.giveUp) clearTimeout(this.giveUp);
         if (this.heartbeat) clearInterval(this.heartbeat);
         this.heartbeat = setInterval(
-          () => this.send({ kind: { $case: "heartbeat", value: { running: [...this.assigned] } } }),
+          () => this.send({ kind: { $case: "heartbeat", value: { running: [...this.assigned], fed: [...this.running].map(([attemptId, a]) => ({ attemptId, bytes: a.fed() })) } } }),
           kind.value.heartbeatMs,
         );
         this.heartbeat.unref();

@@ -29,6 +29,7 @@ import { CONTAINER_USER, imageId, LABEL, loadImage, statusCode } from "../core/d
 import { isAlive } from "../core/pids";
 import { notFoundHint, OutcomeKind, retryableKind } from "../core/outcome";
 import { controlLine, errnoName, KEEPER, KEEPER_IN_CONTAINER, type KeeperReport, keeperMissing, reportMarker, reportReader, tokenLine } from "./keeper";
+import { rangeFed } from "./fed-bytes";
 import { feedFrames, type AttemptOutcome, type AttemptRun, type RunningAttempt } from "./process-runtime";
 import { AttemptSupervisor } from "./attempt-supervisor";
 
@@ -105,6 +106,7 @@ export class DockerRuntime {
   run(r: ContainerRun): RunningAttempt {
     let slot: SlotContainer | null = null;
     let feeder: ChildProcess | null = null;
+    let fed = (): number => 0;
     const supervisor = new AttemptSupervisor(r.bachfile, () => {
       feeder?.kill("SIGKILL");
       if (slot) {
@@ -133,15 +135,18 @@ export class DockerRuntime {
         return before(null);
       }
       try {
-        return await this.runIn(slot, r, supervisor, (f) => (feeder = f));
+        return await this.runIn(slot, r, supervisor, (f) => {
+          feeder = f.process;
+          fed = f.fed;
+        });
       } finally {
         this.giveBack(slot);
       }
     })();
-    return { done, kill: (reason, kind) => supervisor.kill(reason, kind) };
+    return { done, kill: (reason, kind) => supervisor.kill(reason, kind), fed: () => fed() };
   }
 
-  private async runIn(slot: SlotContainer, r: ContainerRun, supervisor: AttemptSupervisor, setFeeder: (f: ChildProcess) => void): Promise<AttemptOutcome> {
+  private async runIn(slot: SlotContainer, r: ContainerRun, supervisor: AttemptSupervisor, setFeeder: (f: Feeding) => void): Promise<AttemptOutcome> {
     const { bachfile } = r;
     const stdin = path.join(slot.dir, "bach", "in");
     const stdout = path.join(slot.dir, "bach", "out");
@@ -158,7 +163,7 @@ export class DockerRuntime {
       slot.stopped.then(resolve, resolve);
     });
     const feeding = feed(r, stdin);
-    setFeeder(feeding.process);
+    setFeeder(feeding);
     slot.control.write(controlLine(attemptId, r.env));
     supervisor.arm();
     await ended;
@@ -410,8 +415,15 @@ export class DockerRuntime {
   }
 }
 
+interface Feeding {
+  process: ChildProcess;
+  done: Promise<{ bytes: number; error: string }>;
+  /** Bytes fed so far (heartbeats report it). */
+  fed(): number;
+}
+
 /** Feeds the chunk into the named pipe from a dd process: a file range as it is, or a stream through dd's stdin. */
-function feed(r: ContainerRun, fifo: string): { process: ChildProcess; done: Promise<{ bytes: number; error: string }> } {
+function feed(r: ContainerRun, fifo: string): Feeding {
   const input = r.input;
   const args =
     input.kind === "range"
@@ -439,7 +451,15 @@ function feed(r: ContainerRun, fifo: string): { process: ChildProcess; done: Pro
       resolve({ bytes, error });
     });
   });
-  return { process: dd, done };
+  let soFar = 0;
+  let ended = false;
+  const fed = (): number => {
+    if (input.kind === "stream" || ended) return bytes;
+    soFar = rangeFed(dd.pid, input.offset, input.length, soFar);
+    return soFar;
+  };
+  void done.then(() => (ended = true));
+  return { process: dd, done, fed };
 }
 
 /** The file that counts OOM kills in a container's memory cgroup (v1 or v2), found from its first process. */

@@ -8,6 +8,7 @@ import type { Writable } from "node:stream";
 import type { Bachfile } from "../core/bachfile";
 import { notFoundHint, OutcomeKind } from "../core/outcome";
 import { AttemptSupervisor } from "./attempt-supervisor";
+import { rangeFed } from "./fed-bytes";
 
 
 /**
@@ -116,6 +117,8 @@ export interface RunningAttempt {
   done: Promise<AttemptOutcome>;
   /** Stops it; the outcome says `reason`, of `kind` (default: cancelled, Bach stopped it). */
   kill(reason: string, kind?: OutcomeKind): void;
+  /** Input bytes fed to the program so far (heartbeats report it: the progress a user sees). */
+  fed(): number;
 }
 
 /**
@@ -163,6 +166,14 @@ export function runProcess(run: AttemptRun): RunningAttempt {
   // The program has its own copy of the pipe; this process must never read from it.
   feeder?.stdout?.destroy();
   let bytesIn = input.kind === "range" ? input.length : 0;
+  /** A range's bytes fed so far, from its reader's place in the file: the program's own, or dd's. */
+  let rangeSoFar = 0;
+  const fed = (): number => {
+    if (input.kind === "stream") return bytesIn;
+    if (exitedAlready) return input.length;
+    rangeSoFar = rangeFed(whole !== null ? child.pid : feeder?.pid, input.offset, input.length, rangeSoFar);
+    return rangeSoFar;
+  };
   let feedError = "";
   let spawnError: NodeJS.ErrnoException | null = null;
   let exitedAlready = false;
@@ -249,6 +260,6 @@ export function runProcess(run: AttemptRun): RunningAttempt {
       { bytesIn, bytesOut },
     );
   });
-  return { done, kill: (reason, kind) => supervisor.kill(reason, kind) };
+  return { done, kill: (reason, kind) => supervisor.kill(reason, kind), fed };
 }
 
