@@ -200,7 +200,7 @@ async function serve(c: Coordinator, token: string, socket: net.Socket, frames: 
     readsMessages = raw.output !== undefined || raw.chunk !== undefined;
     if (!sameSecret(raw.token, token)) {
       refused = true;
-      throw new InputError(raw.token ? "wrong token (give the coordinator's --token or BACH_TOKEN)" : "a token is required (--token or BACH_TOKEN)");
+      throw new InputError(raw.token ? "wrong token (give the coordinator's token: --token-file FILE, BACH_TOKEN_FILE or BACH_TOKEN)" : "a token is required (--token-file FILE, BACH_TOKEN_FILE or BACH_TOKEN)");
     }
     const header = checkHeader(raw);
     if (header.output) return await serveOutput(c, header.task, header.output, socket);

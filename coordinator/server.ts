@@ -19,7 +19,7 @@ import { filePieces } from "../core/file-pieces";
 
 function refusal(metadata: Metadata, token: string): ServerErrorResponse | null {
   if (sameSecret(tokenOf(metadata), token)) return null;
-  const details = tokenOf(metadata) ? "wrong token (give the coordinator's --token or BACH_TOKEN)" : "a token is required (--token or BACH_TOKEN)";
+  const details = tokenOf(metadata) ? "wrong token (give the coordinator's token: --token-file FILE, BACH_TOKEN_FILE or BACH_TOKEN)" : "a token is required (--token-file FILE, BACH_TOKEN_FILE or BACH_TOKEN)";
   return Object.assign(new Error(details), { code: status.UNAUTHENTICATED, details });
 }
 

@@ -195,7 +195,7 @@ process.stdin.on("end", () => {
     assert.ok(mine.every((c) => c.Labels["org.bach.pid"] !== String(pid)));
     await runBach(["task-cancel", ...on(), (await report(task)).id], { cwd: task });
     const r = await running;
-    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.code, 4, r.stderr); // cancelled by bach task-cancel
     await again.stop();
     assert.equal(await containersOf(again.proc.pid ?? 0), 0, "a worker that stops removes its containers");
   });
