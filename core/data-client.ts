@@ -3,7 +3,7 @@
 // chunk to a worker). Both read into a ring of reused buffers and send from the caller's buffers
 // without copying them. It never retries: the caller decides what a lost connection means.
 import { CoordinatorUnreachableError, InputError } from "./errors";
-import { ringReader, writePieces } from "./frames";
+import { readByCopy, ringReader, writePieces } from "./frames";
 import { decodeEvents, type OutputFailure } from "./output-wire";
 import type { OutputEvent } from "./report";
 import { FRAME_BYTES } from "./rpc";
@@ -65,7 +65,9 @@ export function sendBlocks(to: DataPort, header: object, source: AsyncIterable<B
  */
 export async function readEvents(to: DataPort, header: object): Promise<AsyncGenerator<OutputEvent> | null> {
   const host = hostOf(to.address);
-  const { socket, frames } = ringReader((onread) => connectData(host, to.port, to.tls ?? null, onread), FRAME_BYTES, 0);
+  // Over TLS the decrypted bytes are copied into the ring (readByCopy): tls.connect's own `onread`
+  // misplaced bytes at the ring's frame edges (output differing at MiB boundaries, seen on 256 MiB).
+  const { socket, frames } = ringReader((onread) => (to.tls ? readByCopy(connectData(host, to.port, to.tls), onread) : connectData(host, to.port, null, onread)), FRAME_BYTES, 0);
   const connected = await new Promise<boolean>((resolve) => {
     socket.once(readyEvent(socket), () => resolve(true));
     socket.once("error", () => resolve(false));

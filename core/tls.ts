@@ -97,12 +97,15 @@ export function acceptTls(raw: net.Socket, context: tls.SecureContext, requireCl
   return new tls.TLSSocket(raw, { isServer: true, secureContext: context, requestCert: requireClientCert, rejectUnauthorized: requireClientCert });
 }
 
-/** Connects to a data port, over TLS when `t` is given; `onread` reads into the caller's buffers. */
+/**
+ * Connects to a data port, over TLS when `t` is given. `onread` (plain TCP only) reads into the
+ * caller's buffers; a TLS connection is read with readByCopy instead (core/frames): tls.connect's own
+ * onread misplaced bytes when the caller's ring of buffers filled and paused the socket.
+ */
 export function connectData(host: string, port: number, t: ClientTls | null, onread?: net.OnReadOpts): net.Socket {
   if (!t) return net.connect({ host, port, onread });
-  // tls.connect reads into `onread`'s buffers too (Node documents the option; its types omit it).
-  const options: tls.ConnectionOptions & { onread?: net.OnReadOpts } = { host, port, ca: t.ca ?? undefined, cert: t.cert ?? undefined, key: t.key ?? undefined, servername: net.isIP(host) ? undefined : host, onread };
-  return tls.connect(options);
+  if (onread) throw new Error("connectData: a TLS connection is read with readByCopy, not onread");
+  return tls.connect({ host, port, ca: t.ca ?? undefined, cert: t.cert ?? undefined, key: t.key ?? undefined, servername: net.isIP(host) ? undefined : host });
 }
 
 /** The event a connection is ready to carry bytes on: after the handshake for TLS. */
