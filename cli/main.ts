@@ -40,6 +40,17 @@ const coordinatorOption = () =>
   new Option("--coordinator <host:port>", "the coordinator to use; without it bach runs everything on this machine (e.g. --coordinator 192.168.0.10:7070)");
 const tokenOption = () => new Option("--token <token>", "the coordinator's shared secret (e.g. --token s3cret); default $BACH_TOKEN");
 
+/** The options of every command that may talk to a coordinator: where it is, the token, TLS; in this order, after the command's own. */
+function talksToCoordinator(cmd: Command): Command {
+  return cmd
+    .addOption(coordinatorOption())
+    .addOption(tokenOption())
+    .option("--token-file <file>", TOKEN_FILE_HELP)
+    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
+    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
+    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`);
+}
+
 function program(): Command {
   const bach = new Command("bach")
     .description("Run a program over a large stream of records, in parallel, on this machine or a cluster,\nwith exactly the output one run would give.")
@@ -75,16 +86,11 @@ which, and lists the others: change "binary" and "args" in bachfile.json to run 
       for (const line of initTask(process.cwd(), o.force === true)) process.stdout.write(`${line}\n`);
     });
 
-  bach
+  talksToCoordinator(bach
     .command("task-build")
     .description("validate bachfile.json, build its dockerfile if it has one, and pack the task folder (minus .bachignore) into a content-addressed bundle")
     .addOption(new Option("--task <dir>", "the task folder (e.g. --task examples/json-searcher)").default(".", "the current folder"))
-    .addOption(coordinatorOption())
-    .addOption(tokenOption())
-    .option("--token-file <file>", TOKEN_FILE_HELP)
-    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
-    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
-    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
+  )
     .addHelpText(
       "after",
       `
@@ -115,17 +121,12 @@ it load it from there: no registry is needed.`,
       process.stdout.write(`${b.logicalName}: bundle ${bundle.hash.slice(0, 16)} (${bundle.files} file${bundle.files === 1 ? "" : "s"}, ${formatBytes(bundle.bytes)})${image}${where}\n`);
     });
 
-  bach
+  talksToCoordinator(bach
     .command("task-run")
     .description("run the task in this folder over --data or stdin; output goes to stdout in input order")
     .option("--data <file|url|->", "the input: a file, an http(s) URL, or - for stdin (default: stdin)")
     .option("-p, --parallelism <n>", "at most N chunks at once (default: one per core here; all free slots on a cluster)")
-    .addOption(coordinatorOption())
-    .addOption(tokenOption())
-    .option("--token-file <file>", TOKEN_FILE_HELP)
-    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
-    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
-    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
+  )
     .option("--ip <addr>", "address other machines reach this one on: the embedded coordinator listens there and prints how workers join; this machine keeps one slot per core, joined workers take the rest of -p (e.g. -p 8 --ip 192.168.0.10)")
     .option("--lb <n>", "chunk-data streams the coordinator serves at once for this task (e.g. --lb 4; default: no limit)")
     .option("--keep-order", "output in input order (the default)")
@@ -178,18 +179,13 @@ ${EXIT_STATUSES}`,
       });
     });
 
-  bach
+  talksToCoordinator(bach
     .command("task-output <task>")
     .description("print a task's committed output from a coordinator, in input order, waiting for chunks still running")
     .option("--no-keep-order", "print chunks in the order they committed")
     .option("--partial", "for a task that failed or was cancelled: print every chunk that committed, in input order, with a line on stderr for each run of chunks that did not (exit status 1 when there was one)")
     .option("--reconnect <duration>", "when the coordinator goes away, keep trying this long (e.g. --reconnect 30m; 0: give up at once)", "10m")
-    .addOption(coordinatorOption())
-    .addOption(tokenOption())
-    .option("--token-file <file>", TOKEN_FILE_HELP)
-    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
-    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
-    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
+  )
     .addHelpText(
       "after",
       "\nExamples:\n  bach task-output t-20261124-1a2b3c --coordinator 192.168.0.10:7070 --token s3cret > result.tsv\n  ID=$(bach task-run --detach --data big.tsv) && bach task-output $ID | head\n" +
@@ -204,17 +200,12 @@ ${EXIT_STATUSES}`,
       await taskOutput(address, tokenFrom(o.token, o.tokenFile), clientTlsFrom(o), task, o.keepOrder, parseDuration(o.reconnect, "--reconnect"), o.partial === true);
     });
 
-  bach
+  talksToCoordinator(bach
     .command("task-report [task]")
     .description("planned against done for a task (default: the latest): chunks per state, attempts, retries, bytes, how parallel it ran (the -p cap or none, the slots it ran on), workers, failed, lost, cancelled and backup attempts, and what attempts wrote to stderr under \"stderr\": \"log\" (--json: all of it)")
     .option("--json", "print the report as JSON")
     .option("--html <file>", "also write a page with a timeline of attempts per worker, on an axis in seconds, backups outlined (e.g. --html report.html)")
-    .addOption(coordinatorOption())
-    .addOption(tokenOption())
-    .option("--token-file <file>", TOKEN_FILE_HELP)
-    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
-    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
-    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
+  )
     .addHelpText("after", "\nExamples:\n  bach task-report                    the task started last on this machine (by any embedded run)\n  bach task-report t-20261124-1a2b3c --json\n  bach task-report --html report.html  a timeline of chunks per worker\n  bach task-report --coordinator 192.168.0.10:7070 --token s3cret")
     .action(async (task: string | undefined, o: { json?: boolean; html?: string; coordinator?: string; token?: string }) => {
       const r = await query(o, (api) => api.report(task ?? null), (home) => localTaskReport(home, task ?? null));
@@ -222,31 +213,21 @@ ${EXIT_STATUSES}`,
       process.stdout.write(`${o.json ? JSON.stringify(r, null, 2) : formatReport(r)}\n`);
     });
 
-  bach
+  talksToCoordinator(bach
     .command("task-list")
     .description("list the tasks the coordinator knows (without --coordinator: every embedded run on this machine), newest first")
     .option("--json", "print as JSON")
-    .addOption(coordinatorOption())
-    .addOption(tokenOption())
-    .option("--token-file <file>", TOKEN_FILE_HELP)
-    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
-    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
-    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
+  )
     .addHelpText("after", "\nExample:\n  bach task-list --coordinator 192.168.0.10:7070 --token s3cret")
     .action(async (o: { json?: boolean; coordinator?: string; token?: string }) => {
       const tasks = await query(o, (api) => api.listTasks(), localTaskList);
       process.stdout.write(`${o.json ? JSON.stringify(tasks, null, 2) : formatTasks(tasks)}\n`);
     });
 
-  bach
+  talksToCoordinator(bach
     .command("task-cancel <task>")
     .description("cancel a running task on a coordinator: its running attempts are killed")
-    .addOption(coordinatorOption())
-    .addOption(tokenOption())
-    .option("--token-file <file>", TOKEN_FILE_HELP)
-    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
-    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
-    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
+  )
     .addHelpText("after", "\nExample:\n  bach task-cancel t-20261124-1a2b3c --coordinator 192.168.0.10:7070 --token s3cret")
     .action(async (task: string, o: { coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string }) => {
       const address = coordinatorAddress(o.coordinator);
@@ -258,16 +239,11 @@ ${EXIT_STATUSES}`,
       process.stdout.write(`cancelled ${task}\n`);
     });
 
-  bach
+  talksToCoordinator(bach
     .command("workers")
     .description("list the workers the coordinator knows: name, host, state (connected; left: drained on SIGTERM and went; lost: killed, cut off or silent), slots, cpus, memory, and when each was last heard from")
     .option("--json", "print as JSON")
-    .addOption(coordinatorOption())
-    .addOption(tokenOption())
-    .option("--token-file <file>", TOKEN_FILE_HELP)
-    .option("--tls-ca <file>", `${TLS_HELP.ca} (default $BACH_TLS_CA)`)
-    .option("--tls-cert <file>", `${TLS_HELP.cert} (default $BACH_TLS_CERT)`)
-    .option("--tls-key <file>", `${TLS_HELP.key} (default $BACH_TLS_KEY)`)
+  )
     .addHelpText("after", "\nExample:\n  bach workers --coordinator 192.168.0.10:7070 --token s3cret")
     .action(async (o: { json?: boolean; coordinator?: string; token?: string }) => {
       const workers = await query(o, (api) => api.listWorkers(), localWorkerList);
