@@ -62,6 +62,7 @@ export function formatReport(r: TaskReport): string {
     `  parallel  ${parallelLine(r)}`,
     `  output    ${formatBytes(r.bytesOut)}`,
     `  wall      ${r.wallSeconds.toFixed(1)} s (started ${r.createdAt})`,
+    ...reduceLines(r),
   ];
   if (r.workers.length) {
     lines.push("", "  workers:");
@@ -109,4 +110,19 @@ export function formatWorkers(workers: WorkerSummary[]): string {
       w.docker ? "yes" : "no", w.interruptible ? "yes" : "no", w.lastSeen,
     ]),
   ]);
+}
+
+/** A map-reduce task's phases: the map side, the shuffle and the reduce partitions. */
+function reduceLines(r: TaskReport): string[] {
+  const m = r.reduce;
+  if (!m) return [];
+  const planned = m.phase === "reduce" ? `${plural(m.partitions, "partition")} (${m.order} order)` : `not planned yet (${m.order} order): the map phase runs`;
+  const lines = [
+    `  map       ${plural(m.mapChunks, "chunk")}, ${plural(m.mapAttempts, "attempt")}; output ${formatBytes(m.mapOutputBytes)}${m.combine ? " after the combiner" : ""}`,
+    `  shuffle   ${formatBytes(m.bytesShuffled)} to reducers`,
+    `  reduce    ${planned}; ${plural(m.reduceAttempts, "attempt")}`,
+  ];
+  for (const p of m.partitionStates.slice(0, 50)) lines.push(`    partition ${p.partition}: ${p.state}, ${formatBytes(p.bytesIn)} in: ${p.keys}`);
+  if (m.partitionStates.length > 50) lines.push(`    (${m.partitionStates.length - 50} more partitions)`);
+  return lines;
 }

@@ -55,17 +55,23 @@ export function htmlReport(r: TaskReport): string {
   const rects = placed.map(({ worker, lane, bar }) => {
     const top = (rowTop.get(worker) ?? 0) + lane * 18;
     const end = bar.endMs ?? now;
-    const tip = `chunk ${bar.chunk}, attempt ${bar.attempt}${bar.backup ? " (backup)" : ""}: ${bar.state}, ${formatBytes(bar.bytes)}, ${((end - bar.startMs) / 1000).toFixed(2)} s`;
+    const tip = `${bar.phase === "reduce" ? "reduce " : ""}chunk ${bar.chunk}, attempt ${bar.attempt}${bar.backup ? " (backup)" : ""}: ${bar.state}, ${formatBytes(bar.bytes)}, ${((end - bar.startMs) / 1000).toFixed(2)} s`;
     // A backup is outlined: its colour still says how it ended.
-    const mark = bar.backup ? ` class="backup"` : "";
+    // A reduce attempt is a taller bar: the two phases read apart at a glance.
+    const mark = ` class="${[bar.backup ? "backup" : "", bar.phase].filter(Boolean).join(" ")}"`;
     const outline = bar.backup ? ` stroke="#000" stroke-width="1.5" stroke-dasharray="4,2"` : "";
-    return `<rect${mark} x="${x(bar.startMs).toFixed(1)}" y="${top}" width="${Math.max(1, x(end) - x(bar.startMs)).toFixed(1)}" height="14" fill="${COLOURS[bar.state] ?? "#555"}"${outline}><title>${escape(tip)}</title></rect>`;
+    return `<rect${mark} x="${x(bar.startMs).toFixed(1)}" y="${bar.phase === "reduce" ? top - 2 : top}" width="${Math.max(1, x(end) - x(bar.startMs)).toFixed(1)}" height="${bar.phase === "reduce" ? 18 : 14}" fill="${COLOURS[bar.state] ?? "#555"}"${outline}><title>${escape(tip)}</title></rect>`;
   });
   const labels = workers.map((w) => {
     const name = r.workers.find((s) => s.worker === w)?.name ?? w;
     const shown = name.length > 18 ? `${name.slice(0, 17)}…` : name;
     return `<g><title>${escape(`${name} (${w})`)}</title><text class="worker" x="4" y="${(rowTop.get(w) ?? 0) + 11}">${escape(shown)}</text></g>`;
   });
+  // Where the map phase ended: the first reduce attempt's start.
+  const reduceStart = Math.min(...r.timeline.filter((b) => b.phase === "reduce").map((b) => b.startMs));
+  const phaseLine = Number.isFinite(reduceStart)
+    ? `<line class="reduce-start" x1="${x(reduceStart).toFixed(1)}" y1="4" x2="${x(reduceStart).toFixed(1)}" y2="${y + 4}" stroke="#06c" stroke-width="2"/><text class="tick" x="${(x(reduceStart) + 4).toFixed(1)}" y="12">reduce</text>`
+    : "";
   const axis = ticks(now / 1000).map((t) => {
     const at = x(t * 1000).toFixed(1);
     return `<line x1="${at}" y1="10" x2="${at}" y2="${y + 4}" stroke="#ddd"/><text class="tick" x="${at}" y="${y + 18}" text-anchor="middle">${t} s</text>`;
@@ -88,8 +94,9 @@ ${r.error ? `<pre>${escape(r.error)}</pre>` : ""}
 ${r.chunks.planned} chunks (${Object.entries(r.chunks.byState).map(([s, n]) => `${n} ${s}`).join(", ")});
 ${r.attempts.total} attempts, ${r.attempts.retries} retries, ${r.attempts.backups} backups; ${r.wallSeconds.toFixed(1)} s from ${escape(r.createdAt)}.</p>
 <p>Parallel: ${escape(parallelLine(r))}.</p>
+${r.reduce ? `<p>Map-reduce (${r.reduce.order} order${r.reduce.combine ? ", with a combiner" : ""}): ${r.reduce.mapChunks} map chunks, ${formatBytes(r.reduce.mapOutputBytes)} of map output; ${formatBytes(r.reduce.bytesShuffled)} shuffled to ${r.reduce.partitions} reduce partitions; ${r.reduce.mapAttempts} map and ${r.reduce.reduceAttempts} reduce attempts. Reduce attempts are the taller bars, after the blue line.</p>` : ""}
 <h2>Timeline of attempts</h2>
-<svg width="${width}" height="${y + 30}" xmlns="http://www.w3.org/2000/svg">${axis.join("")}${labels.join("")}${rects.join("")}</svg>
+<svg width="${width}" height="${y + 30}" xmlns="http://www.w3.org/2000/svg">${axis.join("")}${labels.join("")}${rects.join("")}${phaseLine}</svg>
 <p>Seconds since the task started. ${Object.entries(COLOURS).map(([s, c]) => `<span style="color:${c}">&#9632;</span> ${s}`).join(" &nbsp; ")} &nbsp; <span style="border:1.5px dashed #000;padding:0 4px">backup</span> (speculative, for a straggler)</p>
 <h2>Workers</h2>
 <table><tr><th>worker</th><th>name</th><th>attempts</th><th>committed</th><th>failed</th><th>lost</th><th>in</th><th>throughput</th></tr>${rows.join("")}</table>

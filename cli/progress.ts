@@ -67,6 +67,9 @@ export function chunkRanges(ranges: [number, number][]): string {
 /** The stderr line for a partial reader's gap (byte ranges inclusive, as a person reads them). */
 export function gapLine(g: Extract<OutputEvent, { kind: "gap" }>): string {
   const why = g.state === "cancelled" ? "the task was cancelled" : "the task failed";
+  // A map-reduce task's reduce partitions (no input bytes of their own: offset -1).
+  if (g.offset < 0 && g.to < 0) return `bach: the reduced output is missing: ${why} in its map phase, before any reduce partition ran`;
+  if (g.offset < 0) return `bach: reduce partition${g.from === g.to ? ` ${g.from} is` : `s ${g.from}-${g.to} are`} missing: ${why} before ${g.from === g.to ? "it" : "they"} committed`;
   if (g.to < 0) return `bach: the input from byte ${g.offset} on${g.end >= 0 ? ` (to byte ${g.end - 1})` : ""} is missing: ${why} before it was cut into chunks`;
   const which = g.from === g.to ? `chunk ${g.from}` : `chunks ${g.from}-${g.to}`;
   return `bach: ${which} (bytes ${g.offset}-${g.end - 1}) ${g.from === g.to ? "is" : "are"} missing: ${why} before ${g.from === g.to ? "it" : "they"} committed`;

@@ -5,7 +5,6 @@ import os from "node:os";
 import path from "node:path";
 import { Readable } from "node:stream";
 import tty from "node:tty";
-import { loadBachfile, type Bachfile } from "../core/bachfile";
 import { ExitStatus, InputError, TaskCancelledError, TaskFailedError } from "../core/errors";
 import { frames, pipeFrames } from "../core/frames";
 import { parseSize } from "../core/sizes";
@@ -90,11 +89,6 @@ export function resolveInput(data: string | null): Input {
 function fileOffer(file: string): TaskRequest["input"] {
   const sample = fileSample(file);
   return sample ? { kind: "path", path: file, sample } : { kind: "stream" };
-}
-
-/** Features named in the bachfile that this version cannot honour fail before anything runs. */
-function refuseAbsentFeatures(b: Bachfile): void {
-  if (b.reduce) throw new InputError("bachfile.json: reduce: map-reduce tasks are not available in this version of bach yet", { field: "reduce" });
 }
 
 /**
@@ -250,7 +244,6 @@ export async function taskRun(opts: RunOptions): Promise<void> {
   if (opts.detach && !opts.coordinator) {
     throw new InputError("--detach needs --coordinator: an embedded run ends with this process (start a coordinator with bach-coordinator start)");
   }
-  refuseAbsentFeatures(loadBachfile(opts.taskDir));
   const input = resolveInput(opts.data);
   const chunkSize = opts.chunkSize === "auto" ? null : parseSize(opts.chunkSize, "--chunk-size");
   const prepared = await prepareTask(opts.taskDir);

@@ -41,18 +41,33 @@ export class ChunkData {
     return createHmac("sha256", this.secret).update(String(attempt)).digest("hex");
   }
 
-  /** Where a running attempt's chunk bytes are, for the holder of its key. */
-  source(attempt: number, key: string): ChunkBytes & { task: string } {
+  /**
+   * Where a running attempt's chunk bytes are, for the holder of its key; for a reduce attempt, the
+   * range of map chunk `run`'s committed run that holds its partition (run: the map chunk's number).
+   */
+  source(attempt: number, key: string, run: number | null = null): ChunkBytes & { task: string } {
     const a = this.running(attempt, key);
-    return { ...this.bytesOf(this.ledger.task(a.task_id), this.ledger.chunk(a.task_id, a.seq)), task: a.task_id };
+    const task = this.ledger.task(a.task_id);
+    const chunk = this.ledger.chunk(a.task_id, a.seq);
+    if (run === null) return { ...this.bytesOf(task, chunk), task: a.task_id };
+    return { ...this.runOf(task, chunk, run), task: a.task_id };
+  }
+
+  /** A reduce partition's range of a map chunk's committed run. */
+  runOf(task: TaskRow, reduce: ChunkRow, run: number): ChunkBytes {
+    if (reduce.phase !== "reduce" || task.map_chunks === null) throw new InputError(`chunk ${reduce.seq} of task ${task.id} is not a reduce partition: it has no runs to fetch`);
+    const range = this.ledger.shuffleRange(task.id, reduce.seq - task.map_chunks, run);
+    const map = this.ledger.findChunk(task.id, run);
+    if (!range || !map || map.committed_attempt === null) throw new InputError(`reduce partition ${reduce.seq - task.map_chunks} of task ${task.id} has no run of map chunk ${run}`);
+    return { path: this.spool.attemptOutput(map.committed_attempt), offset: range.offset, length: range.length };
   }
 
   /**
    * Serves one attempt's chunk bytes through `send`, as one of the task's data streams: with --lb N, at
    * most N are served at once and the rest wait their turn.
    */
-  async serve(attempt: number, key: string, send: (src: ChunkBytes) => Promise<void>): Promise<void> {
-    const src = this.source(attempt, key);
+  async serve(attempt: number, key: string, send: (src: ChunkBytes) => Promise<void>, run: number | null = null): Promise<void> {
+    const src = this.source(attempt, key, run);
     const cap = this.ledger.task(src.task).data_streams;
     const gate = this.streamGates.get(src.task) ?? { active: 0, waiting: [] };
     this.streamGates.set(src.task, gate);

@@ -14,7 +14,8 @@ import { DiskFullError, diskFullMessage, InputError, isDiskFull } from "../core/
 import type { AttemptFed, AttemptResult, WorkerHello } from "../core/generated/bach";
 import { AttemptState, ChunkState, TaskState, WorkerState } from "../core/states";
 import { Intake, type IntakeResume } from "./intake";
-import { Ledger, noEnd, type AttemptEnd, type AttemptFinish, type AttemptRow, type TaskEnd, type TaskRow } from "./ledger";
+import { Ledger, noEnd, type AttemptEnd, type AttemptFinish, type AttemptRow, type RunIndex, type TaskEnd, type TaskRow } from "./ledger";
+import { autoPartitions, checkRunIndex, planHash, planTotal, type MapRun } from "./reduce-plan";
 import { OutcomeKind, outcomeKindOf } from "../core/outcome";
 import { checkBachfileJson } from "../core/bachfile";
 import { DEFAULT_SPECULATION, neverFits, placeBackups, placeChunks, type Needs, type RunningAttemptView, type Speculation, type TaskView } from "./scheduler";
@@ -22,7 +23,7 @@ import { Spool } from "./spool";
 import { DataDirLock } from "./data-dir-lock";
 import { ChunkData } from "./chunk-data";
 import { Retention } from "./retention";
-import { Workers, type WorkerLink, type WorkerSession } from "./workers";
+import { Workers, type ReduceAssignment, type WorkerLink, type WorkerSession } from "./workers";
 import { filePieces } from "../core/file-pieces";
 import { FRAME_BYTES } from "../core/rpc";
 
@@ -113,6 +114,8 @@ export class Coordinator {
   /** Tasks whose failure could not be written yet (a full disk): task -> its error. */
   private readonly unrecorded = new Map<string, string>();
   private readonly lock: DataDirLock;
+  /** Map-reduce tasks whose reduce phase is being planned (reading their runs). */
+  private readonly planning = new Set<string>();
 
   constructor(private readonly opts: CoordinatorOptions) {
     fs.mkdirSync(opts.dataDir, { recursive: true });
@@ -239,6 +242,10 @@ export class Coordinator {
       totalBytes = stat.size;
     }
     const id = `t-${new Date().toISOString().slice(0, 10).replace(/-/g, "")}-${randomBytes(3).toString("hex")}`;
+    const reduce = req.bachfile.reduce;
+    // Hash order partitions map output as it is made: their number is decided now (see autoPartitions).
+    const slots = req.parallelism > 0 ? req.parallelism : this.workers.totalSlots();
+    const partitions = reduce?.order !== "hash" ? 0 : reduce.partitions === "auto" ? autoPartitions(totalBytes ?? 0, slots) : reduce.partitions;
     this.ledger.createTask({
       id,
       name: req.bachfile.logicalName,
@@ -250,6 +257,7 @@ export class Coordinator {
       inputKind: input.kind,
       inputPath: input.kind === "path" ? input.path : "",
       dataStreams: req.dataStreams,
+      reduce: reduce ? { partitions } : undefined,
     });
     this.opts.log.info({ task: id, name: req.bachfile.logicalName, input: input.kind === "path" ? { kind: "path", path: input.path } : input }, "task created");
     this.goLive(this.ledger.task(id), req.bachfile, totalBytes, null);
@@ -359,8 +367,24 @@ export class Coordinator {
     let lastProgress = 0;
     // One buffer for all the output read (see OutputEvent: a reader is done with it when it asks for more).
     const buffer = Buffer.allocUnsafeSlow(FRAME_BYTES);
+    // A map-reduce task's output is its reduce partitions', in partition order, once they are planned.
+    if (this.ledger.task(task).reduce === 1 && order === "commits") order = "order";
     for (;;) {
       const row = this.ledger.task(task);
+      if (row.reduce === 1) {
+        if (row.phase === "map" && row.state === TaskState.running && !this.unrecorded.has(task)) {
+          if (Date.now() - lastProgress >= 250) {
+            lastProgress = Date.now();
+            yield this.progress(row);
+          }
+          await this.changed(task, 250);
+          continue;
+        }
+        if (row.map_chunks !== null && next < row.map_chunks) {
+          next = row.map_chunks;
+          skip = 0;
+        }
+      }
       const chunk = order === "commits" ? this.ledger.chunkByCommitOrder(task, next) : this.ledger.findChunk(task, next);
       if (chunk && chunk.state === ChunkState.committed && chunk.committed_attempt !== null) {
         // Exactly the committed length: bytes a program's leftover process wrote after its commit never count.
@@ -373,14 +397,24 @@ export class Coordinator {
         continue;
       }
       if (row.state !== TaskState.running) {
-        if (order === "partial" && next < row.chunks_planned) {
+        if (order === "partial" && row.reduce === 1) {
+          // Partitions have no input bytes of their own: a gap of them has none (offset -1); a task
+          // that ended in its map phase has no partitions at all (to -1).
+          if (row.map_chunks === null) yield { kind: "gap", from: 0, to: -1, offset: -1, end: -1, state: row.state };
+          else if (next < row.chunks_planned) {
+            const to = (this.ledger.nextCommitted(row.id, next) ?? row.chunks_planned) - 1;
+            yield { kind: "gap", from: next - row.map_chunks, to: to - row.map_chunks, offset: -1, end: -1, state: row.state };
+            next = to + 1;
+            continue;
+          }
+        } else if (order === "partial" && next < row.chunks_planned) {
           const gap = this.gapFrom(row, next);
           yield gap;
           next = gap.to + 1;
           skip = 0;
           continue;
         }
-        if (order === "partial" && row.input_done === 0) {
+        if (order === "partial" && row.input_done === 0 && row.reduce === 0) {
           yield { kind: "gap", from: row.chunks_planned, to: -1, offset: this.ledger.plannedEnd(task), end: -1, state: row.state };
         }
         yield { kind: "end", state: row.state, error: row.error ?? "", tally: this.ledger.tally(task) };
@@ -412,7 +446,8 @@ export class Coordinator {
     // A chunk with a backup counts once, by its furthest attempt.
     const fed = new Map<number, number>();
     for (const w of this.workers.all()) {
-      for (const r of w.running.values()) if (r.task === row.id) fed.set(r.seq, Math.max(fed.get(r.seq) ?? 0, Math.min(r.fed, r.bytes)));
+      // Input bytes: a reduce partition's attempts read runs, not input.
+      for (const r of w.running.values()) if (r.task === row.id && (row.map_chunks === null || r.seq < row.map_chunks)) fed.set(r.seq, Math.max(fed.get(r.seq) ?? 0, Math.min(r.fed, r.bytes)));
     }
     let processed = this.ledger.committedBytes(row.id);
     for (const n of fed.values()) processed += n;
@@ -489,8 +524,41 @@ export class Coordinator {
   private finishIfDone(task: string): void {
     const row = this.ledger.task(task);
     if (row.state === TaskState.running && row.input_done === 1 && row.commits === row.chunks_planned) {
-      this.endTask(task, TaskState.succeeded, null);
+      if (row.reduce === 1 && row.phase === "map") this.planReduce(row);
+      else this.endTask(task, TaskState.succeeded, null);
     }
+  }
+
+  /**
+   * Every map chunk of a map-reduce task has committed: its reduce partitions are planned from the
+   * committed runs (see reduce-plan) and recorded in one transaction; a restart that finds the map
+   * phase over and nothing planned plans again.
+   */
+  private planReduce(row: TaskRow): void {
+    const t = this.live.get(row.id);
+    const reduce = t?.bachfile.reduce;
+    if (!t || !reduce || this.planning.has(row.id)) return;
+    this.planning.add(row.id);
+    const runs: MapRun[] = [];
+    for (const c of this.ledger.chunks(row.id)) {
+      if (c.phase !== "map" || c.committed_attempt === null) continue;
+      const index = (c.run_index ? JSON.parse(c.run_index) : { partitionEnds: [], marks: [] }) as RunIndex;
+      runs.push({ seq: c.seq, file: this.spool.attemptOutput(c.committed_attempt), bytes: c.bytes_out ?? 0, index });
+    }
+    const mapOutput = runs.reduce((n, r) => n + r.bytes, 0);
+    const slots = row.parallelism > 0 ? row.parallelism : this.workers.totalSlots();
+    const plan =
+      reduce.order === "hash" ? Promise.resolve(planHash(row.partitions, runs))
+      : planTotal(reduce.partitions === "auto" ? autoPartitions(mapOutput, slots) : reduce.partitions, runs);
+    plan
+      .then((p) => {
+        if (!this.ledger.planReduce(row.id, p.partitions, p.ranges)) return;
+        this.opts.log.info({ task: row.id, partitions: p.partitions.length, mapOutput }, "map phase done: reduce partitions planned");
+        this.notify(row.id);
+        this.queueDispatch();
+      })
+      .catch((err: Error) => this.taskBroke(row.id, "planning the reduce phase", err))
+      .finally(() => this.planning.delete(row.id));
   }
 
   private failTask(task: string, error: string): void {
@@ -630,8 +698,22 @@ export class Coordinator {
       const size = fileSize(this.spool.attemptOutput(r.attemptId));
       if (size !== r.bytesOut) end = { ...end, kind: OutcomeKind.input, retryable: true, reason: `output incomplete: ${size ?? "no"} bytes of ${r.bytesOut} arrived` };
     }
+    if (end.kind === OutcomeKind.ok) {
+      const run = this.runIndexOf(session, r);
+      if (typeof run === "string") end = { ...end, kind: OutcomeKind.input, retryable: true, reason: `the map output's run cannot be used: ${run}` };
+      else end = { ...end, run };
+    }
     this.finishAttempt(session, r.attemptId, end.kind === OutcomeKind.ok ? "succeeded" : "failed", end);
     this.queueDispatch();
+  }
+
+  /** A map attempt's run index, checked against its output (null: the attempt makes no run; a string: why it is unusable). */
+  private runIndexOf(session: WorkerSession, r: AttemptResult): RunIndex | string | null {
+    const running = session.running.get(r.attemptId);
+    const t = running ? this.live.get(running.task) : undefined;
+    const reduce = t?.bachfile.reduce;
+    if (!running || !t || !reduce || this.ledger.findChunk(running.task, running.seq)?.phase !== "map") return null;
+    return checkRunIndex({ partitionEnds: r.partitionEnds, marks: r.marks }, r.bytesOut, reduce.order, t.row.partitions);
   }
 
   /** Ends an attempt in the ledger as `session` reports it, and does what the ledger says follows. */
@@ -661,8 +743,11 @@ export class Coordinator {
     const failsChunk = f.kind === "ended" && f.chunk === "failed";
     if (t?.bachfile.stderr === "log" && end.stderr.trim() && !failsChunk) this.opts.programStderr?.({ task: f.task, chunk: f.seq, attempt, stderr: end.stderr });
     if (f.kind === "committed") {
-      if (t) observe(t, end.bytesIn, end.seconds);
+      // A chunk's pace (and the sizer's measure) is its map program's: a reduce partition's input is runs.
+      if (t && this.ledger.findChunk(f.task, f.seq)?.phase === "map") observe(t, end.bytesIn, end.seconds);
       this.stopAttempts(f.stop, `attempt ${attempt} committed the chunk first`);
+      // The last map chunk of a map-reduce task: its reduce phase comes next.
+      if (!f.taskEnd && t?.bachfile.reduce) this.finishIfDone(f.task);
     } else {
       this.spool.removeQuietly(this.spool.attemptOutput(attempt));
       const next = f.chunk === "failed" ? "the chunk failed" : f.chunk === "pending" ? "the chunk runs again" : "other attempts run the chunk";
@@ -759,6 +844,17 @@ export class Coordinator {
     for (const p of placeBackups(this.workers.views(), running, s)) this.assign(p.worker, p.task, p.seq, true);
   }
 
+  /** A reduce attempt's input: its partition's ranges of the committed map runs, in map chunk order (paths for a worker on this filesystem). */
+  private reduceInput(task: string, seq: number, local: boolean): ReduceAssignment {
+    const row = this.ledger.task(task);
+    const partition = seq - (row.map_chunks ?? 0);
+    const runs = this.ledger.shuffleOf(task, partition).map((r) => {
+      const where = this.data.runOf(row, this.ledger.chunk(task, seq), r.seq);
+      return { chunk: r.seq, path: local ? where.path : "", offset: r.offset, length: r.length };
+    });
+    return { partition, runs };
+  }
+
   private assign(workerId: string, task: string, seq: number, backup = false): void {
     const w = this.workers.get(workerId);
     const t = this.live.get(task);
@@ -777,16 +873,19 @@ export class Coordinator {
     this.notify(task);
     w.running.set(attemptId, { task, seq, bytes: chunk.length, startedAt: Date.now(), needs: t.needs, fed: 0 });
     const local = w.hello.localFiles;
+    const reduce = chunk.phase === "reduce" ? this.reduceInput(task, chunk.seq, local) : undefined;
     w.link.assign({
       attemptId,
       taskId: task,
       chunk: seq,
       bundleHash: t.row.bundle_hash,
       bachfileJson: t.row.bachfile,
-      source: local ? this.data.bytesOf(t.row, chunk) : { path: "", offset: chunk.offset, length: chunk.length },
+      source: local && !reduce ? this.data.bytesOf(t.row, chunk) : { path: "", offset: chunk.offset, length: chunk.length },
       outputPath: local ? this.spool.attemptOutput(attemptId) : "",
       imageId: t.row.image_id,
       key: local ? "" : this.data.keyOf(attemptId),
+      partitions: t.bachfile.reduce?.order === "hash" && chunk.phase === "map" ? t.row.partitions : 0,
+      reduce,
     });
   }
 }

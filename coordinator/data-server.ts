@@ -8,7 +8,8 @@
 // (its CLI died, or the network): the input has not ended, and a CLI may resume it.
 // Output: one JSON line {"token","task","output":{"fromChunk","keepOrder","skipBytes","partial"}}, answered by
 // the messages of core/output-wire until the task's end. A worker on another machine reads a running
-// attempt's chunk the same way ({"token","chunk":ATTEMPT}: its bytes, then an end message) and sends
+// attempt's chunk the same way ({"token","chunk":ATTEMPT}: its bytes, then an end message; a reduce
+// attempt adds "run":MAP_CHUNK for its range of that map chunk's run) and sends
 // its output as input is sent ({"token","upload":ATTEMPT}, blocks, one answer line).
 import net from "node:net";
 import type { Logger } from "pino";
@@ -36,6 +37,8 @@ export interface DataHeader {
   upload?: number;
   /** With `chunk` or `upload`: the attempt's key (Assign.key), which only its own worker was told. */
   key?: string;
+  /** With `chunk`, for a reduce attempt: read its range of this map chunk's run instead. */
+  run?: number;
 }
 
 /**
@@ -99,7 +102,7 @@ function checkHeader(h: Record<string, unknown>): DataHeader {
     return v;
   };
   const token = typeof h.token === "string" ? h.token : "";
-  if (h.chunk !== undefined) return { token, task: "", offset: 0, chunk: whole("chunk"), key: h.key === undefined ? "" : text("key") };
+  if (h.chunk !== undefined) return { token, task: "", offset: 0, chunk: whole("chunk"), key: h.key === undefined ? "" : text("key"), run: h.run === undefined ? undefined : whole("run") };
   if (h.upload !== undefined) return { token, task: "", offset: 0, upload: whole("upload"), key: h.key === undefined ? "" : text("key") };
   if (h.output === undefined) return { token, task: text("task"), offset: whole("offset") };
   const o = h.output;
@@ -170,14 +173,14 @@ async function serveOutput(c: Coordinator, task: string, req: OutputRequest, soc
 }
 
 /** Sends a running attempt's chunk, from one buffer, each message written before the next is read. */
-async function serveChunk(c: Coordinator, attempt: number, key: string, socket: net.Socket): Promise<void> {
+async function serveChunk(c: Coordinator, attempt: number, key: string, socket: net.Socket, run: number | null): Promise<void> {
   await c.data.serve(attempt, key, async (src) => {
     const buffer = Buffer.allocUnsafeSlow(Math.max(1, Math.min(FRAME_BYTES, src.length)));
     for await (const data of filePieces(src.path, src.offset, src.offset + src.length, FRAME_BYTES, buffer)) {
       if (socket.destroyed) return;
       await writePieces(socket, encodeEvent({ kind: "data", data }));
     }
-  });
+  }, run);
   await writePieces(socket, encodeEvent({ kind: "end", state: "succeeded", error: "", tally: null }));
   socket.end();
 }
@@ -205,7 +208,7 @@ async function serve(c: Coordinator, token: string, socket: net.Socket, frames: 
     const header = checkHeader(raw);
     if (header.output) return await serveOutput(c, header.task, header.output, socket);
     const key = header.key ?? "";
-    if (header.chunk !== undefined) return await serveChunk(c, header.chunk, key, socket);
+    if (header.chunk !== undefined) return await serveChunk(c, header.chunk, key, socket, header.run ?? null);
     const bytes = header.upload !== undefined ? await serveUpload(c, header.upload, key, rest, frames) : await serveInput(c, header, rest, frames, log);
     socket.end(`${JSON.stringify({ ok: true, bytes })}\n`);
   } catch (err) {

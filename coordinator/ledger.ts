@@ -15,7 +15,7 @@ import {
 import { OutcomeKind } from "../core/outcome";
 import type { TaskTally } from "../core/report";
 
-export const SCHEMA_VERSION = 7;
+export const SCHEMA_VERSION = 8;
 
 const schemaV1 = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -95,6 +95,27 @@ const schemaV7 = `
 -- workers.state: 'connected', 'left' or 'lost'
 `;
 
+/**
+ * Version 8: map-reduce. A task with a reduce phase (`reduce`) runs its map chunks (phase 'map'), then,
+ * once every one has committed, its reduce partitions: chunks of phase 'reduce' numbered after the
+ * map chunks (from `map_chunks`), whose input is the `shuffle` table's ranges of the committed map
+ * chunks' runs. A committed map chunk keeps its run's index (`run_index`: partition ends or marks, as
+ * JSON); a reduce chunk says what keys it holds (`key_range`). `partitions`: how many (hash order: from
+ * the task's start; total order: once the map phase has ended).
+ */
+const schemaV8 = `
+ALTER TABLE tasks ADD COLUMN reduce INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN phase TEXT NOT NULL DEFAULT 'map';
+ALTER TABLE tasks ADD COLUMN partitions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN map_chunks INTEGER;
+ALTER TABLE chunks ADD COLUMN phase TEXT NOT NULL DEFAULT 'map';
+ALTER TABLE chunks ADD COLUMN run_index TEXT;
+ALTER TABLE chunks ADD COLUMN key_range TEXT;
+CREATE TABLE shuffle (
+  task_id TEXT NOT NULL, part INTEGER NOT NULL, seq INTEGER NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
+  PRIMARY KEY (task_id, part, seq));
+`;
+
 /** Migrations by the version they produce; a later issue appends to this list, never edits it. */
 const migrations: { version: number; sql: string }[] = [
   { version: 1, sql: schemaV1 },
@@ -104,6 +125,7 @@ const migrations: { version: number; sql: string }[] = [
   { version: 5, sql: schemaV5 },
   { version: 6, sql: schemaV6 },
   { version: 7, sql: schemaV7 },
+  { version: 8, sql: schemaV8 },
 ];
 
 export interface TaskRow {
@@ -128,6 +150,29 @@ export interface TaskRow {
   created_at: number;
   finished_at: number | null;
   output_removed_at: number | null;
+  /** 1: a map-reduce task (see schema version 8). */
+  reduce: number;
+  phase: Phase;
+  /** Reduce partitions (0: not decided yet, or no reduce). */
+  partitions: number;
+  /** The number of map chunks, once the reduce phase is planned: reduce partition p is chunk map_chunks + p. */
+  map_chunks: number | null;
+}
+
+export type Phase = "map" | "reduce";
+
+/** Where a committed map chunk's run ends each hash partition, or where records that carry their key start (total order). */
+export interface RunIndex {
+  partitionEnds: number[];
+  marks: number[];
+}
+
+/** A reduce partition's input: the range of each map chunk's run that holds its keys. */
+export interface ShuffleRange {
+  part: number;
+  seq: number;
+  offset: number;
+  length: number;
 }
 
 export interface ChunkRow {
@@ -142,6 +187,11 @@ export interface ChunkRow {
   bytes_out: number | null;
   /** Attempts of it lost with their worker (not counting preemption or a coordinator restart). */
   losses: number;
+  phase: Phase;
+  /** JSON of a committed map chunk's RunIndex (map-reduce tasks only). */
+  run_index: string | null;
+  /** A reduce partition's keys, in words ("keys from ... to ..."). */
+  key_range: string | null;
 }
 
 export interface AttemptRow {
@@ -204,6 +254,8 @@ export interface NewTask {
   inputKind: string;
   inputPath: string;
   dataStreams: number;
+  /** A map-reduce task, and its partitions when decided at its start (hash order; 0: later). */
+  reduce?: { partitions: number };
 }
 
 export interface AttemptEnd {
@@ -216,6 +268,8 @@ export interface AttemptEnd {
   bytesIn: number;
   bytesOut: number;
   seconds: number;
+  /** A map attempt's run index (map-reduce tasks), kept with its commit. */
+  run?: RunIndex | null;
 }
 
 /** The worker session an attempt was given to; only it may end the attempt. */
@@ -345,10 +399,10 @@ export class Ledger {
     this.db.transaction(() => {
       this.db
         .prepare(
-          `INSERT INTO tasks(id, name, bachfile, bundle_hash, image_id, state, parallelism, chunk_size, input_kind, input_path, data_streams, created_at)
-           VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
+          `INSERT INTO tasks(id, name, bachfile, bundle_hash, image_id, state, parallelism, chunk_size, input_kind, input_path, data_streams, created_at, reduce, partitions)
+           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
         )
-        .run(t.id, t.name, t.bachfile, t.bundleHash, t.imageId, TaskState.running, t.parallelism, t.chunkSize, t.inputKind, t.inputPath, t.dataStreams, this.now());
+        .run(t.id, t.name, t.bachfile, t.bundleHash, t.imageId, TaskState.running, t.parallelism, t.chunkSize, t.inputKind, t.inputPath, t.dataStreams, this.now(), t.reduce ? 1 : 0, t.reduce?.partitions ?? 0);
       this.event("task-created", { task: t.id, detail: `${t.inputKind} ${t.inputPath}`.trim() });
     })();
   }
@@ -419,7 +473,7 @@ export class Ledger {
 
   /** Where the last recorded chunk ends (0 before the first). */
   plannedEnd(task: string): number {
-    const row = this.db.prepare("SELECT MAX(offset + length) AS e FROM chunks WHERE task_id=?").get(task) as { e: number | null };
+    const row = this.db.prepare("SELECT MAX(offset + length) AS e FROM chunks WHERE task_id=? AND phase='map'").get(task) as { e: number | null };
     return row.e ?? 0;
   }
 
@@ -456,7 +510,7 @@ export class Ledger {
 
   /** Input bytes of the task's committed chunks. */
   committedBytes(task: string): number {
-    return (this.db.prepare("SELECT COALESCE(SUM(length), 0) AS n FROM chunks WHERE task_id=? AND state='committed'").get(task) as { n: number }).n;
+    return (this.db.prepare("SELECT COALESCE(SUM(length), 0) AS n FROM chunks WHERE task_id=? AND state='committed' AND phase='map'").get(task) as { n: number }).n;
   }
 
   /** The first committed chunk at or after `seq`, if any: where a partial reader's gap ends. */
@@ -583,7 +637,8 @@ export class Ledger {
         return { ...ended, chunk: "pending" };
       }
       this.moveChunk(a.task_id, a.seq, ChunkState.failed);
-      const error = why === null ? chunkFailure(c, e.end) : `chunk ${c.seq} (bytes ${c.offset}-${c.offset + c.length}) failed: ${why}${stderrOf(e.end)}`;
+      const mapChunks = this.task(a.task_id).map_chunks;
+      const error = why === null ? chunkFailure(c, e.end, mapChunks) : `${chunkWords(c, mapChunks)} failed: ${why}${stderrOf(e.end)}`;
       const stop = this.endTaskNow(a.task_id, TaskState.failed, error);
       return { ...ended, chunk: "failed", stop, taskEnd: { state: TaskState.failed, error } };
     })();
@@ -595,16 +650,59 @@ export class Ledger {
     this.moveAttempt(a.id, AttemptState.succeeded, end);
     this.moveChunk(a.task_id, a.seq, ChunkState.committed);
     const order = (this.db.prepare("SELECT commits FROM tasks WHERE id=?").get(a.task_id) as { commits: number }).commits;
-    this.db.prepare("UPDATE chunks SET committed_attempt=?, commit_order=?, bytes_out=? WHERE task_id=? AND seq=?").run(a.id, order, end.bytesOut, a.task_id, a.seq);
+    const run = c.phase === "map" && end.run ? JSON.stringify(end.run) : null;
+    this.db.prepare("UPDATE chunks SET committed_attempt=?, commit_order=?, bytes_out=?, run_index=? WHERE task_id=? AND seq=?").run(a.id, order, end.bytesOut, run, a.task_id, a.seq);
     this.db.prepare("UPDATE tasks SET commits=commits+1 WHERE id=?").run(a.task_id);
     this.event("chunk-committed", { task: a.task_id, seq: a.seq, attempt: a.id, worker: a.worker_id });
     // A straggler and its backup: the one that lost the race is stopped.
     const stop = this.db.prepare("SELECT * FROM attempts WHERE task_id=? AND seq=? AND state='running'").all(a.task_id, a.seq) as AttemptRow[];
     for (const r of stop) this.moveAttempt(r.id, AttemptState.cancelled, { ...noEnd, kind: OutcomeKind.cancelled, reason: `attempt ${a.id} committed the chunk first` });
     const t = this.task(a.task_id);
-    const done = t.input_done === 1 && t.commits === t.chunks_planned;
+    // A map-reduce task's map phase ending is not its end: its reduce phase is planned next (planReduce).
+    const done = t.input_done === 1 && t.commits === t.chunks_planned && (t.reduce === 0 || t.phase === "reduce");
     if (done) this.moveTask(a.task_id, TaskState.succeeded, null);
     return { kind: "committed", task: a.task_id, seq: a.seq, stop, taskEnd: done ? { state: TaskState.succeeded, error: null } : null };
+  }
+
+  // --- map-reduce ---
+
+  /**
+   * The reduce phase of a task whose map chunks have all committed, in one transaction: its partitions
+   * become pending chunks numbered after the map chunks, each with its shuffle ranges. False (nothing
+   * changed) when the task is not a running map-reduce task at the end of its map phase.
+   */
+  planReduce(task: string, partitions: { keyRange: string }[], ranges: ShuffleRange[]): boolean {
+    return this.db.transaction((): boolean => {
+      const t = this.task(task);
+      if (t.state !== TaskState.running || t.reduce !== 1 || t.phase !== "map" || t.input_done !== 1 || t.commits !== t.chunks_planned) return false;
+      const first = t.chunks_planned;
+      const insert = this.db.prepare("INSERT INTO shuffle(task_id, part, seq, offset, length) VALUES (?,?,?,?,?)");
+      const bytes = new Array<number>(partitions.length).fill(0);
+      for (const r of ranges) {
+        insert.run(task, r.part, r.seq, r.offset, r.length);
+        bytes[r.part] += r.length;
+      }
+      const chunk = this.db.prepare("INSERT INTO chunks(task_id, seq, offset, length, state, phase, key_range) VALUES (?,?,0,?,'pending','reduce',?)");
+      partitions.forEach((p, i) => chunk.run(task, first + i, bytes[i], p.keyRange));
+      this.db.prepare("UPDATE tasks SET phase='reduce', partitions=?, map_chunks=?, chunks_planned=chunks_planned+? WHERE id=?").run(partitions.length, first, partitions.length, task);
+      this.event("reduce-planned", { task, detail: `${partitions.length} partitions, ${bytes.reduce((a, b) => a + b, 0)} bytes shuffled` });
+      return true;
+    })();
+  }
+
+  /** A reduce partition's ranges of the map chunks' runs, in map chunk order (empty ones left out). */
+  shuffleOf(task: string, part: number): ShuffleRange[] {
+    return this.db.prepare("SELECT part, seq, offset, length FROM shuffle WHERE task_id=? AND part=? AND length>0 ORDER BY seq").all(task, part) as ShuffleRange[];
+  }
+
+  /** One map chunk's range for a reduce partition, if it has one. */
+  shuffleRange(task: string, part: number, seq: number): ShuffleRange | undefined {
+    return this.db.prepare("SELECT part, seq, offset, length FROM shuffle WHERE task_id=? AND part=? AND seq=?").get(task, part, seq) as ShuffleRange | undefined;
+  }
+
+  /** Bytes moved from map runs to reducers (every partition's ranges). */
+  bytesShuffled(task: string): number {
+    return (this.db.prepare("SELECT COALESCE(SUM(length), 0) AS n FROM shuffle WHERE task_id=?").get(task) as { n: number }).n;
   }
 
   runningAttemptsOf(worker: string): AttemptRow[] {
@@ -676,7 +774,12 @@ const WAY_OUT: Partial<Record<OutcomeKind, string>> = {
   [OutcomeKind.stderr]: 'a program that may write to stderr: "stderr": "log" in bachfile.json keeps it in the report instead',
 };
 
-function chunkFailure(c: ChunkRow, end: AttemptEnd): string {
+/** A chunk in a failure's words: its input bytes, or a reduce partition's keys. */
+export function chunkWords(c: ChunkRow, mapChunks: number | null): string {
+  return c.phase === "reduce" ? `reduce partition ${c.seq - (mapChunks ?? 0)} (${c.key_range ?? "its keys"})` : `chunk ${c.seq} (bytes ${c.offset}-${c.offset + c.length})`;
+}
+
+function chunkFailure(c: ChunkRow, end: AttemptEnd, mapChunks: number | null): string {
   const wayOut = WAY_OUT[end.kind];
-  return `chunk ${c.seq} (bytes ${c.offset}-${c.offset + c.length}) failed after ${c.attempts} attempt${c.attempts === 1 ? "" : "s"}: ${end.reason}${wayOut ? ` (${wayOut})` : ""}${stderrOf(end)}`;
+  return `${chunkWords(c, mapChunks)} failed after ${c.attempts} attempt${c.attempts === 1 ? "" : "s"}: ${end.reason}${wayOut ? ` (${wayOut})` : ""}${stderrOf(end)}`;
 }

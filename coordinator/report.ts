@@ -1,6 +1,6 @@
 // Builds reports from the ledger: planned against done for one task, and the task and worker lists.
 // Read-only: it never changes the ledger.
-import type { AttemptLine, AttemptStderr, TaskReport, TaskSummary, WorkerShare, WorkerSummary } from "../core/report";
+import type { AttemptLine, AttemptStderr, ReducePhase, TaskReport, TaskSummary, WorkerShare, WorkerSummary } from "../core/report";
 import { InputError } from "../core/errors";
 import type { AttemptRow, ChunkRow, Ledger, TaskRow } from "./ledger";
 
@@ -71,7 +71,8 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
       retries: Math.max(0, attempts.filter((a) => a.backup === 0).length - new Set(attempts.map((a) => a.seq)).size),
       backups: attempts.filter((a) => a.backup === 1).length,
     },
-    bytesOut: chunks.reduce((n, c) => n + (c.bytes_out ?? 0), 0),
+    // A map-reduce task's output is its reduce partitions'; its map chunks' runs are the shuffle's.
+    bytesOut: chunks.filter((c) => task.reduce === 0 || c.phase === "reduce").reduce((n, c) => n + (c.bytes_out ?? 0), 0),
     workers: [...shares.values()],
     failures: lines((a) => a.state === "failed"),
     lost: lines((a) => a.state === "lost"),
@@ -87,8 +88,32 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
       endMs: a.ended_at === null ? null : a.ended_at - task.created_at,
       bytes: bySeq.get(a.seq)?.length ?? 0,
       backup: a.backup === 1,
+      phase: bySeq.get(a.seq)?.phase ?? "map",
     })),
     notes,
+    reduce: reducePhase(ledger, task, chunks, attempts),
+  };
+}
+
+/** What a map-reduce task's phases did (null for a map-only task). */
+function reducePhase(ledger: Ledger, task: TaskRow, chunks: ChunkRow[], attempts: AttemptRow[]): ReducePhase | null {
+  if (task.reduce !== 1) return null;
+  const b = JSON.parse(task.bachfile) as { reduce?: { order?: "hash" | "total"; combine?: boolean } };
+  const phaseOf = new Map(chunks.map((c) => [c.seq, c.phase]));
+  const maps = chunks.filter((c) => c.phase === "map");
+  return {
+    phase: task.phase,
+    order: b.reduce?.order ?? "hash",
+    combine: b.reduce?.combine ?? false,
+    partitions: task.partitions,
+    mapChunks: maps.length,
+    mapOutputBytes: maps.reduce((n, c) => n + (c.state === "committed" ? (c.bytes_out ?? 0) : 0), 0),
+    bytesShuffled: ledger.bytesShuffled(task.id),
+    mapAttempts: attempts.filter((a) => phaseOf.get(a.seq) !== "reduce").length,
+    reduceAttempts: attempts.filter((a) => phaseOf.get(a.seq) === "reduce").length,
+    partitionStates: chunks
+      .filter((c) => c.phase === "reduce")
+      .map((c) => ({ partition: c.seq - (task.map_chunks ?? 0), keys: c.key_range ?? "", state: c.state, bytesIn: c.length })),
   };
 }
 

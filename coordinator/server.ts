@@ -163,7 +163,9 @@ function handlers(c: Coordinator, log: Logger, dataPort: () => number): Coordina
     },
 
     fetchChunk(call) {
-      c.data.serve(call.request.attemptId, call.request.key, (src) => sendFile(call, src.path, src.offset, src.length, (data) => ({ data }))).catch((err) =>
+      // run = map chunk + 1 (0: the attempt's own chunk); see FetchChunkRequest.
+      const run = call.request.run > 0 ? call.request.run - 1 : null;
+      c.data.serve(call.request.attemptId, call.request.key, (src) => sendFile(call, src.path, src.offset, src.length, (data) => ({ data })), run).catch((err) =>
         call.emit("error", failure(err)),
       );
     },
@@ -196,7 +198,7 @@ function handlers(c: Coordinator, log: Logger, dataPort: () => number): Coordina
           if (session) return refuse("a worker says hello once per stream");
           session = c.workerJoined(kind.value, {
             welcome: (w) => call.write({ kind: { $case: "welcome", value: w } }),
-            assign: (a) => call.write({ kind: { $case: "assign", value: a } }),
+            assign: (a) => call.write({ kind: { $case: "assign", value: { ...a, reduce: a.reduce } } }),
             cancel: (attemptId, reason) => call.write({ kind: { $case: "cancel", value: { attemptId, reason } } }),
             taskEnded: (taskId) => call.write({ kind: { $case: "taskEnded", value: { taskId } } }),
             close: (reason) => {

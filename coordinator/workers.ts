@@ -30,6 +30,16 @@ export interface Assignment {
   imageId: string;
   /** What a remote worker presents to fetch the chunk and upload the output ("" for local ones). */
   key: string;
+  /** A map attempt of a hash-ordered map-reduce task: the task's partitions (0 otherwise). */
+  partitions: number;
+  /** A reduce attempt: its partition and the ranges of the map chunks' runs it merges. */
+  reduce?: ReduceAssignment;
+}
+
+export interface ReduceAssignment {
+  partition: number;
+  /** In map chunk order; `path` only for a worker on the coordinator's filesystem. */
+  runs: { chunk: number; path: string; offset: number; length: number }[];
 }
 
 /**

@@ -14,6 +14,25 @@ export interface Hardware {
   network: "none" | "default";
 }
 
+/** Map-reduce's second phase (see README "Map-reduce"): how map output is keyed, partitioned and reduced. */
+export interface Reduce {
+  binary: string;
+  args: string[];
+  /** A map output record's key: its first `fields` fields by `separator` (the whole record when it has fewer). */
+  key: { separator: string; fields: number };
+  /** How many reduce partitions: a number, or "auto" (see README). */
+  partitions: number | "auto";
+  /** hash: partition by a stable hash of the key; total: key ranges, so the output is in key order. */
+  order: "hash" | "total";
+  /** Run the reduce program on each map chunk's sorted output before the shuffle (Hadoop's combiner). */
+  combine: boolean;
+  /** What ends a record of the map output. */
+  delimiter: string;
+}
+
+/** The most reduce partitions a task may ask for. */
+export const MAX_PARTITIONS = 1000;
+
 export interface Bachfile {
   logicalName: string;
   interruptible: boolean;
@@ -23,7 +42,7 @@ export interface Bachfile {
   hardware: Hardware;
   image: string | null;
   dockerfile: string | null;
-  reduce: { binary: string; args: string[]; partitions: number; key: string } | null;
+  reduce: Reduce | null;
   stderr: "fail" | "log" | "ignore";
   retries: number;
   chunkSize: "auto" | number;
@@ -54,8 +73,11 @@ const schema = z.strictObject({
     .strictObject({
       binary: z.string().min(1),
       args: z.array(z.string()).optional(),
-      partitions: z.number().int().min(1).optional(),
-      key: z.string().min(1).optional(),
+      key: z.strictObject({ separator: z.string().min(1).optional(), fields: z.number().int().min(1).optional() }).optional(),
+      partitions: z.union([z.literal("auto"), z.number().int().min(1).max(MAX_PARTITIONS)]).optional(),
+      order: z.enum(["hash", "total"]).optional(),
+      combine: z.boolean().optional(),
+      delimiter: z.string().min(1).optional(),
     })
     .optional(),
   stderr: z.enum(["fail", "log", "ignore"]).optional(),
@@ -75,11 +97,15 @@ const HINTS: Record<string, string> = {
   "chunk-size": 'must be "auto" or a size such as "64m"',
   timeout: 'must be a duration such as "10m" or "30s", or null',
   stderr: 'must be "fail", "log" or "ignore"',
+  "reduce.partitions": `must be "auto" or a whole number from 1 to ${MAX_PARTITIONS}`,
+  "reduce.order": 'must be "hash" or "total"',
+  "reduce.key": 'must be {"separator": "\\t", "fields": N}',
+  "reduce.key.fields": "must be a whole number of at least 1",
 };
 
 const KNOWN_FIELDS = [
   ...Object.keys(schema.shape),
-  "cpu", "memory", "disk", "graphics", "network", "min", "max", "count", "partitions", "key",
+  "cpu", "memory", "disk", "graphics", "network", "min", "max", "count", "partitions", "key", "order", "combine", "separator", "fields",
 ];
 
 export function fieldPath(parts: readonly PropertyKey[]): string {
@@ -209,7 +235,17 @@ function normalize(r: Raw, folderName: string, problems: { field: string; messag
     },
     image: r.image ?? null,
     dockerfile: r.dockerfile ?? null,
-    reduce: r.reduce ? { binary: r.reduce.binary, args: r.reduce.args ?? [], partitions: r.reduce.partitions ?? 1, key: r.reduce.key ?? "\t" } : null,
+    reduce: r.reduce
+      ? {
+          binary: r.reduce.binary,
+          args: r.reduce.args ?? [],
+          key: { separator: r.reduce.key?.separator ?? "\t", fields: r.reduce.key?.fields ?? 1 },
+          partitions: r.reduce.partitions ?? "auto",
+          order: r.reduce.order ?? "hash",
+          combine: r.reduce.combine ?? false,
+          delimiter: r.reduce.delimiter ?? "\n",
+        }
+      : null,
     stderr: r.stderr ?? "fail",
     retries: r.retries ?? 3,
     chunkSize: chunk === undefined || chunk === "auto" ? "auto" : attempt<number | "auto">("chunk-size", () => parseSize(chunk, "chunk-size"), "auto"),
@@ -269,7 +305,18 @@ const normalizedSchema = z.strictObject({
   }),
   image: z.string().min(1).nullable(),
   dockerfile: z.string().min(1).nullable(),
-  reduce: z.union([z.null(), z.strictObject({ binary: z.string().min(1), args: z.array(z.string()), partitions: z.number().int().min(1), key: z.string().min(1) })]),
+  reduce: z.union([
+    z.null(),
+    z.strictObject({
+      binary: z.string().min(1),
+      args: z.array(z.string()),
+      key: z.strictObject({ separator: z.string().min(1), fields: z.number().int().min(1) }),
+      partitions: z.union([z.literal("auto"), z.number().int().min(1).max(MAX_PARTITIONS)]),
+      order: z.enum(["hash", "total"]),
+      combine: z.boolean(),
+      delimiter: z.string().min(1),
+    }),
+  ]),
   stderr: z.enum(["fail", "log", "ignore"]),
   retries: z.number().int().min(0).max(100),
   chunkSize: z.union([z.literal("auto"), z.number().int().positive()]),

@@ -80,6 +80,26 @@ export interface TaskReport {
   /** Every attempt (at most 5000), in milliseconds from the task's start: for the --html timeline. */
   timeline: TimelineBar[];
   notes: string[];
+  /** A map-reduce task's two phases (null for a map-only task). */
+  reduce: ReducePhase | null;
+}
+
+export interface ReducePhase {
+  /** "map" until every map chunk has committed and its partitions are planned, then "reduce". */
+  phase: "map" | "reduce";
+  order: "hash" | "total";
+  combine: boolean;
+  /** Reduce partitions (0 until they are planned, for total order). */
+  partitions: number;
+  mapChunks: number;
+  /** Bytes of the map chunks' committed runs (after the combiner, if any). */
+  mapOutputBytes: number;
+  /** Bytes reduce attempts read from the runs (every partition's ranges). */
+  bytesShuffled: number;
+  mapAttempts: number;
+  reduceAttempts: number;
+  /** Each partition's keys and state. */
+  partitionStates: { partition: number; keys: string; state: string; bytesIn: number }[];
 }
 
 export interface TimelineBar {
@@ -91,6 +111,8 @@ export interface TimelineBar {
   endMs: number | null;
   bytes: number;
   backup: boolean;
+  /** A map-reduce task's attempts: which phase (map-only tasks: always "map"). */
+  phase: "map" | "reduce";
 }
 
 export interface TaskSummary {

@@ -40,6 +40,20 @@ describe("the bachfile", () => {
     assertUserError(r, 2, /hardware\.cpu\.min: .*3.*2/);
   });
 
+  test("a reduce block with a bad field names it: unknown, fields < 1, an empty separator, partitions 0", async () => {
+    const cases: [object, RegExp][] = [
+      [{ binary: "cat", sort: true }, /^bach: bachfile\.json: reduce\.sort: unknown field/m],
+      [{ binary: "cat", key: { separator: "\t", fields: 0 } }, /^bach: bachfile\.json: reduce\.key\.fields: must be a whole number of at least 1/m],
+      [{ binary: "cat", key: { separator: "" } }, /^bach: bachfile\.json: reduce\.key\.separator: must not be empty/m],
+      [{ binary: "cat", partitions: 0 }, /^bach: bachfile\.json: reduce\.partitions: must be "auto" or a whole number from 1 to 1000, got 0/m],
+      [{ binary: "cat", order: "sorted" }, /^bach: bachfile\.json: reduce\.order: must be "hash" or "total", got "sorted"/m],
+    ];
+    for (const [reduce, pattern] of cases) {
+      const r = await runBach(["task-run", "--data", numbers()], { cwd: taskFolder({ binary: "cat", reduce }) });
+      assertUserError(r, 2, pattern);
+    }
+  });
+
   test("no bachfile at all", async () => {
     const r = await runBach(["task-run", "--data", numbers()], { cwd: tempDir() });
     assertUserError(r, 2, /no bachfile\.json in .*bach init/);

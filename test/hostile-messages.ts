@@ -155,6 +155,8 @@ export function workerMessage(r: Rng, k: Known): WorkerMessage {
             seconds: r.pick([0, 0.5, -1, 1e308, Number.NaN, Number.POSITIVE_INFINITY]),
             kind: r.pick(["", "ok", "exit", "lost", "timeout", "input", r.text()]),
             retryable: r.chance(0.5),
+            partitionEnds: r.chance(0.8) ? [] : Array.from({ length: r.int(4) }, () => edgeInt(r)),
+            marks: r.chance(0.8) ? [] : Array.from({ length: r.int(4) }, () => edgeInt(r)),
           },
         },
       };
@@ -231,7 +233,7 @@ export function requestFrames(method: string, r: Rng, k: Known): Buffer[] {
       return [Buffer.from(CancelTaskRequest.encode({ taskId: r.chance(0.03) ? someTask(r, k) : r.text() }).finish())];
     case "fetchChunk": {
       const attemptId = someAttempt(r, k);
-      return [Buffer.from(FetchChunkRequest.encode({ attemptId, key: someKey(r, k, attemptId) }).finish())];
+      return [Buffer.from(FetchChunkRequest.encode({ attemptId, key: someKey(r, k, attemptId), run: r.chance(0.2) ? edgeInt(r, 32) : 0 }).finish())];
     }
     case "putOutput": {
       const attemptId = someAttempt(r, k);

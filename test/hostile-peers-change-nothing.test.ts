@@ -97,7 +97,7 @@ describe("hostile peers", () => {
     });
     assert.match(String(grpcUpload?.message), /wrong or missing attempt key/);
     const result = (attemptId: number): WorkerMessage => ({
-      kind: { $case: "result", value: { attemptId, ok: true, kind: "ok", retryable: true, exitCode: 0, signal: "", reason: "", stderr: "", bytesIn: 7, bytesOut: forged.length, seconds: 0.1 } },
+      kind: { $case: "result", value: { attemptId, ok: true, kind: "ok", retryable: true, exitCode: 0, signal: "", reason: "", stderr: "", bytesIn: 7, bytesOut: forged.length, seconds: 0.1, partitionEnds: [], marks: [] } },
     });
     forger.stream.write(result(victim.id));
     // An attempt the ledger never had: refused and logged, and the coordinator stays up.
@@ -141,7 +141,7 @@ describe("hostile peers", () => {
     assert.match(String(await w.ended), /hello once per stream/);
     const early = client.work();
     const ended = new Promise((resolve) => early.on("error", resolve));
-    early.write({ kind: { $case: "result", value: { attemptId: 1, ok: true, kind: "ok", retryable: true, exitCode: 0, signal: "", reason: "", stderr: "", bytesIn: 0, bytesOut: 0, seconds: 0 } } });
+    early.write({ kind: { $case: "result", value: { attemptId: 1, ok: true, kind: "ok", retryable: true, exitCode: 0, signal: "", reason: "", stderr: "", bytesIn: 0, bytesOut: 0, seconds: 0, partitionEnds: [], marks: [] } } });
     assert.match(String(await ended), /must say hello first/);
     assert.equal(c.coordinator.proc.exitCode, null);
   });

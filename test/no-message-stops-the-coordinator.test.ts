@@ -409,7 +409,7 @@ describe("no message stops the coordinator", () => {
     stream.write({ kind: { $case: "hello", value: { name: "liar", host: "x", slots: 4, cpus: 8, memoryMb: 8192, localFiles: true, version: "0.1.0", interruptible: false, workerId: "", diskMb: 100_000, gpus: 0, docker: false } } });
     const [attempt] = await waitFor("an attempt for the lying worker", () => assigned.length > 0 && assigned);
     // No output was written for it: a commit would point the chunk at a file that does not exist.
-    stream.write({ kind: { $case: "result", value: { attemptId: attempt, ok: false, kind: "ok", retryable: true, exitCode: 0, signal: "", reason: "", stderr: "", bytesIn: 10, bytesOut: 0, seconds: 0.1 } } });
+    stream.write({ kind: { $case: "result", value: { attemptId: attempt, ok: false, kind: "ok", retryable: true, exitCode: 0, signal: "", reason: "", stderr: "", bytesIn: 10, bytesOut: 0, seconds: 0.1, partitionEnds: [], marks: [] } } });
     const state = await waitFor("the attempt to end", () => {
       const db = ledger(c);
       try {

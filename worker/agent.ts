@@ -22,6 +22,7 @@ import { OutcomeKind, retryableKind } from "../core/outcome";
 import type { ClientTls } from "../core/tls";
 import { BadBundleError } from "../core/bundle";
 import { readEvents, sendBlocks, type DataPort } from "../core/data-client";
+import { isOutcome, mapOutputToRun, reduceInput, reducerBachfile, runFailed, type Run } from "./map-reduce";
 
 
 /** auto: containers when a Docker Engine answers; docker: an engine is required; process: never containers. */
@@ -332,18 +333,21 @@ export class WorkerAgent {
     }
   }
 
-  private report(attemptId: number, o: AttemptOutcome): void {
+  private report(attemptId: number, o: AttemptOutcome & { run?: Run }): void {
     this.running.delete(attemptId);
     this.assigned.delete(attemptId);
     this.send({
       kind: {
         $case: "result",
-        value: { attemptId, ok: o.ok, kind: o.kind, retryable: o.retryable, exitCode: o.exitCode, signal: o.signal, reason: o.reason, stderr: o.stderr, bytesIn: o.bytesIn, bytesOut: o.bytesOut, seconds: o.seconds },
+        value: {
+          attemptId, ok: o.ok, kind: o.kind, retryable: o.retryable, exitCode: o.exitCode, signal: o.signal, reason: o.reason, stderr: o.stderr, bytesIn: o.bytesIn, bytesOut: o.bytesOut, seconds: o.seconds,
+          partitionEnds: o.run?.partitionEnds ?? [], marks: o.run?.marks ?? [],
+        },
       },
     });
   }
 
-  private async runAttempt(a: Assign): Promise<AttemptOutcome> {
+  private async runAttempt(a: Assign): Promise<AttemptOutcome & { run?: Run }> {
     const bundle = await this.bundles.use(a.bundleHash);
     try {
       return await this.runIn(bundle.dir, a);
@@ -352,25 +356,49 @@ export class WorkerAgent {
     }
   }
 
-  private async runIn(cwd: string, a: Assign): Promise<AttemptOutcome> {
+  private async runIn(cwd: string, a: Assign): Promise<AttemptOutcome & { run?: Run }> {
     const bachfile = JSON.parse(a.bachfileJson) as Bachfile;
-    const local = (this.opts.localFiles || this.sharedSpool) && a.source?.path;
-    const outputFile = local ? a.outputPath : path.join(this.opts.dataDir, "attempts", `${a.attemptId}.out`);
-    const input: ChunkInput = local
-      ? { kind: "range", path: a.source?.path ?? "", offset: a.source?.offset ?? 0, length: a.source?.length ?? 0 }
+    const reduce = bachfile.reduce;
+    const inPlace = this.opts.localFiles || this.sharedSpool;
+    // A reduce attempt has no chunk of its own: its input is its partition's runs (paths when in place).
+    const local = inPlace && (a.reduce ? a.reduce.runs.every((r) => r.path) : a.source?.path);
+    const attempts = path.join(this.opts.dataDir, "attempts");
+    const outputFile = local ? a.outputPath : path.join(attempts, `${a.attemptId}.out`);
+    // A map attempt of a map-reduce task writes aside: its output is the run made from what it wrote.
+    const mapOfReduce = reduce !== null && !a.reduce;
+    const programOutput = mapOfReduce ? path.join(attempts, `${a.attemptId}.map`) : outputFile;
+    const input: ChunkInput =
+      reduce && a.reduce ? reduceInput(reduce, a.reduce.runs.map((r) => () => (local ? filePieces(r.path, r.offset, r.offset + r.length) : this.fetchChunk(a.attemptId, a.key, r.chunk))), attempts)
+      : local ? { kind: "range", path: a.source?.path ?? "", offset: a.source?.offset ?? 0, length: a.source?.length ?? 0 }
       : { kind: "stream", frames: this.fetchChunk(a.attemptId, a.key) };
-    const run = {
-      bachfile,
-      cwd,
-      input,
-      outputFile,
-      workerName: this.opts.name,
-      env: { BACH_TASK: a.taskId, BACH_CHUNK: String(a.chunk), BACH_ATTEMPT: String(a.attemptId), BACH_WORKER: this.opts.name },
-    };
+    const env = { BACH_TASK: a.taskId, BACH_CHUNK: String(a.chunk), BACH_ATTEMPT: String(a.attemptId), BACH_WORKER: this.opts.name };
     if (a.imageId && !this.containers) throw new Error(`worker ${this.opts.name} runs no containers (no Docker Engine answered when it started)`);
-    const attempt = a.imageId && this.containers ? this.containers.run({ ...run, taskId: a.taskId, imageId: a.imageId }) : runProcess(run);
+    const start = (program: Bachfile, chunk: ChunkInput, output: string): RunningAttempt => {
+      const run = { bachfile: program, cwd, input: chunk, outputFile: output, workerName: this.opts.name, env };
+      return a.imageId && this.containers ? this.containers.run({ ...run, taskId: a.taskId, imageId: a.imageId }) : runProcess(run);
+    };
+    const attempt = start(reduce && a.reduce ? reducerBachfile(bachfile, reduce) : bachfile, input, programOutput);
     this.running.set(a.attemptId, attempt);
-    const outcome = await attempt.done;
+    let outcome: AttemptOutcome & { run?: Run } = await attempt.done;
+    if (mapOfReduce && reduce) {
+      try {
+        if (outcome.ok) {
+          const made = await mapOutputToRun(reduce, {
+            programOutput,
+            runFile: outputFile,
+            partitions: a.partitions,
+            tmpDir: attempts,
+            combine: (chunk, output) => start(reducerBachfile(bachfile, reduce), chunk, output),
+            running: (combiner) => this.running.set(a.attemptId, combiner),
+          });
+          outcome = isOutcome(made) ? made : { ...outcome, bytesOut: made.bytes, run: made };
+        }
+      } catch (err) {
+        outcome = runFailed(outcome, err as Error);
+      } finally {
+        await fs.promises.rm(programOutput, { force: true });
+      }
+    }
     if (!local) {
       try {
         if (outcome.ok) await this.uploadOutput(a.attemptId, a.key, outputFile);
@@ -405,16 +433,17 @@ export class WorkerAgent {
    * A running attempt's chunk from the coordinator: over its data port into a ring of reused buffers
    * (each frame valid until the next is asked for), or over gRPC.
    */
-  private async *fetchChunk(attemptId: number, key: string): AsyncGenerator<Buffer> {
+  private async *fetchChunk(attemptId: number, key: string, run: number | null = null): AsyncGenerator<Buffer> {
     const port = this.dataPortNow();
-    const events = port ? await readEvents(port, { chunk: attemptId, key }) : null;
+    const events = port ? await readEvents(port, run === null ? { chunk: attemptId, key } : { chunk: attemptId, key, run }) : null;
     if (events) {
       // The events end with the chunk's end message (or throw when the stream breaks off).
       for await (const ev of events) if (ev.kind === "data") yield ev.data;
       return;
     }
     if (port) this.dataPortGone("fetching chunks");
-    for await (const frame of this.client.fetchChunk({ attemptId, key })) yield (frame as { data: Buffer }).data;
+    // run: map chunk N's run is N + 1 over gRPC (0: the attempt's own chunk).
+    for await (const frame of this.client.fetchChunk({ attemptId, key, run: run === null ? 0 : run + 1 })) yield (frame as { data: Buffer }).data;
   }
 
   private async uploadOutput(attemptId: number, key: string, file: string): Promise<void> {
