@@ -1,0 +1,246 @@
+// The one k-way merge of sorted runs, shared by the map side (spills into a run) and the reduce side
+// (map runs into the reduce program's stdin). Stable: equal keys go in source order. Never sorts, and
+// never holds more than a frame or a record per source.
+import fs from "node:fs";
+import path from "node:path";
+import { filePieces } from "./file-pieces";
+import { checkRecordOptions } from "./shuffle-keys";
+import { RunReader } from "./shuffle-read";
+import { KeyIs, PlainSink, RunSink, writeSinkFile, type RecordSink, type RunInfo } from "./shuffle-write";
+
+export const DEFAULT_FAN_IN = 16;
+export const DEFAULT_FRAME_BYTES = 1024 * 1024;
+export const DEFAULT_MARK_EVERY = 64 * 1024;
+/** Frames of a temp run read back for a merge: fanIn of these (and a reader's copy) at once. */
+const TEMP_READ_BYTES = 256 * 1024;
+/** Frames written to files: few, big writes. */
+export const WRITE_FRAME_BYTES = 4 * 1024 * 1024;
+
+/** A framed run to merge: opens its frames; `temp` is a file of ours to remove once merged. */
+export interface RunSource {
+  open: () => AsyncIterable<Buffer>;
+  label: string;
+  temp?: string;
+}
+
+export function fileSource(file: string, temp: boolean): RunSource {
+  return { open: () => filePieces(file, 0, Infinity, TEMP_READ_BYTES, Buffer.allocUnsafe(TEMP_READ_BYTES)), label: file, temp: temp ? file : undefined };
+}
+
+const enum Pump {
+  /** The sink is full: take its frames, then pump again. */
+  full,
+  /** The winning source needs bytes: fill(), then pump again. */
+  fill,
+  done,
+}
+
+/**
+ * A binary heap of sources ordered by (partition, key, source index). Keys are compared only when a
+ * source's key changes: a record flagged "same key" keeps its source on top, since every other source
+ * is already after it (greater key, or equal key and higher index).
+ */
+class Merge {
+  private readonly heap: number[] = [];
+  private advance = false;
+
+  constructor(
+    private readonly readers: RunReader[],
+    private readonly hashed: boolean,
+  ) {}
+
+  async start(): Promise<void> {
+    for (const r of this.readers) if (!r.step()) await r.load();
+    this.readers.forEach((r, i) => {
+      if (!r.done) this.heap.push(i);
+    });
+    for (let i = (this.heap.length >> 1) - 1; i >= 0; i--) this.siftDown(i);
+  }
+
+  /** Moves records to the sink until it is full, a source needs reading, or all are merged. */
+  pump(sink: RecordSink): Pump {
+    const heap = this.heap;
+    for (;;) {
+      if (sink.full) return Pump.full;
+      if (this.advance) {
+        if (!this.readers[heap[0]].step()) return Pump.fill;
+        this.advance = false;
+        this.reposition();
+      }
+      if (heap.length === 0) return Pump.done;
+      const r = this.readers[heap[0]];
+      sink.put(r.buf, r.start, r.stop, r.keyLength, r.same ? KeyIs.same : KeyIs.unknown, r.partition);
+      this.advance = true;
+    }
+  }
+
+  async fill(): Promise<void> {
+    await this.readers[this.heap[0]].load();
+    this.advance = false;
+    this.reposition();
+  }
+
+  async close(): Promise<void> {
+    const failures: unknown[] = [];
+    for (const r of this.readers) await r.close().catch((e: unknown) => failures.push(e));
+    if (failures.length > 0) throw failures[0];
+  }
+
+  /** The top source took its next record (or ended): restore the heap. */
+  private reposition(): void {
+    const heap = this.heap;
+    const top = this.readers[heap[0]];
+    if (top.done) {
+      const last = heap.pop() as number;
+      if (heap.length === 0) return;
+      heap[0] = last;
+    } else if (top.same) return;
+    this.siftDown(0);
+  }
+
+  private siftDown(i: number): void {
+    const heap = this.heap;
+    const n = heap.length;
+    const item = heap[i];
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= n) break;
+      if (child + 1 < n && this.before(heap[child + 1], heap[child])) child++;
+      if (!this.before(heap[child], item)) break;
+      heap[i] = heap[child];
+      i = child;
+    }
+    heap[i] = item;
+  }
+
+  private before(a: number, b: number): boolean {
+    const x = this.readers[a];
+    const y = this.readers[b];
+    if (this.hashed && x.partition !== y.partition) return x.partition < y.partition;
+    if (x.prefix !== y.prefix) return x.prefix < y.prefix;
+    const c = x.key.compare(y.key, y.keyStart, y.keyEnd, x.keyStart, x.keyEnd);
+    return c !== 0 ? c < 0 : a < b;
+  }
+}
+
+function readersOf(sources: RunSource[], partitions: number | null): RunReader[] {
+  return sources.map((s) => new RunReader(s.open()[Symbol.asyncIterator](), s.label, partitions));
+}
+
+/** Merges at most a fan-in of sources into `file` through `sink`, closing every source; removes temp sources after. */
+async function mergeWritten(sources: RunSource[], file: string, partitions: number | null, sink: RecordSink): Promise<void> {
+  await writeSinkFile(file, sink, async (drain) => {
+    const merge = new Merge(readersOf(sources, partitions), partitions !== null);
+    try {
+      await merge.start();
+      for (;;) {
+        const state = merge.pump(sink);
+        if (state === Pump.full) await drain();
+        else if (state === Pump.fill) await merge.fill();
+        else break;
+      }
+    } finally {
+      await merge.close();
+    }
+  });
+  for (const s of sources) if (s.temp !== undefined) await fs.promises.rm(s.temp, { force: true });
+}
+
+/**
+ * Merges contiguous groups of sources into temp runs in `dir` until at most `fanIn` are left, merging
+ * no more than needed: each group of g sources removes g - 1, so one pass merges only as many as bring
+ * the count down to fanIn. Contiguous groups keep ties in source order.
+ */
+export async function reduceToFanIn(sources: RunSource[], fanIn: number, dir: string, partitions: number | null): Promise<RunSource[]> {
+  if (!Number.isInteger(fanIn) || fanIn < 2) throw new Error(`shuffle: fanIn must be a whole number >= 2, not ${fanIn}`);
+  let made = 0;
+  const frame = Buffer.allocUnsafe(WRITE_FRAME_BYTES);
+  while (sources.length > fanIn) {
+    let excess = sources.length - fanIn;
+    const next: RunSource[] = [];
+    let i = 0;
+    while (excess > 0 && i + 1 < sources.length) {
+      const group = sources.slice(i, i + Math.min(fanIn, excess + 1));
+      const file = path.join(dir, `merged-${made++}`);
+      await mergeWritten(group, file, partitions, new RunSink(frame, partitions, 0));
+      next.push(fileSource(file, true));
+      excess -= group.length - 1;
+      i += group.length;
+    }
+    sources = next.concat(sources.slice(i));
+  }
+  return sources;
+}
+
+/** Runs the merges of `sources` into `file` through `sink`, in a temp dir under tmpDir removed afterwards. */
+export async function mergeSourcesToFile(sources: RunSource[], file: string, sink: RecordSink, o: { fanIn: number; tmpDir: string; partitions: number | null }): Promise<void> {
+  const dir = await fs.promises.mkdtemp(path.join(o.tmpDir, "bach-merge-"));
+  try {
+    const few = await reduceToFanIn(sources, o.fanIn, dir, o.partitions);
+    await mergeWritten(few, file, o.partitions, sink);
+  } finally {
+    await fs.promises.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Merges framed runs (each a key-ordered run, a hash segment of one, or a range of one starting at a
+ * record that carries its key) into one run file. `partitions`: the runs hold hash segments in
+ * (partition, key) order and so will the output; null: key order, with marks every `markEvery` bytes.
+ */
+export async function mergeToRun(
+  sources: Array<() => AsyncIterable<Buffer>>,
+  runFile: string,
+  o: { fanIn?: number; tmpDir: string; partitions?: number | null; markEvery?: number },
+): Promise<RunInfo> {
+  const partitions = o.partitions ?? null;
+  const sink = new RunSink(Buffer.allocUnsafe(WRITE_FRAME_BYTES), partitions, partitions === null ? (o.markEvery ?? DEFAULT_MARK_EVERY) : 0);
+  await mergeSourcesToFile(
+    sources.map((open, i) => ({ open, label: `source ${i}` })),
+    runFile,
+    sink,
+    { fanIn: o.fanIn ?? DEFAULT_FAN_IN, tmpDir: o.tmpDir, partitions },
+  );
+  return sink.info();
+}
+
+/**
+ * Merges framed runs into plain records in key order (each record + delimiter), yielded in frames of
+ * up to `frameBytes`. A frame is a reused buffer valid until the next is asked for. Stable: ties go to
+ * the lower source index. Temp runs (more sources than fanIn) are removed when the generator ends,
+ * returns or throws; one abandoned without return() keeps them until its tmpDir is cleaned.
+ */
+export async function* mergeRuns(
+  sources: Array<() => AsyncIterable<Buffer>>,
+  o: { delimiter: Buffer; fanIn?: number; tmpDir: string; frameBytes?: number },
+): AsyncGenerator<Buffer> {
+  checkRecordOptions(o.delimiter);
+  const frameBytes = o.frameBytes ?? DEFAULT_FRAME_BYTES;
+  if (!Number.isInteger(frameBytes) || frameBytes < 1) throw new Error(`shuffle: frameBytes must be a whole number >= 1, not ${frameBytes}`);
+  const dir = await fs.promises.mkdtemp(path.join(o.tmpDir, "bach-merge-"));
+  try {
+    const named = sources.map((open, i): RunSource => ({ open, label: `source ${i}` }));
+    const few = await reduceToFanIn(named, o.fanIn ?? DEFAULT_FAN_IN, dir, null);
+    const merge = new Merge(readersOf(few, null), false);
+    try {
+      await merge.start();
+      const sink = new PlainSink(Buffer.allocUnsafe(frameBytes), o.delimiter);
+      for (;;) {
+        const state = merge.pump(sink);
+        if (state === Pump.full) {
+          while (sink.full) {
+            yield sink.take();
+            sink.resume();
+          }
+        } else if (state === Pump.fill) await merge.fill();
+        else break;
+      }
+      const rest = sink.take();
+      if (rest.length > 0) yield rest;
+    } finally {
+      await merge.close();
+    }
+  } finally {
+    await fs.promises.rm(dir, { recursive: true, force: true });
+  }
+}
