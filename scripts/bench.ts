@@ -433,12 +433,12 @@ async function main(): Promise<void> {
     })),
   ];
 
-  const lines: string[] = [];
+  // Each table is printed as soon as it is done, so a later one that fails takes nothing with it.
+  const print = (lines: string[]) => process.stdout.write(`${lines.join("\n")}\n`);
   // `--only mapreduce` alone runs the map-reduce table only; any other name selects rows of this one.
-  if (!ONLY.length || ONLY.some((o) => o !== "mapreduce")) lines.push(...(await mapOnly(rows, env, docker)));
-  if (!ONLY.length || ONLY.includes("mapreduce")) lines.push(...(await mapReduce(env, hasParallel)));
-  if (!ONLY.length || ONLY.some((o) => "recovery".includes(o))) lines.push(...(await recovery(env, taskDir)));
-  process.stdout.write(`${lines.join("\n")}\n`);
+  if (!ONLY.length || ONLY.some((o) => o !== "mapreduce")) print(await mapOnly(rows, env, docker));
+  if (!ONLY.length || ONLY.includes("mapreduce")) print(await mapReduce(env, hasParallel));
+  if (!ONLY.length || ONLY.some((o) => "recovery".includes(o))) print(await recovery(env, taskDir));
   fs.rmSync(work, { recursive: true, force: true });
 }
 
