@@ -1,13 +1,16 @@
 // The benchmark: 1 GiB of GDELT-like rows through a light mapper, side by side in one run: one mapper
 // process, GNU parallel, and Bach embedded (file and stdin) and on a loopback cluster (stdin). Prints
 // wall time, MB/s, the ratio to one process, and peak RSS of the CLI and the coordinator. With a Docker
-// Engine it adds the same task in containers, and the per-chunk cost of a container attempt.
-// Usage: npm run bench -- [--bytes N] [--runs N] [--only name,...] [--network-workers]
+// Engine it adds the same task in containers, and the per-chunk cost of a container attempt. The
+// `mapreduce` rows count the same rows per country and year with examples/gdelt-per-country-year,
+// against its pipeline (map | sort | reduce) run once.
+// Usage: npm run bench -- [--bytes N] [--runs N] [--only name,...|mapreduce|recovery] [--network-workers]
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { once } from "node:events";
+import { createHash } from "node:crypto";
 import net from "node:net";
 import Database from "better-sqlite3";
 import { BASE_IMAGE, connectDocker, dockerAnswers, imageId } from "../core/docker";
@@ -40,6 +43,17 @@ interface Row {
   md5: string;
   cliRss: number;
   coordRss: number;
+  /** md5 of the output's lines in byte order, for outputs sorted only piecewise (map-reduce in hash order). */
+  sortedMd5?: string;
+  /** A map-reduce task's `reduce` object from `bach task-report --json`; null where there is none. */
+  reduce?: ReduceReport | null;
+}
+
+interface ReduceReport {
+  partitions: number;
+  bytesShuffled: number;
+  mapAttempts: number;
+  reduceAttempts: number;
 }
 
 function peakRss(pid: number | undefined): number {
@@ -67,27 +81,46 @@ function busyCpuSeconds(): number {
   }
 }
 
-/** Runs `cmd` with its stdout into md5sum; times the whole, polls the peak RSS of `cmd` itself. */
-async function timed(cmd: string, cmdArgs: string[], opts: { stdinFile?: string; catFile?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<{ wall: number; cpu: number; md5: string; rss: number }> {
+/**
+ * Runs `cmd` with its stdout into md5sum; times the whole, polls the peak RSS of `cmd` itself. With
+ * `outFile` its stdout goes to that file instead (a small output, such as a reduce's), and md5 and
+ * sortedMd5 are of the file, read after the clock stops.
+ */
+async function timed(cmd: string, cmdArgs: string[], opts: { stdinFile?: string; catFile?: string; env?: NodeJS.ProcessEnv; cwd?: string; outFile?: string } = {}): Promise<{ wall: number; cpu: number; md5: string; sortedMd5?: string; rss: number }> {
   const started = process.hrtime.bigint();
   const cpuBefore = busyCpuSeconds();
   // catFile: a real pipe from cat, as in `cat FILE | cmd`; stdinFile: a redirect, as in `cmd < FILE`.
   const cat = opts.catFile ? spawn("cat", [opts.catFile], { stdio: ["ignore", "pipe", "inherit"] }) : null;
   const stdin = cat?.stdout ?? (opts.stdinFile ? fs.openSync(opts.stdinFile, "r") : "ignore");
-  const proc = spawn(cmd, cmdArgs, { stdio: [stdin, "pipe", "inherit"], env: { ...process.env, ...opts.env }, cwd: opts.cwd ?? work });
+  const stdout = opts.outFile ? fs.openSync(opts.outFile, "w") : "pipe";
+  const proc = spawn(cmd, cmdArgs, { stdio: [stdin, stdout, "inherit"], env: { ...process.env, ...opts.env }, cwd: opts.cwd ?? work });
   if (typeof stdin === "number") fs.closeSync(stdin);
+  if (typeof stdout === "number") fs.closeSync(stdout);
   cat?.stdout?.destroy();
-  const md5 = spawn("md5sum", [], { stdio: [proc.stdout ?? "ignore", "pipe", "inherit"] });
+  const md5 = proc.stdout ? spawn("md5sum", [], { stdio: [proc.stdout, "pipe", "inherit"] }) : null;
   let rss = 0;
   const poll = setInterval(() => (rss = Math.max(rss, peakRss(proc.pid))), 50);
   let sum = "";
-  md5.stdout?.on("data", (b: Buffer) => (sum += b.toString()));
-  const summed = once(md5, "close");
+  md5?.stdout?.on("data", (b: Buffer) => (sum += b.toString()));
+  const summed = md5 ? once(md5, "close") : null;
   const [code] = (await once(proc, "exit")) as [number];
   clearInterval(poll);
   await summed;
   if (code !== 0) throw new Error(`${cmd} ${cmdArgs.join(" ")} exited ${code}`);
-  return { wall: Number(process.hrtime.bigint() - started) / 1e9, cpu: busyCpuSeconds() - cpuBefore, md5: sum.split(" ")[0], rss };
+  const wall = Number(process.hrtime.bigint() - started) / 1e9;
+  const cpu = busyCpuSeconds() - cpuBefore;
+  if (!opts.outFile) return { wall, cpu, md5: sum.split(" ")[0], rss };
+  const out = fs.readFileSync(opts.outFile);
+  return { wall, cpu, md5: md5Of(out), sortedMd5: md5Of(sortedLines(out)), rss };
+}
+
+const md5Of = (b: Buffer) => createHash("md5").update(b).digest("hex");
+
+/** The lines in byte order, as `LC_ALL=C sort` prints them (latin1 maps bytes to characters below 256, which sort as the bytes do). */
+function sortedLines(b: Buffer): Buffer {
+  const text = b.toString("latin1");
+  const lines = (text.endsWith("\n") ? text.slice(0, -1) : text).split("\n").sort();
+  return Buffer.from(text ? `${lines.join("\n")}\n` : "", "latin1");
 }
 
 function sh(script: string) {
@@ -232,6 +265,88 @@ async function recovery(env: NodeJS.ProcessEnv, taskDir: string): Promise<string
   ];
 }
 
+/** The `reduce` object of the newest task's report (`bach task-report --json`), or null where it has none. */
+function reduceReport(cwd: string, env: NodeJS.ProcessEnv, extra: string[] = []): ReduceReport | null {
+  const r = spawnSync(process.execPath, [bach, "task-report", "--json", ...extra], { cwd, env: { ...process.env, ...env }, maxBuffer: 1 << 28 });
+  if (r.status !== 0) {
+    process.stderr.write(`bench: bach task-report --json failed: ${r.stderr.toString().trim()}\n`);
+    return null;
+  }
+  return (JSON.parse(r.stdout.toString()) as { reduce?: ReduceReport }).reduce ?? null;
+}
+
+/**
+ * Map-reduce: the events of the file counted per country and year with examples/gdelt-per-country-year
+ * (key: the first 2 tab-separated fields), against its pipeline run once: `map | LC_ALL=C sort -s |
+ * reduce`. Bach embedded in hash and total order, with and without the combiner, and in hash order with
+ * it on a loopback cluster. A total-order output must be the pipeline's bytes; a hash-order output is
+ * sorted only within each partition, so its lines are compared sorted.
+ */
+async function mapReduce(env: NodeJS.ProcessEnv, hasParallel: boolean): Promise<string[]> {
+  const example = path.join(root, "examples", "gdelt-per-country-year");
+  const bachfile = JSON.parse(fs.readFileSync(path.join(example, "bachfile.json"), "utf8")) as { reduce: object };
+  const variant = (name: string, reduce: { order: "hash" | "total"; combine: boolean }) => {
+    const dir = path.join(work, `mapreduce-${name}`);
+    fs.mkdirSync(dir, { recursive: true });
+    for (const f of ["map.js", "reduce.js"]) fs.copyFileSync(path.join(example, f), path.join(dir, f));
+    fs.writeFileSync(path.join(dir, "bachfile.json"), JSON.stringify({ ...bachfile, "logical-name": `bench-${name}`, reduce: { ...bachfile.reduce, ...reduce } }));
+    return { dir, order: reduce.order };
+  };
+  const out = path.join(work, "mapreduce.out");
+  const reduceStage = `LC_ALL=C sort -s -S 1G -t $'\\t' -k1,2 | node ${example}/reduce.js`;
+  const shell = (script: string) => async () => ({ ...(await timed("bash", ["-c", `set -o pipefail; ${script}`], { outFile: out })), cliRss: 0, coordRss: 0 });
+  const embedded = (task: { dir: string }) => async () => {
+    const r = await timed(process.execPath, [bach, "task-run", "-p", "2", "--data", data], { env, cwd: task.dir, outFile: out });
+    return { ...r, cliRss: r.rss, coordRss: r.rss, reduce: reduceReport(task.dir, env) };
+  };
+  const tasks = {
+    "hash, combine": variant("hash-combine", { order: "hash", combine: true }),
+    hash: variant("hash", { order: "hash", combine: false }),
+    "total, combine": variant("total-combine", { order: "total", combine: true }),
+    total: variant("total", { order: "total", combine: false }),
+  };
+  const rows: (BenchRow & { order: "hash" | "total" })[] = [
+    { name: "pipeline: node map.js < FILE | LC_ALL=C sort -s -S 1G -t TAB -k1,2 | node reduce.js", order: "total", run: shell(`node ${example}/map.js < ${data} | ${reduceStage}`) },
+    ...(hasParallel
+      ? [{ name: "parallel --pipepart -a FILE --block -1 -j2 -k node map.js | sort ... | node reduce.js", order: "total" as const, run: shell(`parallel --pipepart -a ${data} --block -1 -j2 -k node ${example}/map.js | ${reduceStage}`) }]
+      : []),
+    ...Object.entries(tasks).map(([how, task]) => ({ name: `bach task-run -p 2 --data FILE (embedded; ${how})`, order: task.order, run: embedded(task) })),
+    {
+      name: "bach task-run --data FILE (cluster: coordinator + 2 workers on loopback; hash, combine)",
+      order: "hash",
+      run: async () => {
+        const cluster = await startCluster();
+        const on = ["--coordinator", cluster.address, "--token", "bench"];
+        try {
+          const r = await timed(process.execPath, [bach, "task-run", ...on, "--data", data], { env, cwd: tasks["hash, combine"].dir, outFile: out });
+          return { ...r, cliRss: r.rss, coordRss: peakRss(cluster.coordinator.pid), reduce: reduceReport(tasks["hash, combine"].dir, env, on) };
+        } finally {
+          cluster.stop();
+        }
+      },
+    },
+  ];
+  const { results } = await inRounds(rows);
+  const base = results[0];
+  const keys = fs.existsSync(out) ? sortedLines(fs.readFileSync(out)).toString("latin1").split("\n").length - 1 : 0;
+  const cores = os.availableParallelism();
+  const same = (r: Result, order: "hash" | "total") =>
+    order === "total" ? (r.md5 === base.md5 ? "yes, byte for byte" : "NO") : r.sortedMd5 === base.sortedMd5 ? "yes, lines sorted" : "NO";
+  const shuffled = (r: Result) => (!r.reduce ? "-" : r.reduce.bytesShuffled < 2 ** 20 ? `${(r.reduce.bytesShuffled / 1024).toFixed(1)} KiB` : `${mb(r.reduce.bytesShuffled)} MiB`);
+  return [
+    "",
+    `map-reduce: events per country and year of the same ${(BYTES / 2 ** 30).toFixed(2)} GiB (examples/gdelt-per-country-year, ${keys} keys in its output); ${RUNS} rounds; ratio: the pipeline's wall over the row's, median within a round; ${cores} cores`,
+    "same output: a total-order output (and parallel -k's) must be the pipeline's bytes; a hash-order output is sorted per partition only, so its lines are compared sorted",
+    ...(hasParallel ? [] : ["(GNU parallel is not installed here: no parallel row)"]),
+    "",
+    "| run | wall s | ratio to the pipeline | CPU s | shuffled | partitions | attempts (map + reduce) | same output | CLI peak RSS MiB | coordinator peak RSS MiB |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ...results.map((r, i) =>
+      `| ${r.name.replace(/\|/g, "\\|")} | ${r.wall.toFixed(2)} | ${r.ratio.toFixed(2)} | ${r.cpu.toFixed(1)} | ${shuffled(r)} | ${r.reduce?.partitions ?? "-"} | ${r.reduce ? `${r.reduce.mapAttempts} + ${r.reduce.reduceAttempts}` : "-"} | ${i === 0 ? "(reference)" : same(r, rows[i].order)} | ${mb(r.cliRss)} | ${mb(r.coordRss)} |`,
+    ),
+  ];
+}
+
 /** A Docker Engine answers and has (or can build) the base image. */
 async function dockerReady(): Promise<boolean> {
   const docker = connectDocker();
@@ -283,7 +398,7 @@ async function main(): Promise<void> {
   };
 
   const tls = tlsFlags();
-  const rows: { name: string; run: () => Promise<Omit<Row, "name">> }[] = [
+  const rows: BenchRow[] = [
     { name: "one process: node mapper < file", run: async () => ({ ...(await sh(`node ${taskDir}/mapper.js < ${data}`)), cliRss: 0, coordRss: 0 }) },
     ...(hasParallel
       ? [
@@ -318,9 +433,24 @@ async function main(): Promise<void> {
     })),
   ];
 
-  // Rounds, not one row after another: this VM's speed drifts by tens of percent over minutes, so each
-  // round runs every row once and a row's ratio is the median of its ratios within a round.
-  const selected = rows.filter((row, i) => i === 0 || !ONLY.length || ONLY.some((o) => row.name.includes(o)));
+  // Each table is printed as soon as it is done, so a later one that fails takes nothing with it.
+  const print = (lines: string[]) => process.stdout.write(`${lines.join("\n")}\n`);
+  // `--only mapreduce` alone runs the map-reduce table only; any other name selects rows of this one.
+  if (!ONLY.length || ONLY.some((o) => o !== "mapreduce")) print(await mapOnly(rows, env, docker));
+  if (!ONLY.length || ONLY.includes("mapreduce")) print(await mapReduce(env, hasParallel));
+  if (!ONLY.length || ONLY.some((o) => "recovery".includes(o))) print(await recovery(env, taskDir));
+  fs.rmSync(work, { recursive: true, force: true });
+}
+
+type BenchRow = { name: string; run: () => Promise<Omit<Row, "name">> };
+type Result = Row & { ratio: number };
+
+/**
+ * Rounds, not one row after another: this VM's speed drifts by tens of percent over minutes, so each
+ * round runs every row once and a row's ratio (to the first row) is the median of its ratios within a
+ * round. Returns the medians and every round's measures.
+ */
+async function inRounds(selected: BenchRow[]): Promise<{ results: Result[]; runs: Omit<Row, "name">[][] }> {
   const runs = selected.map(() => [] as Omit<Row, "name">[]);
   for (let round = 0; round < RUNS; round++) {
     for (const [i, row] of selected.entries()) {
@@ -329,20 +459,29 @@ async function main(): Promise<void> {
       process.stderr.write(`bench: round ${round + 1}: ${row.name}: ${r.wall.toFixed(2)} s, ${r.cpu.toFixed(1)} CPU-s, md5 ${r.md5.slice(0, 8)}, CLI ${(r.cliRss / 2 ** 20).toFixed(0)} MiB\n`);
     }
   }
-  const middle = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
-  const results: (Row & { ratio: number })[] = selected.map((row, i) => ({
+  const same = (values: (string | undefined)[]) => (values.every((v) => v === values[0]) ? values[0] : "differs between runs");
+  const results: Result[] = selected.map((row, i) => ({
     name: row.name,
     wall: middle(runs[i].map((r) => r.wall)),
     cpu: middle(runs[i].map((r) => r.cpu)),
     ratio: middle(runs[i].map((r, round) => runs[0][round].wall / r.wall)),
-    md5: runs[i].every((r) => r.md5 === runs[i][0].md5) ? runs[i][0].md5 : "differs between runs",
+    md5: same(runs[i].map((r) => r.md5)) ?? "",
+    sortedMd5: same(runs[i].map((r) => r.sortedMd5)),
     cliRss: Math.max(...runs[i].map((r) => r.cliRss)),
     coordRss: Math.max(...runs[i].map((r) => r.coordRss)),
+    reduce: runs[i].at(-1)?.reduce,
   }));
+  return { results, runs };
+}
 
+const middle = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
+const mb = (n: number) => (n ? `${(n / 2 ** 20).toFixed(0)}` : "-");
+
+/** The map-only table: mapper-military over the file, one process against parallel and Bach. */
+async function mapOnly(rows: BenchRow[], env: NodeJS.ProcessEnv, docker: boolean): Promise<string[]> {
+  const { results, runs } = await inRounds(rows.filter((row, i) => i === 0 || !ONLY.length || ONLY.some((o) => row.name.includes(o))));
   const base = results[0];
   const cores = os.availableParallelism();
-  const mb = (n: number) => (n ? `${(n / 2 ** 20).toFixed(0)}` : "-");
   const lines = [
     `${(BYTES / 2 ** 30).toFixed(2)} GiB, ${path.basename(mapperFile)}, output to md5sum; ${RUNS} rounds (every row once a round); wall: median; ratio: median of the ratios within a round; ${cores} cores`,
     `CPU s: busy CPU time of the whole machine during the row (median); floor: CPU s / ${cores} cores, the least wall time any schedule of that work could take here; best ratio: one process's wall over that floor`,
@@ -360,9 +499,7 @@ async function main(): Promise<void> {
     lines.push("", `containers against plain processes, --data FILE -p 2: ${within.toFixed(2)}x the wall time (median within a round; target: at most 1.3x)`);
   }
   if (docker) lines.push(await perChunkCost(env));
-  if (!ONLY.length || ONLY.some((o) => "recovery".includes(o))) lines.push(...(await recovery(env, taskDir)));
-  process.stdout.write(`${lines.join("\n")}\n`);
-  fs.rmSync(work, { recursive: true, force: true });
+  return lines;
 }
 
 main().catch((err: Error) => {
