@@ -64,6 +64,20 @@ describe("embedded", () => {
     });
   }
 
+  test("a map-reduce task runs its map, combiner and reduce programs in containers, with the pipeline's output", async (t) => {
+    if (!(await ready(t))) return;
+    const plain = exampleDir("gdelt-per-country-year");
+    const reduce = (JSON.parse(fs.readFileSync(path.join(plain, "bachfile.json"), "utf8")) as { reduce: object }).reduce;
+    const task = inImage("gdelt-per-country-year", { reduce: { ...reduce, order: "total", partitions: 2 }, hardware: { memory: { max: 256 }, network: null } });
+    const mapped = spawnSync("node", ["map.js"], { cwd: task, input: fs.readFileSync(gdelt), maxBuffer: 1 << 30 }).stdout;
+    const sorted = spawnSync("sort", ["-s", "-t", "\t", "-k1,2"], { input: mapped, env: { ...process.env, LC_ALL: "C" }, maxBuffer: 1 << 30 }).stdout;
+    const expected = spawnSync("node", ["reduce.js"], { cwd: task, input: sorted }).stdout;
+    assert.ok(expected.length > 0);
+    const r = await runBach(["task-run", "--data", gdelt, "-p", "2", "--chunk-size", "1m"], { cwd: task });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stdout.equals(expected), "output differs from the pipeline's");
+  });
+
   test("task-build builds a Dockerfile and records the image digest in the bundle", async (t) => {
     if (!(await ready(t))) return;
     const task = taskFolder(

@@ -62,7 +62,14 @@ const task = () =>
     reduce: { binary: "sh", args: ["-c", "sleep 1; cat"], order: "total", partitions: 3 },
   });
 
-async function faultRun(fault: (c: Cluster) => Promise<void>): Promise<void> {
+/** Attempts of one phase that were lost (with a worker, or with the coordinator's restart). */
+function lost(dataDir: string, phase: "map" | "reduce"): number {
+  return ledger(dataDir, (db) =>
+    (db.prepare("SELECT COUNT(*) AS n FROM attempts a JOIN chunks c ON c.task_id = a.task_id AND c.seq = a.seq WHERE a.state = 'lost' AND c.phase = ?").get(phase) as { n: number }).n,
+  );
+}
+
+async function faultRun(lostIn: "map" | "reduce", fault: (c: Cluster) => Promise<void>): Promise<void> {
   const cluster = await startCluster({ workers: 2, slots: 2 });
   try {
     const { file, expected } = records();
@@ -72,6 +79,7 @@ async function faultRun(fault: (c: Cluster) => Promise<void>): Promise<void> {
     assert.equal(r.code, 0, r.stderr);
     assert.ok(r.stdout.equals(expected), `output identical to the pipeline's (${r.stdout.length} bytes, expected ${expected.length})`);
     assertCommittedOnce(cluster.dataDir, 3);
+    assert.ok(lost(cluster.dataDir, lostIn) >= 1, `the fault cost a ${lostIn} attempt`);
   } finally {
     await cluster.stop();
   }
@@ -79,25 +87,25 @@ async function faultRun(fault: (c: Cluster) => Promise<void>): Promise<void> {
 
 describe("map-reduce survives kills", () => {
   test("a worker SIGKILLed during the map phase", () =>
-    faultRun(async (c) => {
+    faultRun("map", async (c) => {
       await waitFor("a map attempt on worker-2", () => running(c.dataDir, "map", "worker-2") > 0);
       await c.workers[1].stop("SIGKILL");
     }));
 
   test("a worker SIGKILLed while its reduce attempt fetches runs", () =>
-    faultRun(async (c) => {
+    faultRun("reduce", async (c) => {
       await waitFor("a reduce attempt on worker-2", () => running(c.dataDir, "reduce", "worker-2") > 0, 60_000);
       await c.workers[1].stop("SIGKILL");
     }));
 
   test("the coordinator SIGKILLed and restarted during the map phase", () =>
-    faultRun(async (c) => {
+    faultRun("map", async (c) => {
       await waitFor("two map chunks committed", () => committedMaps(c.dataDir) >= 2);
       await c.restartCoordinator();
     }));
 
   test("the coordinator SIGKILLed and restarted during the reduce phase", () =>
-    faultRun(async (c) => {
+    faultRun("reduce", async (c) => {
       await waitFor("a reduce attempt running", () => running(c.dataDir, "reduce") > 0, 60_000);
       await c.restartCoordinator();
     }));

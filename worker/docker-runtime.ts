@@ -61,6 +61,8 @@ interface SlotContainer {
   stopped: Promise<void>;
   /** Attempts run in it so far: the number the keeper echoes back names the one that ended. */
   runs: number;
+  /** The program it runs (its Cmd): a map-reduce task's map and reduce programs each have their own containers. */
+  program: string;
 }
 
 export interface DockerRuntimeOptions {
@@ -261,7 +263,9 @@ export class DockerRuntime {
 
   private async takeSlot(r: ContainerRun): Promise<SlotContainer> {
     this.endedTasks.delete(r.taskId);
-    const reuse = this.idle.get(r.taskId)?.pop();
+    const idle = this.idle.get(r.taskId) ?? [];
+    const same = idle.findIndex((s) => s.program === programOf(r));
+    const reuse = same >= 0 ? idle.splice(same, 1)[0] : undefined;
     const slot = reuse ?? (await this.create(r));
     this.busy.add(slot);
     return slot;
@@ -344,6 +348,7 @@ export class DockerRuntime {
       marker: reportMarker(token),
       onStderr: null,
       runs: 0,
+      program: programOf(r),
       stopped: new Promise<void>((resolve) => {
         attached.on("end", resolve);
         attached.on("close", resolve);
@@ -497,4 +502,9 @@ function readOomKills(file: string | null): number | null {
 function dockerMessage(err: unknown): string {
   const e = err as { json?: { message?: string }; message?: string };
   return (e.json?.message ?? e.message ?? String(err)).trim();
+}
+
+/** What a container runs, for reuse: only an attempt of the same task and the same program may take it. */
+function programOf(r: ContainerRun): string {
+  return JSON.stringify([r.bachfile.binary, ...r.bachfile.args]);
 }
