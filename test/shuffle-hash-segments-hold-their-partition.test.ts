@@ -32,7 +32,12 @@ test("segment p holds the records of partition p in key order, and partitionEnds
             segment.map((r) => r.bytes),
             modelSort(inP, c.key),
           );
-          if (segment.length > 0) assert.equal(segment[0].keyLength, keyOf(segment[0].bytes, c.key).length, `segment ${p} opens with its key`);
+          // A record carries its key exactly when it must: first of its segment, or at a key change.
+          segment.forEach((r, i) => {
+            const key = keyOf(r.bytes, c.key);
+            const mustCarry = i === 0 || !keyOf(segment[i - 1].bytes, c.key).equals(key);
+            assert.equal(r.keyLength, mustCarry ? key.length : null, `segment ${p} record ${i}`);
+          });
         }
         assert.deepEqual(
           decoded.map((r) => r.bytes),

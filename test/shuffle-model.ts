@@ -132,6 +132,7 @@ export const cases: fc.Arbitrary<Case> = fc
       }),
   );
 
-export const spillBytes = fc.constantFrom(1, 7, 16, 64, 300, 1 << 20);
+/** Tiny spills (many of them), spills of a few dozen records (more distinct keys than ranks are for: radix), one spill. */
+export const spillBytes = fc.constantFrom(1, 7, 16, 64, 300, 1000, 1 << 20);
 export const fanIn = fc.constantFrom(2, 3, 16);
 export const frameSizes = fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 8 });
