@@ -77,3 +77,31 @@ test(`512 MiB through a cluster (cat, a network worker) keeps CLI, coordinator a
     assert.ok(peak < LIMIT, `${name} peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`);
   }
 });
+
+test(`map-reduce: 512 MiB of map output with a distinct key a record, through -p 2, keeps the CLI under ${LIMIT >> 20} MiB`, { skip: process.platform !== "linux" && "needs /proc" }, async (t) => {
+  const input = gdeltFile(INPUT);
+  let peak = 0;
+  let timer: NodeJS.Timeout | undefined;
+  // Identity map (the whole input is map output), keyed by GDELT's event id (one key per record), and
+  // reducers that count bytes: the sort spills and merges whatever the number of keys.
+  const task = taskFolder({ binary: "cat", reduce: { binary: "wc", args: ["-c"], key: { separator: "\t", fields: 1 }, partitions: 2 } });
+  const r = await runBach(["task-run", "--data", input, "-p", "2"], {
+    cwd: task,
+    onStart: (p) => {
+      timer = setInterval(() => {
+        try {
+          if (p.pid) peak = Math.max(peak, peakRss(p.pid));
+        } catch {
+          // The process ended between two looks; the last reading stands.
+        }
+      }, 50);
+    },
+  });
+  clearInterval(timer);
+  assert.equal(r.code, 0, r.stderr);
+  const counted = r.stdout.toString().trim().split("\n").reduce((n, l) => n + Number(l), 0);
+  assert.equal(counted, fs.statSync(input).size, "every record reached a reducer once");
+  t.diagnostic(`peak RSS MiB: ${(peak / 2 ** 20).toFixed(0)}`);
+  assert.ok(peak > 0, "measured");
+  assert.ok(peak < LIMIT, `peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`);
+});
