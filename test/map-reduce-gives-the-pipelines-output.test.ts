@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import fc from "fast-check";
 import { partitionOf } from "../core/shuffle";
-import { runBach, taskFolder, tempDir } from "./harness";
+import { runBach, startCluster, taskFolder, tempDir, waitFor } from "./harness";
 
 const TAB = 0x09;
 const NL = 0x0a;
@@ -128,5 +128,51 @@ describe("map-reduce gives the pipeline's output", () => {
     const text = await runBach(["task-report"], { cwd: task, env });
     assert.match(text.stdout.toString(), /shuffle +\d/);
     assert.match(text.stdout.toString(), /partition 2: committed/);
+    const page = path.join(tempDir("bach-html-"), "report.html");
+    const html = await runBach(["task-report", "--html", page], { cwd: task, env });
+    assert.equal(html.code, 0, html.stderr);
+    const written = fs.readFileSync(page, "utf8");
+    assert.match(written, /class="reduce-start"/, "the map phase's end is marked on the timeline");
+    assert.match(written, /<rect class="reduce"/, "reduce attempts are bars of their own kind");
+  });
+});
+
+describe("map-reduce on a cluster", () => {
+  /** Records of 40 keys, and the identity task's expected output in total order. */
+  function keyed(): { file: string; expected: Buffer } {
+    const input = Buffer.from(`${Array.from({ length: 40_000 }, (_, i) => `key${(i * 31) % 40}\trow ${i}`).join("\n")}\n`);
+    const file = path.join(tempDir("bach-mr-"), "records");
+    fs.writeFileSync(file, input);
+    return { file, expected: sortOnce(input, 1) };
+  }
+
+  test("reduce attempts read runs in place on the spool's disk and over the data port from another machine; task-output prints the reduced output", async (t) => {
+    const cluster = await startCluster({ slots: 2 });
+    t.after(() => cluster.stop());
+    await cluster.addWorker();
+    await cluster.addWorker({ localSpool: true });
+    await waitFor("worker-2 to find the spool", () => cluster.coordinator.stderr().includes("shares the coordinator's filesystem"));
+    const { file, expected } = keyed();
+    const task = identityTask("total", 1, 4);
+    const on = ["--coordinator", cluster.address, "--token", cluster.token];
+    const run = await runBach(["task-run", ...on, "--data", file, "--chunk-size", "16k"], { cwd: task });
+    assert.equal(run.code, 0, run.stderr);
+    assert.ok(run.stdout.equals(expected), "output identical to the pipeline's");
+    const detached = await runBach(["task-run", ...on, "--data", file, "--chunk-size", "16k", "--detach"], { cwd: task });
+    assert.equal(detached.code, 0, detached.stderr);
+    const out = await runBach(["task-output", detached.stdout.toString().trim(), ...on], { cwd: task });
+    assert.equal(out.code, 0, out.stderr);
+    assert.ok(out.stdout.equals(expected), "task-output prints the reduced output");
+  });
+
+  test("reduce attempts fetch runs over gRPC when the data port cannot be reached", async (t) => {
+    // The data port listens on 127.0.0.2 only: the worker's connections to 127.0.0.1 are refused.
+    const cluster = await startCluster({ workers: 1, slots: 2, dataListen: "127.0.0.2:0" });
+    t.after(() => cluster.stop());
+    const { file, expected } = keyed();
+    const r = await runBach(["task-run", "--coordinator", cluster.address, "--token", cluster.token, "--data", file, "--chunk-size", "16k"], { cwd: identityTask("hash", 1, 1) });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stdout.equals(expected), "one hash partition: the whole output in key order");
+    assert.match(cluster.workers[0]?.stderr() ?? "", /data port did not answer; fetching chunks over gRPC/);
   });
 });

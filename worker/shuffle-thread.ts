@@ -4,6 +4,13 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { sortToPlain, sortToRun, type SortOptions } from "../core/shuffle";
 
+/**
+ * A sort's memory for one spill: two map attempts sort at once in an embedded run of -p 2, each on a
+ * thread in the CLI's process, and with 32 MiB spills that process peaked at 280 MB (512 MiB of map
+ * output, a key a record); 16 MiB spills cost a few more merge inputs and keep it well under 300 MB.
+ */
+const SPILL_BYTES = 16 * 1024 * 1024;
+
 export interface SortJob {
   /** run: a run file (the shuffle's); plain: sorted records each ending in the delimiter (a combiner's stdin). */
   to: "run" | "plain";
@@ -19,7 +26,13 @@ export interface SortJob {
 export type SortAnswer = { ok: true; bytes: number; records: number; partitionEnds: number[]; marks: number[] } | { ok: false; error: string };
 
 async function sortJob(job: SortJob): Promise<SortAnswer> {
-  const options: SortOptions = { delimiter: Buffer.from(job.delimiter), key: { separator: Buffer.from(job.separator), fields: job.fields }, partitions: job.partitions, tmpDir: job.tmpDir };
+  const options: SortOptions = {
+    delimiter: Buffer.from(job.delimiter),
+    key: { separator: Buffer.from(job.separator), fields: job.fields },
+    partitions: job.partitions,
+    tmpDir: job.tmpDir,
+    spillBytes: SPILL_BYTES,
+  };
   if (job.to === "plain") {
     const done = await sortToPlain(job.input, job.output, options);
     return { ok: true, bytes: done.bytes, records: done.records, partitionEnds: [], marks: [] };
