@@ -21,6 +21,9 @@ export function autoPartitions(bytes: number, slots: number): number {
   return Math.min(MAX_PARTITIONS, Math.max(1, slots, Math.ceil(bytes / AUTO_PARTITION_BYTES)));
 }
 
+/** Marks closer than this on average are refused (see checkRunIndex). */
+const MIN_MARK_SPACING = 4096;
+
 /** A committed map chunk's run. */
 export interface MapRun {
   seq: number;
@@ -90,6 +93,8 @@ export function checkRunIndex(index: RunIndex, bytes: number, order: "hash" | "t
     if (!increasing(index.partitionEnds, false) || index.partitionEnds[partitions - 1] !== bytes) return "its run's partition ends are not in order, or do not end at its size";
     return { partitionEnds: index.partitionEnds, marks: [] };
   }
+  // A mark every 64 KiB is what workers write; one every few KiB would only make planning read more.
+  if (index.marks.length > Math.ceil(bytes / MIN_MARK_SPACING) + 1) return `its run has ${index.marks.length} marks for ${bytes} bytes`;
   if (!increasing(index.marks, true) || index.marks.some((m) => m >= bytes) || (bytes > 0 && index.marks[0] !== 0)) return "its run's marks are not in order within it";
   return { partitionEnds: [], marks: index.marks };
 }
