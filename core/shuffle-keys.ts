@@ -63,9 +63,10 @@ function matchesAt(buf: Buffer, at: number, pattern: Buffer): boolean {
  */
 export function keyPrefix(buf: Buffer, start: number, end: number): number {
   let p = 0;
-  for (let i = 0; i < 6; i++) p = p * 256 + (start + i < end ? buf[start + i] : 0);
+  for (let i = 0; i < PREFIX_BYTES; i++) p = p * 256 + (start + i < end ? buf[start + i] : 0);
   return p;
 }
+export const PREFIX_BYTES = 6;
 
 /** Throws on options no sort could honour: an empty delimiter or separator, fields below 1. */
 export function checkRecordOptions(delimiter: Buffer, key?: KeySpec): void {

@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { filePieces } from "./file-pieces";
-import { checkRecordOptions } from "./shuffle-keys";
+import { PREFIX_BYTES, checkRecordOptions } from "./shuffle-keys";
 import { RunReader } from "./shuffle-read";
 import { KeyIs, PlainSink, RunSink, writeSinkFile, type RecordSink, type RunInfo } from "./shuffle-write";
 
@@ -36,48 +36,61 @@ const enum Pump {
 }
 
 /**
- * A binary heap of sources ordered by (partition, key, source index). Keys are compared only when a
- * source's key changes: a record flagged "same key" keeps its source on top, since every other source
- * is already after it (greater key, or equal key and higher index).
+ * A loser tree of sources ordered by (partition, key, source index): replacing the winner costs one
+ * compare per level (a binary heap's sift costs two). Keys are compared only when a source's key
+ * changes: a record flagged "same key" keeps its source winning, since every other source is already
+ * after it (greater key, or equal key and higher index). An ended source loses to every other.
  */
 class Merge {
-  private readonly heap: number[] = [];
+  /** tree[0]: the winning source; tree[node] for 1 <= node < k: the loser of the match at node. */
+  private readonly tree: Int32Array;
   private advance = false;
 
   constructor(
     private readonly readers: RunReader[],
     private readonly hashed: boolean,
-  ) {}
+  ) {
+    this.tree = new Int32Array(Math.max(1, readers.length));
+  }
 
   async start(): Promise<void> {
     for (const r of this.readers) if (!r.step()) await r.load();
-    this.readers.forEach((r, i) => {
-      if (!r.done) this.heap.push(i);
-    });
-    for (let i = (this.heap.length >> 1) - 1; i >= 0; i--) this.siftDown(i);
+    // Leaves are nodes k..2k-1 (source i at k + i); play every match once, bottom up.
+    const k = this.readers.length;
+    const winners = new Int32Array(2 * k);
+    for (let i = 0; i < k; i++) winners[k + i] = i;
+    for (let node = k - 1; node >= 1; node--) {
+      const a = winners[2 * node];
+      const b = winners[2 * node + 1];
+      const aWins = this.beats(a, b);
+      winners[node] = aWins ? a : b;
+      this.tree[node] = aWins ? b : a;
+    }
+    this.tree[0] = k > 1 ? winners[1] : 0;
   }
 
   /** Moves records to the sink until it is full, a source needs reading, or all are merged. */
   pump(sink: RecordSink): Pump {
-    const heap = this.heap;
+    const readers = this.readers;
+    if (readers.length === 0) return Pump.done;
     for (;;) {
       if (sink.full) return Pump.full;
       if (this.advance) {
-        if (!this.readers[heap[0]].step()) return Pump.fill;
+        if (!readers[this.tree[0]].step()) return Pump.fill;
         this.advance = false;
-        this.reposition();
+        this.replay();
       }
-      if (heap.length === 0) return Pump.done;
-      const r = this.readers[heap[0]];
+      const r = readers[this.tree[0]];
+      if (r.done) return Pump.done;
       sink.put(r.buf, r.start, r.stop, r.keyLength, r.same ? KeyIs.same : KeyIs.unknown, r.partition);
       this.advance = true;
     }
   }
 
   async fill(): Promise<void> {
-    await this.readers[this.heap[0]].load();
+    await this.readers[this.tree[0]].load();
     this.advance = false;
-    this.reposition();
+    this.replay();
   }
 
   async close(): Promise<void> {
@@ -86,41 +99,46 @@ class Merge {
     if (failures.length > 0) throw failures[0];
   }
 
-  /** The top source took its next record (or ended): restore the heap. */
-  private reposition(): void {
-    const heap = this.heap;
-    const top = this.readers[heap[0]];
-    if (top.done) {
-      const last = heap.pop() as number;
-      if (heap.length === 0) return;
-      heap[0] = last;
-    } else if (top.same) return;
-    this.siftDown(0);
-  }
-
-  private siftDown(i: number): void {
-    const heap = this.heap;
-    const n = heap.length;
-    const item = heap[i];
-    for (;;) {
-      let child = 2 * i + 1;
-      if (child >= n) break;
-      if (child + 1 < n && this.before(heap[child + 1], heap[child])) child++;
-      if (!this.before(heap[child], item)) break;
-      heap[i] = heap[child];
-      i = child;
+  /** The winner took its next record (or ended): replay its matches from its leaf up. */
+  private replay(): void {
+    const tree = this.tree;
+    let winner = tree[0];
+    const r = this.readers[winner];
+    if (r.same && !r.done) return;
+    for (let node = (this.readers.length + winner) >> 1; node >= 1; node >>= 1) {
+      const other = tree[node];
+      if (this.beats(other, winner)) {
+        tree[node] = winner;
+        winner = other;
+      }
     }
-    heap[i] = item;
+    tree[0] = winner;
   }
 
-  private before(a: number, b: number): boolean {
+  private beats(a: number, b: number): boolean {
     const x = this.readers[a];
     const y = this.readers[b];
+    if (x.done || y.done) return !x.done || (y.done && a < b);
     if (this.hashed && x.partition !== y.partition) return x.partition < y.partition;
     if (x.prefix !== y.prefix) return x.prefix < y.prefix;
-    const c = x.key.compare(y.key, y.keyStart, y.keyEnd, x.keyStart, x.keyEnd);
+    const c = compareFrom(x.key, x.keyStart, x.keyEnd, y.key, y.keyStart, y.keyEnd, PREFIX_BYTES);
     return c !== 0 ? c < 0 : a < b;
   }
+}
+
+/**
+ * Bytes x[xs, xe) against y[ys, ye), known equal in their first `from` bytes: a JS loop, not
+ * Buffer.compare, whose call and argument checks were a third of a merge of short keys (measured).
+ */
+function compareFrom(x: Buffer, xs: number, xe: number, y: Buffer, ys: number, ye: number, from: number): number {
+  const xl = xe - xs;
+  const yl = ye - ys;
+  const l = Math.min(xl, yl);
+  for (let j = from; j < l; j++) {
+    const c = x[xs + j] - y[ys + j];
+    if (c !== 0) return c;
+  }
+  return xl - yl;
 }
 
 function readersOf(sources: RunSource[], partitions: number | null): RunReader[] {

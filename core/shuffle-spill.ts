@@ -19,6 +19,8 @@ const LARGEST_BUFFER = 0xfffffffe;
  */
 const MOST_RANKED_KEYS = 1 << 16;
 const TABLE_SLOTS = 1 << 18;
+/** Radix spills are bucketed by partition and key byte while that makes at most this many buckets. */
+const MOST_BUCKETS = 1 << 16;
 const FILE_WRITE_BYTES = 4 * 1024 * 1024;
 
 /** Where a spill goes: a run (temp: no marks) or plain records (each followed by the delimiter). */
@@ -26,8 +28,9 @@ export type SpillTarget = { kind: "run"; partitions: number | null; markEvery: n
 
 /**
  * A spill holds at most spillBytes of records and spillBytes / 16 records (2^21 at most). Its memory:
- * the buffer (spillBytes), the index (16 bytes a record), the sorted image written out (about the
- * spill's size plus 8 bytes a record; few keys) or radix scratch (12 bytes a record; many keys).
+ * the buffer (spillBytes), the index (12 bytes a record), and an image of the spill's size: sorted,
+ * with 8 bytes of header a record (few keys), or laid out in buckets, with 12 bytes a record more and
+ * radix scratch of 8 bytes a record of the largest bucket (many keys).
  */
 export class Spills {
   private buf: Buffer;
@@ -36,8 +39,8 @@ export class Spills {
   private taken = 0;
   private readSoFar = 0;
   private eof = false;
-  private readonly starts: Uint32Array;
-  private readonly keyEnds: Uint32Array;
+  /** Per record, side by side (one cache line brings both): its start, and its key's end. */
+  private readonly records: Uint32Array;
   /** Per record: its key's id (ranked spills), or its partition (radix spills). */
   private readonly tags: Uint32Array;
   private n = 0;
@@ -55,8 +58,9 @@ export class Spills {
   private distinct = 0;
   private readonly mostRankedKeys: number;
   private image: Buffer = Buffer.alloc(0);
-  // Radix spills, made when first needed.
-  private order: Uint32Array | null = null;
+  // Radix spills, made when first needed: the records laid out again in the image, in buckets.
+  private laidOut: Uint32Array | null = null;
+  private bucketOf: Uint32Array | null = null;
   private scratch: RadixScratch | null = null;
 
   private constructor(
@@ -70,8 +74,7 @@ export class Spills {
     // +1: room to see the end of a small file in the same read that fills the buffer.
     this.buf = Buffer.allocUnsafe(Math.max(1, Math.min(spillBytes, size + 1)));
     const capacity = Math.max(1, Math.min(Math.floor(spillBytes / INDEX_BYTES_PER_RECORD), RADIX_MOST_RECORDS, Math.floor(size / delimiter.length) + 1));
-    this.starts = new Uint32Array(capacity);
-    this.keyEnds = new Uint32Array(capacity);
+    this.records = new Uint32Array(2 * capacity + 2);
     this.tags = new Uint32Array(capacity);
     this.mostRankedKeys = Math.min(MOST_RANKED_KEYS, Math.max(1, capacity >> 2));
   }
@@ -108,9 +111,9 @@ export class Spills {
   /** Sorts the spill into `file`. */
   async write(file: string, target: SpillTarget): Promise<RunInfo> {
     if (!this.radix) return this.writeRanked(file, target);
-    const order = this.radixOrder();
+    const buckets = this.layOutInBuckets();
     const sink: RunSink | PlainSink = target.kind === "run" ? new RunSink(Buffer.allocUnsafe(FILE_WRITE_BYTES), target.partitions, target.markEvery) : new PlainSink(Buffer.allocUnsafe(FILE_WRITE_BYTES), this.delimiter);
-    await writeSinkFile(file, sink, (drain) => this.gather(order, sink, drain));
+    await writeSinkFile(file, sink, (drain) => this.gather(buckets, sink, drain));
     return sink instanceof RunSink ? sink.info() : { bytes: sink.bytes, records: sink.records, partitionEnds: [], marks: [] };
   }
 
@@ -150,11 +153,11 @@ export class Spills {
    */
   private parse(): void {
     const data = this.buf.subarray(0, this.filled);
-    const { starts, keyEnds, tags, table, repStart, repEnd, partitionOfId, delimiter, key, partitions } = this;
+    const { records, tags, table, repStart, repEnd, partitionOfId, delimiter, key, partitions } = this;
     const d = delimiter.length;
     const single = d === 1 ? delimiter[0] : -1;
     const separator = key.separator.length === 1 ? key.separator[0] : -1;
-    const capacity = starts.length;
+    const capacity = tags.length;
     const mask = TABLE_SLOTS - 1;
     table.fill(0);
     this.radix = false;
@@ -185,8 +188,8 @@ export class Spills {
         h = fnv1a(data, at, e);
       }
       h >>>= 0;
-      starts[n] = at;
-      keyEnds[n] = e;
+      records[2 * n] = at;
+      records[2 * n + 1] = e;
       if (this.radix) tags[n] = partitions === null ? 0 : h % partitions;
       else {
         // Linear probing; a slot holds id + 1 (0: empty) and the key's hash, which spares most byte compares.
@@ -217,6 +220,8 @@ export class Spills {
       this.lastEnd = end;
       at = next;
     }
+    // A start past the last record, so that every record ends where the next starts, less the delimiter.
+    records[2 * n] = this.lastEnd + d;
     this.n = n;
     this.taken = at;
     this.distinct = distinct;
@@ -237,7 +242,7 @@ export class Spills {
    * every record was a cache miss.
    */
   private async writeRanked(file: string, target: SpillTarget): Promise<RunInfo> {
-    const { buf, starts, keyEnds, tags, n, delimiter } = this;
+    const { buf, records, tags, n, delimiter } = this;
     const d = delimiter.length;
     const framed = target.kind === "run";
     const partitions = target.kind === "run" ? target.partitions : null;
@@ -247,7 +252,7 @@ export class Spills {
     // Each key's group: its bytes, then where it starts in the image.
     const overhead = framed ? HEADER_BYTES : d;
     const cursor = new Float64Array(keys);
-    for (let i = 0; i < n; i++) cursor[rankOfId[tags[i]]] += overhead + (i + 1 < n ? starts[i + 1] - d : this.lastEnd) - starts[i];
+    for (let i = 0; i < n; i++) cursor[rankOfId[tags[i]]] += overhead + records[2 * i + 2] - d - records[2 * i];
     const groupStart = new Float64Array(keys);
     let total = 0;
     for (let r = 0; r < keys; r++) {
@@ -262,11 +267,11 @@ export class Spills {
     const marks: number[] = [];
     for (let i = 0; i < n; i++) {
       const r = rankOfId[tags[i]];
-      const s = starts[i];
-      const length = (i + 1 < n ? starts[i + 1] - d : this.lastEnd) - s;
+      const s = records[2 * i];
+      const length = records[2 * i + 2] - d - s;
       let at = cursor[r];
       if (framed) {
-        let keyField = keyEnds[i] - s;
+        let keyField = records[2 * i + 1] - s;
         if (at !== groupStart[r]) {
           // Past a multiple of markEvery that the group's previous record was before: a mark, with its key.
           if (markEvery > 0 && Math.floor(at / markEvery) > Math.floor(lastAt[r] / markEvery)) marks.push(at);
@@ -310,42 +315,104 @@ export class Spills {
     return { bytes: total, records: n, partitionEnds, marks };
   }
 
-  /** Many keys: record numbers in key order (by partition first when hashing). */
-  private radixOrder(): Uint32Array {
-    const n = this.n;
-    if (this.order === null || this.order.length < n) this.order = new Uint32Array(this.starts.length);
-    this.scratch ??= new RadixScratch(this.starts.length);
-    const order = this.order;
-    const parts = this.partitions;
-    if (parts === null) {
-      for (let i = 0; i < n; i++) order[i] = i;
-      radixOrder(this.buf, this.starts, this.keyEnds, order, 0, n, this.scratch);
-      return order;
+  /**
+   * Many keys: the records are first copied into buckets by partition and by their key's first byte
+   * past the spill's common key prefix (a pass that reads in order and writes at ~257 cursors), so that
+   * each bucket's radix sort and gather stay within a CPU cache (measured on 1M distinct words: 475
+   * ns a record over a 32 MiB spill, 145 within 1 MiB).
+   */
+  private layOutInBuckets(): Buckets {
+    const { buf, records, tags, n, partitions } = this;
+    const d = this.delimiter.length;
+    let common = records[1] - records[0];
+    for (let i = 1; i < n && common > 0; i++) {
+      const s = records[2 * i];
+      const l = Math.min(common, records[2 * i + 1] - s);
+      let j = 0;
+      while (j < l && buf[s + j] === buf[records[0] + j]) j++;
+      common = j;
     }
-    // Partitions first: a stable counting sort, then each partition by key.
-    const count = new Float64Array(parts + 1);
-    for (let i = 0; i < n; i++) count[this.tags[i] + 1]++;
-    for (let p = 1; p <= parts; p++) count[p] += count[p - 1];
-    const from = Float64Array.from(count);
-    for (let i = 0; i < n; i++) order[count[this.tags[i]]++] = i;
-    for (let p = 0; p < parts; p++) if (from[p + 1] - from[p] > 1) radixOrder(this.buf, this.starts, this.keyEnds, order, from[p], from[p + 1], this.scratch);
-    return order;
+    // Bucket 0 of a partition: keys that are the common prefix itself; bucket 1 + b: next byte b.
+    const byByte = partitions === null || partitions * 257 <= MOST_BUCKETS;
+    const perPartition = byByte ? 257 : 1;
+    const count = (partitions ?? 1) * perPartition;
+    this.bucketOf ??= new Uint32Array(tags.length);
+    const bucketOf = this.bucketOf;
+    const firstRecord = new Float64Array(count + 1);
+    const firstByte = new Float64Array(count + 1);
+    for (let i = 0; i < n; i++) {
+      const s = records[2 * i];
+      let b = partitions === null ? 0 : tags[i] * perPartition;
+      if (byByte && records[2 * i + 1] - s > common) b += 1 + buf[s + common];
+      bucketOf[i] = b;
+      firstRecord[b + 1]++;
+      firstByte[b + 1] += records[2 * i + 2] - d - s;
+    }
+    for (let b = 1; b <= count; b++) {
+      firstRecord[b] += firstRecord[b - 1];
+      firstByte[b] += firstByte[b - 1];
+    }
+    const total = firstByte[count];
+    if (this.image.length < total) this.image = Buffer.allocUnsafe(Math.min(LARGEST_BUFFER, Math.max(total, Math.floor(1.25 * this.image.length))));
+    this.laidOut ??= new Uint32Array(records.length);
+    const { image, laidOut } = this;
+    const recordAt = firstRecord.slice(0, count);
+    const byteAt = firstByte.slice(0, count);
+    for (let i = 0; i < n; i++) {
+      const b = bucketOf[i];
+      const k = recordAt[b]++;
+      const at = byteAt[b];
+      const s = records[2 * i];
+      const length = records[2 * i + 2] - d - s;
+      if (length > 24) buf.copy(image, at, s, s + length);
+      else for (let j = 0; j < length; j++) image[at + j] = buf[s + j];
+      laidOut[2 * k] = at;
+      laidOut[2 * k + 1] = at + records[2 * i + 1] - s;
+      byteAt[b] = at + length;
+    }
+    laidOut[2 * n] = total; // records are now back to back: each ends where the next starts
+    // The tags (partitions) are spent: their memory holds the order.
+    const order = tags;
+    for (let k = 0; k < n; k++) order[k] = k;
+    let largest = 0;
+    for (let b = 0; b < count; b++) largest = Math.max(largest, firstRecord[b + 1] - firstRecord[b]);
+    if (this.scratch === null || this.scratch.capacity < largest) this.scratch = new RadixScratch(largest);
+    for (let b = 0; b < count; b++) {
+      // A partition's bucket 0 holds equal keys, in input order already.
+      if (firstRecord[b + 1] - firstRecord[b] > 1 && (!byByte || b % perPartition !== 0)) radixOrder(image, laidOut, order, firstRecord[b], firstRecord[b + 1], this.scratch, byByte ? common + 1 : 0);
+    }
+    return { order, firstRecord, perPartition, count };
   }
 
-  /** Puts the records into `sink` in `order`, awaiting `drain` whenever it is full. */
-  private async gather(order: Uint32Array, sink: RecordSink, drain: () => Promise<void>): Promise<void> {
-    const { buf, starts, keyEnds, tags, n } = this;
-    const d = this.delimiter.length;
+  /** Puts the laid-out records into `sink` in key order, awaiting `drain` whenever it is full. */
+  private async gather(buckets: Buckets, sink: RecordSink, drain: () => Promise<void>): Promise<void> {
+    const { order, firstRecord, perPartition, count } = buckets;
+    const data = this.image;
+    const records = this.laidOut as Uint32Array;
     let previous = -1;
-    for (let k = 0; k < n; k++) {
-      if (sink.full) await drain();
-      const i = order[k];
-      const s = starts[i];
-      const same = previous >= 0 && sameBytes(buf, starts[previous], keyEnds[previous], s, keyEnds[i]);
-      sink.put(buf, s, i + 1 < n ? starts[i + 1] - d : this.lastEnd, keyEnds[i] - s, same ? KeyIs.same : KeyIs.different, tags[i]);
-      previous = i;
+    for (let b = 0; b < count; b++) {
+      const partition = Math.floor(b / perPartition);
+      for (let k = firstRecord[b]; k < firstRecord[b + 1]; k++) {
+        if (sink.full) await drain();
+        const i = order[k];
+        const s = records[2 * i];
+        const e = records[2 * i + 1];
+        const same = previous >= 0 && sameBytes(data, records[2 * previous], records[2 * previous + 1], s, e);
+        sink.put(data, s, records[2 * i + 2], e - s, same ? KeyIs.same : KeyIs.different, partition);
+        previous = i;
+      }
     }
   }
+}
+
+/** A radix spill laid out in buckets: record numbers in key order, bucket by bucket. */
+interface Buckets {
+  order: Uint32Array;
+  /** Bucket b's records are order[firstRecord[b], firstRecord[b + 1]). */
+  firstRecord: Float64Array;
+  /** Buckets per partition (partition of bucket b: floor(b / perPartition)). */
+  perPartition: number;
+  count: number;
 }
 
 function sameBytes(buf: Buffer, aStart: number, aEnd: number, bStart: number, bEnd: number): boolean {

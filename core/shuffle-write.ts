@@ -26,12 +26,15 @@ export type KeyIs = (typeof KeyIs)[keyof typeof KeyIs];
 /** Something records are put into, one frame at a time. While `full`, take() the frame and resume(). */
 export interface RecordSink {
   readonly full: boolean;
+  readonly capacity: number;
   /** The record buf[start, end), whose key is buf[start, start + keyLength), in partition `partition`. */
   put(buf: Buffer, start: number, end: number, keyLength: number, keyIs: KeyIs, partition: number): void;
-  /** The frame gathered so far; valid until resume(). */
+  /** The frame gathered so far; valid until resume() (with a spare: until the next take()). */
   take(): Buffer;
-  /** Starts a new frame (reusing the memory of the last) with whatever did not fit in the last. */
+  /** Starts a new frame with whatever did not fit in the last: in the last one's memory, or the spare's. */
   resume(): void;
+  /** A second frame's memory: frames alternate, so one can be written out while the next fills. */
+  useSpare(spare: Buffer): void;
 }
 
 /**
@@ -50,8 +53,21 @@ abstract class Frames {
     this.capacity = frame.length;
   }
 
+  private spare: Buffer | null = null;
+
+  useSpare(spare: Buffer): void {
+    if (spare.length !== this.capacity) throw new Error("shuffle: a spare frame must be as big as the frame");
+    this.spare = spare;
+  }
+
   take(): Buffer {
-    return this.frame.subarray(0, this.used);
+    const taken = this.frame.subarray(0, this.used);
+    if (this.spare !== null) {
+      const spare = this.spare;
+      this.spare = this.frame;
+      this.frame = spare;
+    }
+    return taken;
   }
 
   resume(): void {
@@ -80,6 +96,12 @@ abstract class Frames {
 export function copyBytes(src: Buffer, start: number, end: number, dst: Buffer, at: number): void {
   if (end - start > 24) src.copy(dst, at, start, end);
   else for (let i = start; i < end; i++) dst[at++] = src[i];
+}
+
+/** kept[0, length) equals buf[start, start + length): a JS loop, as keys are short and native calls dear. */
+function sameAs(kept: Buffer, buf: Buffer, start: number, length: number): boolean {
+  for (let j = 0; j < length; j++) if (kept[j] !== buf[start + j]) return false;
+  return true;
 }
 
 function writeU32(buf: Buffer, at: number, value: number): void {
@@ -138,7 +160,7 @@ export class RunSink extends Frames implements RecordSink {
       explicit = true;
       this.lastKeyLength = -1;
     } else if (keyIs === KeyIs.unknown) {
-      const equal = this.lastKeyLength === keyLength && this.lastKey.compare(buf, start, start + keyLength, 0, keyLength) === 0;
+      const equal = this.lastKeyLength === keyLength && sameAs(this.lastKey, buf, start, keyLength);
       if (!equal) {
         explicit = true;
         this.keepKey(buf, start, keyLength);
@@ -209,13 +231,26 @@ export class PlainSink extends Frames implements RecordSink {
 
 /**
  * Creates `file` and lets `fill` put records into `sink`, awaiting `drain()` whenever the sink is full;
- * then writes the rest. Big writes, each a turn of the event loop. On failure the file is removed.
+ * then writes the rest. Big writes, each under way while the next frame fills (in `spare`, or a frame
+ * allocated here): writing to the page cache costs real time here (as much as a sort's radix rounds),
+ * and the thread pool does it on the other CPU. On failure the file is removed.
  */
-export async function writeSinkFile(file: string, sink: RecordSink, fill: (drain: () => Promise<void>) => Promise<void>): Promise<void> {
+export async function writeSinkFile(file: string, sink: RecordSink, fill: (drain: () => Promise<void>) => Promise<void>, spare?: Buffer): Promise<void> {
   const handle = await fs.promises.open(file, "w");
+  sink.useSpare(spare ?? Buffer.allocUnsafe(sink.capacity));
+  /** The write under way, settled to its failure (or null): held, never unhandled, until the next drain throws it. */
+  let writing: Promise<unknown> = Promise.resolve(null);
+  const settle = async () => {
+    const failure = await writing;
+    if (failure !== null) throw failure;
+  };
   const drain = async () => {
     while (sink.full) {
-      await writeAll(handle, sink.take());
+      await settle();
+      writing = writeAll(handle, sink.take()).then(
+        () => null,
+        (e: unknown) => e,
+      );
       sink.resume();
     }
   };
@@ -223,9 +258,13 @@ export async function writeSinkFile(file: string, sink: RecordSink, fill: (drain
     try {
       await fill(drain);
       await drain();
+      await settle();
       await writeAll(handle, sink.take());
       sink.resume();
     } finally {
+      // No write may be under way when the file closes. After a failure of fill's own, that failure is
+      // the one reported; a write's failure is reported by settle() on the way that succeeded.
+      await writing;
       await handle.close();
     }
   } catch (e) {

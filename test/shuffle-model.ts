@@ -31,8 +31,12 @@ export function keyOf(record: Buffer, key: KeySpec): Buffer {
 
 /** Stable (Array.prototype.sort is), by key bytes; by (partition, key) when hashing. */
 export function modelSort(records: Buffer[], key: KeySpec, partitions: number | null = null): Buffer[] {
-  const rank = (r: Buffer) => (partitions === null ? 0 : partitionOf(keyOf(r, key), partitions));
-  return records.slice().sort((a, b) => rank(a) - rank(b) || keyOf(a, key).compare(keyOf(b, key)));
+  const keyed = records.map((record) => {
+    const k = keyOf(record, key);
+    return { record, key: k, partition: partitions === null ? 0 : partitionOf(k, partitions) };
+  });
+  keyed.sort((a, b) => a.partition - b.partition || a.key.compare(b.key));
+  return keyed.map((k) => k.record);
 }
 
 export function plain(records: Buffer[], delimiter: Buffer): Buffer {

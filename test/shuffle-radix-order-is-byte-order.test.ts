@@ -14,16 +14,15 @@ test("radixOrder sorts record numbers by key bytes, stably", () => {
       // Each record: its key, then a tail of one to four bytes (the record is more than its key).
       const records = made.map(([p, k, t]) => ({ key: Buffer.concat([p, k]), tail: Buffer.alloc(t + 1, 0x7c) }));
       const data = Buffer.concat(records.flatMap((r) => [r.key, r.tail]));
-      const starts = new Uint32Array(records.length);
-      const keyEnds = new Uint32Array(records.length);
+      const index = new Uint32Array(2 * records.length);
       let at = 0;
       records.forEach((r, i) => {
-        starts[i] = at;
-        keyEnds[i] = at + r.key.length;
+        index[2 * i] = at;
+        index[2 * i + 1] = at + r.key.length;
         at += r.key.length + r.tail.length;
       });
       const order = Uint32Array.from(records.keys());
-      radixOrder(data, starts, keyEnds, order, 0, records.length, new RadixScratch(records.length));
+      radixOrder(data, index, order, 0, records.length, new RadixScratch(records.length));
       const expected = [...records.keys()].sort((a, b) => records[a].key.compare(records[b].key) || a - b);
       assert.deepEqual([...order], expected);
     }),
