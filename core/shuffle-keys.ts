@@ -30,16 +30,12 @@ export function fnv1a(buf: Buffer, start: number, end: number): number {
  * Where the key of the record buf[start, end) ends: at the `fields`-th occurrence of the separator
  * (occurrences found left to right, without overlap, as the delimiter's are), or at `end` when the
  * record has fewer. A JS loop, not indexOf: indexOf cannot be told to stop at the record's end, and a
- * record without a separator would send it through the rest of the buffer.
+ * record without a separator would send it through the rest of the buffer. (A spill's parse has its
+ * own loop for a one-byte separator, which also hashes the key.)
  */
 export function keyEnd(buf: Buffer, start: number, end: number, key: KeySpec): number {
   const separator = key.separator;
   let left = key.fields;
-  if (separator.length === 1) {
-    const s = separator[0];
-    for (let i = start; i < end; i++) if (buf[i] === s && --left === 0) return i;
-    return end;
-  }
   const first = separator[0];
   const last = end - separator.length;
   for (let i = start; i <= last; ) {

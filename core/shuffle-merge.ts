@@ -6,15 +6,13 @@ import path from "node:path";
 import { filePieces } from "./file-pieces";
 import { PREFIX_BYTES, checkRecordOptions } from "./shuffle-keys";
 import { RunReader } from "./shuffle-read";
-import { KeyIs, PlainSink, RunSink, writeSinkFile, type RecordSink, type RunInfo } from "./shuffle-write";
+import { KeyIs, PlainSink, RunSink, WRITE_FRAME_BYTES, writeSinkFile, type RecordSink, type RunInfo } from "./shuffle-write";
 
 export const DEFAULT_FAN_IN = 16;
 export const DEFAULT_FRAME_BYTES = 1024 * 1024;
 export const DEFAULT_MARK_EVERY = 64 * 1024;
 /** Frames of a temp run read back for a merge: fanIn of these (and a reader's copy) at once. */
 const TEMP_READ_BYTES = 256 * 1024;
-/** Frames written to files: few, big writes. */
-export const WRITE_FRAME_BYTES = 4 * 1024 * 1024;
 
 /** A framed run to merge: opens its frames; `temp` is a file of ours to remove once merged. */
 export interface RunSource {
@@ -23,8 +21,10 @@ export interface RunSource {
   temp?: string;
 }
 
-export function fileSource(file: string, temp: boolean): RunSource {
-  return { open: () => filePieces(file, 0, Infinity, TEMP_READ_BYTES, Buffer.allocUnsafe(TEMP_READ_BYTES)), label: file, temp: temp ? file : undefined };
+/** A run file as a source; `bytes`, its size, bounds the read buffer of a small one. */
+export function fileSource(file: string, temp: boolean, bytes: number): RunSource {
+  const size = Math.max(4096, Math.min(TEMP_READ_BYTES, bytes));
+  return { open: () => filePieces(file, 0, Infinity, size, Buffer.allocUnsafe(size)), label: file, temp: temp ? file : undefined };
 }
 
 const enum Pump {
@@ -146,7 +146,7 @@ function readersOf(sources: RunSource[], partitions: number | null): RunReader[]
 }
 
 /** Merges at most a fan-in of sources into `file` through `sink`, closing every source; removes temp sources after. */
-async function mergeWritten(sources: RunSource[], file: string, partitions: number | null, sink: RecordSink): Promise<void> {
+async function mergeWritten(sources: RunSource[], file: string, partitions: number | null, sink: RecordSink, spare?: Buffer): Promise<void> {
   await writeSinkFile(file, sink, async (drain) => {
     const merge = new Merge(readersOf(sources, partitions), partitions !== null);
     try {
@@ -160,8 +160,8 @@ async function mergeWritten(sources: RunSource[], file: string, partitions: numb
     } finally {
       await merge.close();
     }
-  });
-  for (const s of sources) if (s.temp !== undefined) await fs.promises.rm(s.temp, { force: true });
+  }, spare);
+  for (const s of sources) if (s.temp !== undefined) fs.rmSync(s.temp, { force: true });
 }
 
 /**
@@ -169,10 +169,11 @@ async function mergeWritten(sources: RunSource[], file: string, partitions: numb
  * no more than needed: each group of g sources removes g - 1, so one pass merges only as many as bring
  * the count down to fanIn. Contiguous groups keep ties in source order.
  */
-export async function reduceToFanIn(sources: RunSource[], fanIn: number, dir: string, partitions: number | null): Promise<RunSource[]> {
+export async function reduceToFanIn(sources: RunSource[], fanIn: number, dir: string, partitions: number | null, frameBytes: number): Promise<RunSource[]> {
   if (!Number.isInteger(fanIn) || fanIn < 2) throw new Error(`shuffle: fanIn must be a whole number >= 2, not ${fanIn}`);
   let made = 0;
-  const frame = Buffer.allocUnsafe(WRITE_FRAME_BYTES);
+  const frame = Buffer.allocUnsafe(frameBytes);
+  const spare = Buffer.allocUnsafe(frameBytes);
   while (sources.length > fanIn) {
     let excess = sources.length - fanIn;
     const next: RunSource[] = [];
@@ -180,8 +181,9 @@ export async function reduceToFanIn(sources: RunSource[], fanIn: number, dir: st
     while (excess > 0 && i + 1 < sources.length) {
       const group = sources.slice(i, i + Math.min(fanIn, excess + 1));
       const file = path.join(dir, `merged-${made++}`);
-      await mergeWritten(group, file, partitions, new RunSink(frame, partitions, 0));
-      next.push(fileSource(file, true));
+      const sink = new RunSink(frame, partitions, 0);
+      await mergeWritten(group, file, partitions, sink, spare);
+      next.push(fileSource(file, true, sink.info().bytes));
       excess -= group.length - 1;
       i += group.length;
     }
@@ -192,12 +194,12 @@ export async function reduceToFanIn(sources: RunSource[], fanIn: number, dir: st
 
 /** Runs the merges of `sources` into `file` through `sink`, in a temp dir under tmpDir removed afterwards. */
 export async function mergeSourcesToFile(sources: RunSource[], file: string, sink: RecordSink, o: { fanIn: number; tmpDir: string; partitions: number | null }): Promise<void> {
-  const dir = await fs.promises.mkdtemp(path.join(o.tmpDir, "bach-merge-"));
+  const dir = fs.mkdtempSync(path.join(o.tmpDir, "bach-merge-"));
   try {
-    const few = await reduceToFanIn(sources, o.fanIn, dir, o.partitions);
+    const few = await reduceToFanIn(sources, o.fanIn, dir, o.partitions, sink.capacity);
     await mergeWritten(few, file, o.partitions, sink);
   } finally {
-    await fs.promises.rm(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -235,10 +237,10 @@ export async function* mergeRuns(
   checkRecordOptions(o.delimiter);
   const frameBytes = o.frameBytes ?? DEFAULT_FRAME_BYTES;
   if (!Number.isInteger(frameBytes) || frameBytes < 1) throw new Error(`shuffle: frameBytes must be a whole number >= 1, not ${frameBytes}`);
-  const dir = await fs.promises.mkdtemp(path.join(o.tmpDir, "bach-merge-"));
+  const dir = fs.mkdtempSync(path.join(o.tmpDir, "bach-merge-"));
   try {
     const named = sources.map((open, i): RunSource => ({ open, label: `source ${i}` }));
-    const few = await reduceToFanIn(named, o.fanIn ?? DEFAULT_FAN_IN, dir, null);
+    const few = await reduceToFanIn(named, o.fanIn ?? DEFAULT_FAN_IN, dir, null, WRITE_FRAME_BYTES);
     const merge = new Merge(readersOf(few, null), false);
     try {
       await merge.start();
@@ -259,6 +261,6 @@ export async function* mergeRuns(
       await merge.close();
     }
   } finally {
-    await fs.promises.rm(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }

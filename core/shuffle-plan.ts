@@ -8,32 +8,32 @@ import { HEADER_BYTES, SAME_KEY } from "./shuffle-write";
 
 const SCAN_BYTES = 64 * 1024;
 
-/** The key of the record at `offset` of a run file (which must carry its key). */
+/** The key of the record at `offset` of a run file (which must carry its key). Small synchronous reads: a header and a key. */
 export async function keyAt(file: string, offset: number): Promise<Buffer> {
-  const handle = await fs.promises.open(file, "r");
+  const fd = fs.openSync(file, "r");
   try {
-    const size = (await handle.stat()).size;
+    const size = fs.fstatSync(fd).size;
     if (!Number.isInteger(offset) || offset < 0 || offset + HEADER_BYTES > size) throw new MalformedRunError(`no record header (the run has ${size} bytes)`, offset, file);
     const header = Buffer.alloc(HEADER_BYTES);
-    await readFully(handle, header, offset);
+    readFully(fd, header, offset);
     const length = readU32(header, 0);
     const keyLength = readU32(header, 4);
     if (keyLength === SAME_KEY) throw new MalformedRunError("the record does not carry its key", offset, file);
     if (keyLength > length) throw new MalformedRunError(`a key of ${keyLength} bytes in a record of ${length}`, offset, file);
     if (offset + HEADER_BYTES + length > size) throw new MalformedRunError(`a record of ${length} bytes past the run's end (${size})`, offset, file);
     const key = Buffer.alloc(keyLength);
-    await readFully(handle, key, offset + HEADER_BYTES);
-    return key;
+    readFully(fd, key, offset + HEADER_BYTES);
+    return await Promise.resolve(key);
   } finally {
-    await handle.close();
+    fs.closeSync(fd);
   }
 }
 
-async function readFully(handle: fs.promises.FileHandle, into: Buffer, position: number): Promise<void> {
+function readFully(fd: number, into: Buffer, position: number): void {
   for (let at = 0; at < into.length; ) {
-    const { bytesRead } = await handle.read(into, at, into.length - at, position + at);
-    if (bytesRead === 0) throw new Error(`shuffle: the run ended while reading at byte ${position + at}`);
-    at += bytesRead;
+    const n = fs.readSync(fd, into, at, into.length - at, position + at);
+    if (n === 0) throw new Error(`shuffle: the run ended while reading at byte ${position + at}`);
+    at += n;
   }
 }
 

@@ -125,7 +125,7 @@ export class RunReader {
     const left = this.end - this.pos;
     const need = left + frame.length;
     if (need > this.buf.length || (this.buf.length > SHRINK_ABOVE && need * SHRINK_RATIO < this.buf.length)) {
-      const grown = Buffer.allocUnsafe(Math.max(need, Math.min(2 * this.buf.length, 2 * need), 64 * 1024));
+      const grown = Buffer.allocUnsafe(Math.max(need, Math.min(2 * this.buf.length, 2 * need)));
       this.buf.copy(grown, 0, this.pos, this.end);
       this.buf = grown;
     } else if (this.pos > 0) {

@@ -5,9 +5,9 @@
 import fs from "node:fs";
 import path from "node:path";
 import { checkRecordOptions, type KeySpec } from "./shuffle-keys";
-import { DEFAULT_FAN_IN, DEFAULT_MARK_EVERY, WRITE_FRAME_BYTES, fileSource, mergeSourcesToFile, type RunSource } from "./shuffle-merge";
+import { DEFAULT_FAN_IN, DEFAULT_MARK_EVERY, fileSource, mergeSourcesToFile, type RunSource } from "./shuffle-merge";
 import { Spills, type SpillTarget } from "./shuffle-spill";
-import { PlainSink, RunSink, writeSinkFile, type RunInfo } from "./shuffle-write";
+import { PlainSink, RunSink, frameBytesFor, writeSinkFile, type RunInfo } from "./shuffle-write";
 
 export interface SortOptions {
   delimiter: Buffer;
@@ -50,25 +50,26 @@ async function sortInto(inputFile: string, outFile: string, o: Omit<SortOptions,
   const spillBytes = o.spillBytes ?? DEFAULT_SPILL_BYTES;
   if (!Number.isInteger(spillBytes) || spillBytes < 1) throw new Error(`shuffle: spillBytes must be a whole number >= 1, not ${spillBytes}`);
   const partitions = target.kind === "run" ? target.partitions : null;
-  const dir = await fs.promises.mkdtemp(path.join(o.tmpDir, "bach-sort-"));
+  const dir = fs.mkdtempSync(path.join(o.tmpDir, "bach-sort-"));
   try {
-    const spills = await Spills.open(inputFile, o.delimiter, o.key, partitions, spillBytes);
+    const spills = Spills.open(inputFile, o.delimiter, o.key, partitions, spillBytes);
     const runs: RunSource[] = [];
     try {
       while (await spills.next()) {
         if (spills.last && runs.length === 0) return await spills.write(outFile, target);
         const file = path.join(dir, `spill-${runs.length}`);
-        await spills.write(file, { kind: "run", partitions, markEvery: 0 });
-        runs.push(fileSource(file, true));
+        const written = await spills.write(file, { kind: "run", partitions, markEvery: 0 });
+        runs.push(fileSource(file, true, written.bytes));
       }
     } finally {
-      await spills.close();
+      spills.close();
     }
-    const sink = target.kind === "run" ? new RunSink(Buffer.allocUnsafe(WRITE_FRAME_BYTES), partitions, target.markEvery) : new PlainSink(Buffer.allocUnsafe(WRITE_FRAME_BYTES), o.delimiter);
+    const frame = Buffer.allocUnsafe(frameBytesFor(spills.size));
+    const sink = target.kind === "run" ? new RunSink(frame, partitions, target.markEvery) : new PlainSink(frame, o.delimiter);
     if (runs.length === 0) await writeSinkFile(outFile, sink, async () => undefined);
     else await mergeSourcesToFile(runs, outFile, sink, { fanIn: o.fanIn ?? DEFAULT_FAN_IN, tmpDir: dir, partitions });
     return sink instanceof RunSink ? sink.info() : { bytes: sink.bytes, records: sink.records, partitionEnds: [], marks: [] };
   } finally {
-    await fs.promises.rm(dir, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 }

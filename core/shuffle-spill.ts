@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import { FNV_OFFSET_BASIS, FNV_PRIME, fnv1a, keyEnd, type KeySpec } from "./shuffle-keys";
 import { RADIX_MOST_RECORDS, RadixScratch, radixOrder, rankKeys } from "./shuffle-order";
-import { HEADER_BYTES, KeyIs, PlainSink, RunSink, SAME_KEY, writeSinkFile, type RecordSink, type RunInfo } from "./shuffle-write";
+import { HEADER_BYTES, KeyIs, PlainSink, RunSink, SAME_KEY, frameBytesFor, writeSinkFile, type RecordSink, type RunInfo } from "./shuffle-write";
 
 /** Index memory per record of a spill: its start, key end, key id or partition, and place (4 × u32). */
 const INDEX_BYTES_PER_RECORD = 16;
@@ -12,16 +12,16 @@ const INDEX_BYTES_PER_RECORD = 16;
 const LARGEST_BUFFER = 0xfffffffe;
 /**
  * Up to this many distinct keys (and a quarter of the spill's records: ranks pay when keys repeat) a
- * spill is sorted by key ranks: a table of 2^18 slots (1 MiB, held in a CPU cache) gives each record
- * its key's id. More keys and the spill switches to the radix sort: a table that outgrows the cache
+ * spill is sorted by key ranks: a table of 2^18 slots at most (2 MiB, held in a CPU cache) gives
+ * each record its key's id. More keys and the spill switches to the radix sort: a table that outgrows the cache
  * costs a miss or two per record (measured: 1.35 s for 3.3M records of 1M distinct words, against
  * 0.2 s for 200 keys).
  */
 const MOST_RANKED_KEYS = 1 << 16;
-const TABLE_SLOTS = 1 << 18;
+/** Table slots per rankable key: a table at most a quarter full keeps probe runs short. */
+const SLOTS_PER_KEY = 4;
 /** Radix spills are bucketed by partition and key byte while that makes at most this many buckets. */
 const MOST_BUCKETS = 1 << 16;
-const FILE_WRITE_BYTES = 4 * 1024 * 1024;
 
 /** Where a spill goes: a run (temp: no marks) or plain records (each followed by the delimiter). */
 export type SpillTarget = { kind: "run"; partitions: number | null; markEvery: number } | { kind: "plain" };
@@ -51,10 +51,10 @@ export class Spills {
   /** The current spill has more distinct keys than ranks are for: it is sorted by radix. */
   private radix = false;
   // Ranked spills: the key table and each distinct key's first record.
-  private readonly table = new Int32Array(2 * TABLE_SLOTS);
-  private readonly repStart = new Uint32Array(MOST_RANKED_KEYS);
-  private readonly repEnd = new Uint32Array(MOST_RANKED_KEYS);
-  private readonly partitionOfId = new Uint32Array(MOST_RANKED_KEYS);
+  private readonly table: Int32Array;
+  private readonly repStart: Uint32Array;
+  private readonly repEnd: Uint32Array;
+  private readonly partitionOfId: Uint32Array;
   private distinct = 0;
   private readonly mostRankedKeys: number;
   private image: Buffer = Buffer.alloc(0);
@@ -64,8 +64,9 @@ export class Spills {
   private scratch: RadixScratch | null = null;
 
   private constructor(
-    private readonly handle: fs.promises.FileHandle,
-    private readonly size: number,
+    private readonly fd: number,
+    /** The input's size. */
+    readonly size: number,
     private readonly delimiter: Buffer,
     private readonly key: KeySpec,
     private readonly partitions: number | null,
@@ -76,29 +77,37 @@ export class Spills {
     const capacity = Math.max(1, Math.min(Math.floor(spillBytes / INDEX_BYTES_PER_RECORD), RADIX_MOST_RECORDS, Math.floor(size / delimiter.length) + 1));
     this.records = new Uint32Array(2 * capacity + 2);
     this.tags = new Uint32Array(capacity);
+    // Sized to the spill: a small input (or a tiny spill, many times over) must not clear a big table.
     this.mostRankedKeys = Math.min(MOST_RANKED_KEYS, Math.max(1, capacity >> 2));
+    this.table = new Int32Array(2 * 2 ** Math.ceil(Math.log2(SLOTS_PER_KEY * this.mostRankedKeys)));
+    this.repStart = new Uint32Array(this.mostRankedKeys);
+    this.repEnd = new Uint32Array(this.mostRankedKeys);
+    this.partitionOfId = new Uint32Array(this.mostRankedKeys);
   }
 
-  static async open(file: string, delimiter: Buffer, key: KeySpec, partitions: number | null, spillBytes: number): Promise<Spills> {
-    const handle = await fs.promises.open(file, "r");
+  /** Reads are synchronous, on the event loop, as file-pieces.ts's are; each spill yields to the loop once. */
+  static open(file: string, delimiter: Buffer, key: KeySpec, partitions: number | null, spillBytes: number): Spills {
+    const fd = fs.openSync(file, "r");
     try {
-      return new Spills(handle, (await handle.stat()).size, delimiter, key, partitions, spillBytes);
+      return new Spills(fd, fs.fstatSync(fd).size, delimiter, key, partitions, spillBytes);
     } catch (e) {
-      await handle.close();
+      fs.closeSync(fd);
       throw e;
     }
   }
 
-  async close(): Promise<void> {
-    await this.handle.close();
+  close(): void {
+    fs.closeSync(this.fd);
   }
 
   /** Reads the next spill; false when the input is used up. */
   async next(): Promise<boolean> {
     if (this.last) return false;
+    // A spill's sort holds the event loop for a while (~0.1 s for 32 MiB): let timers and sockets in first.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     this.keepTail();
     for (;;) {
-      await this.fill();
+      this.fill();
       this.parse();
       if (this.n > 0) break;
       if (this.eof) return false;
@@ -112,7 +121,8 @@ export class Spills {
   async write(file: string, target: SpillTarget): Promise<RunInfo> {
     if (!this.radix) return this.writeRanked(file, target);
     const buckets = this.layOutInBuckets();
-    const sink: RunSink | PlainSink = target.kind === "run" ? new RunSink(Buffer.allocUnsafe(FILE_WRITE_BYTES), target.partitions, target.markEvery) : new PlainSink(Buffer.allocUnsafe(FILE_WRITE_BYTES), this.delimiter);
+    const frame = Buffer.allocUnsafe(frameBytesFor(this.taken));
+    const sink: RunSink | PlainSink = target.kind === "run" ? new RunSink(frame, target.partitions, target.markEvery) : new PlainSink(frame, this.delimiter);
     await writeSinkFile(file, sink, (drain) => this.gather(buckets, sink, drain));
     return sink instanceof RunSink ? sink.info() : { bytes: sink.bytes, records: sink.records, partitionEnds: [], marks: [] };
   }
@@ -129,9 +139,9 @@ export class Spills {
     this.taken = 0;
   }
 
-  private async fill(): Promise<void> {
+  private fill(): void {
     while (!this.eof && this.filled < this.buf.length) {
-      const { bytesRead } = await this.handle.read(this.buf, this.filled, this.buf.length - this.filled, this.readSoFar);
+      const bytesRead = fs.readSync(this.fd, this.buf, this.filled, this.buf.length - this.filled, this.readSoFar);
       this.filled += bytesRead;
       this.readSoFar += bytesRead;
       // The input is a finished file: its size at open is its end.
@@ -158,7 +168,7 @@ export class Spills {
     const single = d === 1 ? delimiter[0] : -1;
     const separator = key.separator.length === 1 ? key.separator[0] : -1;
     const capacity = tags.length;
-    const mask = TABLE_SLOTS - 1;
+    const mask = table.length / 2 - 1;
     table.fill(0);
     this.radix = false;
     let distinct = 0;
@@ -309,7 +319,7 @@ export class Spills {
     try {
       await fs.promises.writeFile(file, image.subarray(0, total));
     } catch (e) {
-      await fs.promises.rm(file, { force: true });
+      fs.rmSync(file, { force: true });
       throw e;
     }
     return { bytes: total, records: n, partitionEnds, marks };

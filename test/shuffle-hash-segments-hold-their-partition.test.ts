@@ -48,7 +48,7 @@ test("segment p holds the records of partition p in key order, and partitionEnds
         fs.rmSync(dir, { recursive: true, force: true });
       }
     }),
-    { numRuns: 200 },
+    { numRuns: 100 },
   );
 });
 
@@ -80,6 +80,6 @@ test("a reducer merging segment p of every map's run gets partition p in order, 
         fs.rmSync(dir, { recursive: true, force: true });
       }
     }),
-    { numRuns: 150 },
+    { numRuns: 75 },
   );
 });
