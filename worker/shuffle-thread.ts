@@ -9,7 +9,7 @@ import { sortToPlain, sortToRun, type SortOptions } from "../core/shuffle";
  * thread in the CLI's process, and with 32 MiB spills that process peaked at 280 MB (512 MiB of map
  * output, a key a record); 16 MiB spills cost a few more merge inputs and keep it well under 300 MB.
  */
-const SPILL_BYTES = 16 * 1024 * 1024;
+const SPILL_BYTES = 8 * 1024 * 1024;
 
 export interface SortJob {
   /** run: a run file (the shuffle's); plain: sorted records each ending in the delimiter (a combiner's stdin). */
