@@ -58,7 +58,8 @@ export function htmlReport(r: TaskReport): string {
     const tip = `${bar.phase === "reduce" ? "reduce " : ""}chunk ${bar.chunk}, attempt ${bar.attempt}${bar.backup ? " (backup)" : ""}: ${bar.state}, ${formatBytes(bar.bytes)}, ${((end - bar.startMs) / 1000).toFixed(2)} s`;
     // A backup is outlined: its colour still says how it ended.
     // A reduce attempt is a taller bar: the two phases read apart at a glance.
-    const mark = ` class="${[bar.backup ? "backup" : "", bar.phase].filter(Boolean).join(" ")}"`;
+    const classes = [bar.backup ? "backup" : "", bar.phase === "reduce" ? "reduce" : ""].filter(Boolean);
+    const mark = classes.length ? ` class="${classes.join(" ")}"` : "";
     const outline = bar.backup ? ` stroke="#000" stroke-width="1.5" stroke-dasharray="4,2"` : "";
     return `<rect${mark} x="${x(bar.startMs).toFixed(1)}" y="${bar.phase === "reduce" ? top - 2 : top}" width="${Math.max(1, x(end) - x(bar.startMs)).toFixed(1)}" height="${bar.phase === "reduce" ? 18 : 14}" fill="${COLOURS[bar.state] ?? "#555"}"${outline}><title>${escape(tip)}</title></rect>`;
   });
