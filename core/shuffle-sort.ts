@@ -6,7 +6,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { checkRecordOptions, type KeySpec } from "./shuffle-keys";
 import { DEFAULT_FAN_IN, DEFAULT_MARK_EVERY, fileSource, mergeSourcesToFile, type RunSource } from "./shuffle-merge";
-import { Spills, type SpillTarget } from "./shuffle-spill";
+import { Spills } from "./shuffle-spill";
+import type { SpillTarget } from "./shuffle-spill-write";
 import { PlainSink, RunSink, frameBytesFor, writeSinkFile, type RunInfo } from "./shuffle-write";
 
 export interface SortOptions {
