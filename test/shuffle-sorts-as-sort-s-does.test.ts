@@ -152,6 +152,26 @@ test("empty input is an empty run; a final record without a delimiter gets one i
   }
 });
 
+test("a record longer than every buffer (spill, write frame, read frame) passes whole", async () => {
+  const dir = tempDir();
+  try {
+    const long = Buffer.alloc(300_000, "x");
+    const input = Buffer.concat([Buffer.from("m\tshort\n"), Buffer.from("b\t"), long, Buffer.from("\na\tshort")]);
+    fs.writeFileSync(path.join(dir, "in"), input);
+    const o = { delimiter: Buffer.from("\n"), key: { separator: Buffer.from("\t"), fields: 1 }, tmpDir: dir, spillBytes: 64, fanIn: 2 };
+    const expected = plain(modelSort(splitRecords(input, o.delimiter), o.key), o.delimiter);
+    const info = await sortToRun(path.join(dir, "in"), path.join(dir, "run"), { ...o, partitions: null, markEvery: 1000 });
+    assert.deepEqual(info.marks, [0, 300_025]); // "a" at 0, the long "b" at 15, "m" at 15 + 8 + 300002
+    const run = fs.readFileSync(path.join(dir, "run"));
+    assert.ok((await collect(mergeRuns([framed(run, [4096])], { delimiter: o.delimiter, tmpDir: dir, frameBytes: 1000 }), 1000)).equals(expected));
+    await sortToPlain(path.join(dir, "in"), path.join(dir, "plain"), o);
+    assert.ok(fs.readFileSync(path.join(dir, "plain")).equals(expected));
+    assertHolds(dir, ["in", "run", "plain"]);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("partitionOf is FNV-1a 32 over the key's bytes, modulo P (known values: never change)", () => {
   assert.equal(FNV_OFFSET_BASIS, 0x811c9dc5);
   assert.equal(partitionOf(Buffer.alloc(0), 2 ** 32 - 1), 0x811c9dc5);
