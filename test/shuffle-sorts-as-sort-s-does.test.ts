@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import fc from "fast-check";
-import { FNV_OFFSET_BASIS, mergeRuns, partitionOf, sortToPlain, sortToRun, type RunInfo } from "../core/shuffle";
+import { FNV_OFFSET_BASIS, mergeRuns, mergeToRun, partitionOf, sortToPlain, sortToRun, type RunInfo } from "../core/shuffle";
 import { assertHolds, cases, collect, decodeRun, fanIn, frameSizes, framed, keyOf, modelSort, plain, spillBytes, splitRecords, tempDir, type Case } from "./shuffle-model";
 
 /** The run holds the model's records, each carrying its key where the format says it must, and info tells the truth. */
@@ -103,6 +103,38 @@ test("merging the runs of several map outputs keeps equal keys in source order, 
       },
     ),
     { numRuns: 100 },
+  );
+});
+
+test("mergeToRun merges runs into one run: key order with marks, or hash segments, ties in source order", async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(cases, { minLength: 1, maxLength: 5 }), fc.option(fc.integer({ min: 1, max: 4 })), fanIn, fc.integer({ min: 1, max: 60 }), frameSizes, async (maps, partitions, fan, markEvery, sizes) => {
+      const dir = tempDir();
+      try {
+        const { delimiter, key } = maps[0];
+        const sources = [];
+        for (const [i, m] of maps.entries()) {
+          fs.writeFileSync(path.join(dir, `map-${i}`), m.input);
+          await sortToRun(path.join(dir, `map-${i}`), path.join(dir, `run-${i}`), { delimiter, key, partitions, tmpDir: dir, spillBytes: 64 });
+          sources.push(framed(fs.readFileSync(path.join(dir, `run-${i}`)), sizes));
+        }
+        const info = await mergeToRun(sources, path.join(dir, "merged"), { tmpDir: dir, fanIn: fan, partitions, markEvery });
+        const records = maps.flatMap((m) => splitRecords(m.input, delimiter));
+        const merged = fs.readFileSync(path.join(dir, "merged"));
+        if (partitions === null) checkRun(merged, info, { delimiter, key, input: Buffer.alloc(0) }, modelSort(records, key), markEvery);
+        else {
+          assert.deepEqual(
+            decodeRun(merged).map((r) => r.bytes),
+            modelSort(records, key, partitions),
+          );
+          assert.deepEqual(info.partitionEnds, [...Array(partitions).keys()].map((p) => decodeRun(merged).filter((r) => partitionOf(keyOf(r.bytes, key), partitions) <= p).reduce((end, r) => end + 8 + r.bytes.length, 0)));
+        }
+        assertHolds(dir, [...maps.flatMap((_, i) => [`map-${i}`, `run-${i}`]), "merged"]);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }),
+    { numRuns: 60 },
   );
 });
 
