@@ -23,7 +23,7 @@ export async function keyAt(file: string, offset: number): Promise<Buffer> {
     if (offset + HEADER_BYTES + length > size) throw new MalformedRunError(`a record of ${length} bytes past the run's end (${size})`, offset, file);
     const key = Buffer.alloc(keyLength);
     readFully(fd, key, offset + HEADER_BYTES);
-    return await Promise.resolve(key);
+    return key;
   } finally {
     fs.closeSync(fd);
   }

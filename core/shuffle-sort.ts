@@ -6,7 +6,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { checkRecordOptions, type KeySpec } from "./shuffle-keys";
 import { DEFAULT_FAN_IN, DEFAULT_MARK_EVERY, fileSource, mergeSourcesToFile, type RunSource } from "./shuffle-merge";
-import { Spills, type SpillTarget } from "./shuffle-spill";
+import { Spills } from "./shuffle-spill";
+import type { SpillTarget } from "./shuffle-spill-write";
 import { PlainSink, RunSink, frameBytesFor, writeSinkFile, type RunInfo } from "./shuffle-write";
 
 export interface SortOptions {
@@ -33,8 +34,8 @@ export const DEFAULT_SPILL_BYTES = 32 * 1024 * 1024;
 export async function sortToRun(inputFile: string, runFile: string, o: SortOptions): Promise<RunInfo> {
   const partitions = o.partitions;
   if (partitions !== null && (!Number.isInteger(partitions) || partitions < 1 || partitions > 0xffffffff)) throw new Error(`shuffle: partitions must be a whole number from 1 to 2^32-1, or null, not ${partitions}`);
+  if (o.markEvery !== undefined && !(Number.isInteger(o.markEvery) && o.markEvery >= 1)) throw new Error(`shuffle: markEvery must be a whole number >= 1, not ${o.markEvery}`);
   const markEvery = partitions === null ? (o.markEvery ?? DEFAULT_MARK_EVERY) : 0;
-  if (!(markEvery >= 0)) throw new Error(`shuffle: markEvery must be >= 0, not ${markEvery}`);
   return sortInto(inputFile, runFile, o, { kind: "run", partitions, markEvery });
 }
 
@@ -49,6 +50,8 @@ async function sortInto(inputFile: string, outFile: string, o: Omit<SortOptions,
   checkRecordOptions(o.delimiter, o.key);
   const spillBytes = o.spillBytes ?? DEFAULT_SPILL_BYTES;
   if (!Number.isInteger(spillBytes) || spillBytes < 1) throw new Error(`shuffle: spillBytes must be a whole number >= 1, not ${spillBytes}`);
+  const fanIn = o.fanIn ?? DEFAULT_FAN_IN;
+  if (!Number.isInteger(fanIn) || fanIn < 2) throw new Error(`shuffle: fanIn must be a whole number >= 2, not ${fanIn}`);
   const partitions = target.kind === "run" ? target.partitions : null;
   const dir = fs.mkdtempSync(path.join(o.tmpDir, "bach-sort-"));
   try {
@@ -67,7 +70,7 @@ async function sortInto(inputFile: string, outFile: string, o: Omit<SortOptions,
     const frame = Buffer.allocUnsafe(frameBytesFor(spills.size));
     const sink = target.kind === "run" ? new RunSink(frame, partitions, target.markEvery) : new PlainSink(frame, o.delimiter);
     if (runs.length === 0) await writeSinkFile(outFile, sink, async () => undefined);
-    else await mergeSourcesToFile(runs, outFile, sink, { fanIn: o.fanIn ?? DEFAULT_FAN_IN, tmpDir: dir, partitions });
+    else await mergeSourcesToFile(runs, outFile, sink, { fanIn, tmpDir: dir, partitions });
     return sink instanceof RunSink ? sink.info() : { bytes: sink.bytes, records: sink.records, partitionEnds: [], marks: [] };
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -1,15 +1,15 @@
-// One spill at a time of a map output file: read, cut into records, sorted in memory and written as a
-// run (or plain records). Owns the spill's memory, which is bounded whatever the input: never holds
-// more than one spill (one record longer than a spill grows the buffer to that record's size).
+// One spill at a time of a map output file: read, cut into records and their keys, and handed to
+// shuffle-spill-write.ts to be sorted into a file. Owns the input and the spill's buffer and index,
+// bounded whatever the input: never more than one spill (one record longer than a spill grows the
+// buffer to that record's size).
 import fs from "node:fs";
 import { FNV_OFFSET_BASIS, FNV_PRIME, fnv1a, keyEnd, type KeySpec } from "./shuffle-keys";
-import { RADIX_MOST_RECORDS, RadixScratch, radixOrder, rankKeys } from "./shuffle-order";
-import { HEADER_BYTES, KeyIs, PlainSink, RunSink, SAME_KEY, frameBytesFor, writeSinkFile, type RecordSink, type RunInfo } from "./shuffle-write";
+import { RADIX_MOST_RECORDS } from "./shuffle-order";
+import { LARGEST_BUFFER, SpillMemory, sameBytes, writeByRadix, writeRanked, type SpillTarget } from "./shuffle-spill-write";
+import type { RunInfo } from "./shuffle-write";
 
 /** Index memory per record of a spill: its start, key end, key id or partition, and place (4 × u32). */
 const INDEX_BYTES_PER_RECORD = 16;
-/** Offsets in a spill are u32s (and a run's lengths are): no buffer may grow past this. */
-const LARGEST_BUFFER = 0xfffffffe;
 /**
  * Up to this many distinct keys (and a quarter of the spill's records: ranks pay when keys repeat) a
  * spill is sorted by key ranks: a table of 2^18 slots at most (2 MiB, held in a CPU cache) gives
@@ -20,11 +20,6 @@ const LARGEST_BUFFER = 0xfffffffe;
 const MOST_RANKED_KEYS = 1 << 16;
 /** Table slots per rankable key: a table at most a quarter full keeps probe runs short. */
 const SLOTS_PER_KEY = 4;
-/** Radix spills are bucketed by partition and key byte while that makes at most this many buckets. */
-const MOST_BUCKETS = 1 << 16;
-
-/** Where a spill goes: a run (temp: no marks) or plain records (each followed by the delimiter). */
-export type SpillTarget = { kind: "run"; partitions: number | null; markEvery: number } | { kind: "plain" };
 
 /**
  * A spill holds at most spillBytes of records and spillBytes / 16 records (2^21 at most). Its memory:
@@ -57,11 +52,7 @@ export class Spills {
   private readonly partitionOfId: Uint32Array;
   private distinct = 0;
   private readonly mostRankedKeys: number;
-  private image: Buffer = Buffer.alloc(0);
-  // Radix spills, made when first needed: the records laid out again in the image, in buckets.
-  private laidOut: Uint32Array | null = null;
-  private bucketOf: Uint32Array | null = null;
-  private scratch: RadixScratch | null = null;
+  private readonly memory = new SpillMemory();
 
   private constructor(
     private readonly fd: number,
@@ -119,12 +110,9 @@ export class Spills {
 
   /** Sorts the spill into `file`. */
   async write(file: string, target: SpillTarget): Promise<RunInfo> {
-    if (!this.radix) return this.writeRanked(file, target);
-    const buckets = this.layOutInBuckets();
-    const frame = Buffer.allocUnsafe(frameBytesFor(this.taken));
-    const sink: RunSink | PlainSink = target.kind === "run" ? new RunSink(frame, target.partitions, target.markEvery) : new PlainSink(frame, this.delimiter);
-    await writeSinkFile(file, sink, (drain) => this.gather(buckets, sink, drain));
-    return sink instanceof RunSink ? sink.info() : { bytes: sink.bytes, records: sink.records, partitionEnds: [], marks: [] };
+    const { buf, records, tags, n, delimiter, partitions, taken, distinct, repStart, repEnd, partitionOfId } = this;
+    const spill = { buf, records, tags, n, delimiter, partitions, taken, distinct, repStart, repEnd, partitionOfId };
+    return this.radix ? writeByRadix(spill, this.memory, file, target) : writeRanked(spill, this.memory, file, target);
   }
 
   /** Moves the bytes after the last spill to the front; gives back a buffer grown for one long record. */
@@ -245,195 +233,4 @@ export class Spills {
     tags[n] = partitions === null ? 0 : h % partitions;
   }
 
-  /**
-   * Few keys: each record is copied once, in input order, to its place in an image of the sorted spill
-   * (a cursor per key rank), which is then written in one go. Reads are sequential and writes go to a
-   * cursor per key: measured 4x faster than gathering records through a sorted permutation, where
-   * every record was a cache miss.
-   */
-  private async writeRanked(file: string, target: SpillTarget): Promise<RunInfo> {
-    const { buf, records, tags, n, delimiter } = this;
-    const d = delimiter.length;
-    const framed = target.kind === "run";
-    const partitions = target.kind === "run" ? target.partitions : null;
-    const markEvery = target.kind === "run" ? target.markEvery : 0;
-    const keys = this.distinct;
-    const rankOfId = rankKeys(buf, this.repStart, this.repEnd, keys, partitions === null ? null : this.partitionOfId);
-    // Each key's group: its bytes, then where it starts in the image.
-    const overhead = framed ? HEADER_BYTES : d;
-    const cursor = new Float64Array(keys);
-    for (let i = 0; i < n; i++) cursor[rankOfId[tags[i]]] += overhead + records[2 * i + 2] - d - records[2 * i];
-    const groupStart = new Float64Array(keys);
-    let total = 0;
-    for (let r = 0; r < keys; r++) {
-      const bytes = cursor[r];
-      groupStart[r] = cursor[r] = total;
-      total += bytes;
-    }
-    if (this.image.length < total) this.image = Buffer.allocUnsafe(Math.min(LARGEST_BUFFER, Math.max(total, Math.floor(1.25 * this.image.length))));
-    const image = this.image;
-    /** Offset of the last record placed in each group. */
-    const lastAt = new Float64Array(keys);
-    const marks: number[] = [];
-    for (let i = 0; i < n; i++) {
-      const r = rankOfId[tags[i]];
-      const s = records[2 * i];
-      const length = records[2 * i + 2] - d - s;
-      let at = cursor[r];
-      if (framed) {
-        let keyField = records[2 * i + 1] - s;
-        if (at !== groupStart[r]) {
-          // Past a multiple of markEvery that the group's previous record was before: a mark, with its key.
-          if (markEvery > 0 && Math.floor(at / markEvery) > Math.floor(lastAt[r] / markEvery)) marks.push(at);
-          else keyField = SAME_KEY;
-        }
-        writeU32(image, at, length);
-        writeU32(image, at + 4, keyField);
-        lastAt[r] = at;
-        at += HEADER_BYTES;
-      }
-      if (length > 24) buf.copy(image, at, s, s + length);
-      else for (let j = 0; j < length; j++) image[at + j] = buf[s + j];
-      at += length;
-      if (!framed) {
-        for (let j = 0; j < d; j++) image[at + j] = delimiter[j];
-        at += d;
-      }
-      cursor[r] = at;
-    }
-    const partitionEnds: number[] = [];
-    if (framed) {
-      // A group's first record starts a key, so it carries it; it is a mark when the previous group's last was before a multiple.
-      for (let r = 0, previous = -1; r < keys; r++) {
-        if (markEvery > 0 && (previous < 0 || Math.floor(groupStart[r] / markEvery) > Math.floor(lastAt[previous] / markEvery))) marks.push(groupStart[r]);
-        previous = r;
-      }
-      marks.sort((a, b) => a - b);
-      if (partitions !== null) {
-        const partitionOfRank = new Uint32Array(keys);
-        for (let id = 0; id < keys; id++) partitionOfRank[rankOfId[id]] = this.partitionOfId[id];
-        for (let r = 0; r < keys; r++) while (partitionEnds.length < partitionOfRank[r]) partitionEnds.push(groupStart[r]);
-        while (partitionEnds.length < partitions) partitionEnds.push(total);
-      }
-    }
-    try {
-      await fs.promises.writeFile(file, image.subarray(0, total));
-    } catch (e) {
-      fs.rmSync(file, { force: true });
-      throw e;
-    }
-    return { bytes: total, records: n, partitionEnds, marks };
-  }
-
-  /**
-   * Many keys: the records are first copied into buckets by partition and by their key's first byte
-   * past the spill's common key prefix (a pass that reads in order and writes at ~257 cursors), so that
-   * each bucket's radix sort and gather stay within a CPU cache (measured on 1M distinct words: 475
-   * ns a record over a 32 MiB spill, 145 within 1 MiB).
-   */
-  private layOutInBuckets(): Buckets {
-    const { buf, records, tags, n, partitions } = this;
-    const d = this.delimiter.length;
-    let common = records[1] - records[0];
-    for (let i = 1; i < n && common > 0; i++) {
-      const s = records[2 * i];
-      const l = Math.min(common, records[2 * i + 1] - s);
-      let j = 0;
-      while (j < l && buf[s + j] === buf[records[0] + j]) j++;
-      common = j;
-    }
-    // Bucket 0 of a partition: keys that are the common prefix itself; bucket 1 + b: next byte b.
-    const byByte = partitions === null || partitions * 257 <= MOST_BUCKETS;
-    const perPartition = byByte ? 257 : 1;
-    const count = (partitions ?? 1) * perPartition;
-    this.bucketOf ??= new Uint32Array(tags.length);
-    const bucketOf = this.bucketOf;
-    const firstRecord = new Float64Array(count + 1);
-    const firstByte = new Float64Array(count + 1);
-    for (let i = 0; i < n; i++) {
-      const s = records[2 * i];
-      let b = partitions === null ? 0 : tags[i] * perPartition;
-      if (byByte && records[2 * i + 1] - s > common) b += 1 + buf[s + common];
-      bucketOf[i] = b;
-      firstRecord[b + 1]++;
-      firstByte[b + 1] += records[2 * i + 2] - d - s;
-    }
-    for (let b = 1; b <= count; b++) {
-      firstRecord[b] += firstRecord[b - 1];
-      firstByte[b] += firstByte[b - 1];
-    }
-    const total = firstByte[count];
-    if (this.image.length < total) this.image = Buffer.allocUnsafe(Math.min(LARGEST_BUFFER, Math.max(total, Math.floor(1.25 * this.image.length))));
-    this.laidOut ??= new Uint32Array(records.length);
-    const { image, laidOut } = this;
-    const recordAt = firstRecord.slice(0, count);
-    const byteAt = firstByte.slice(0, count);
-    for (let i = 0; i < n; i++) {
-      const b = bucketOf[i];
-      const k = recordAt[b]++;
-      const at = byteAt[b];
-      const s = records[2 * i];
-      const length = records[2 * i + 2] - d - s;
-      if (length > 24) buf.copy(image, at, s, s + length);
-      else for (let j = 0; j < length; j++) image[at + j] = buf[s + j];
-      laidOut[2 * k] = at;
-      laidOut[2 * k + 1] = at + records[2 * i + 1] - s;
-      byteAt[b] = at + length;
-    }
-    laidOut[2 * n] = total; // records are now back to back: each ends where the next starts
-    // The tags (partitions) are spent: their memory holds the order.
-    const order = tags;
-    for (let k = 0; k < n; k++) order[k] = k;
-    let largest = 0;
-    for (let b = 0; b < count; b++) largest = Math.max(largest, firstRecord[b + 1] - firstRecord[b]);
-    if (this.scratch === null || this.scratch.capacity < largest) this.scratch = new RadixScratch(largest);
-    for (let b = 0; b < count; b++) {
-      // A partition's bucket 0 holds equal keys, in input order already.
-      if (firstRecord[b + 1] - firstRecord[b] > 1 && (!byByte || b % perPartition !== 0)) radixOrder(image, laidOut, order, firstRecord[b], firstRecord[b + 1], this.scratch, byByte ? common + 1 : 0);
-    }
-    return { order, firstRecord, perPartition, count };
-  }
-
-  /** Puts the laid-out records into `sink` in key order, awaiting `drain` whenever it is full. */
-  private async gather(buckets: Buckets, sink: RecordSink, drain: () => Promise<void>): Promise<void> {
-    const { order, firstRecord, perPartition, count } = buckets;
-    const data = this.image;
-    const records = this.laidOut as Uint32Array;
-    let previous = -1;
-    for (let b = 0; b < count; b++) {
-      const partition = Math.floor(b / perPartition);
-      for (let k = firstRecord[b]; k < firstRecord[b + 1]; k++) {
-        if (sink.full) await drain();
-        const i = order[k];
-        const s = records[2 * i];
-        const e = records[2 * i + 1];
-        const same = previous >= 0 && sameBytes(data, records[2 * previous], records[2 * previous + 1], s, e);
-        sink.put(data, s, records[2 * i + 2], e - s, same ? KeyIs.same : KeyIs.different, partition);
-        previous = i;
-      }
-    }
-  }
-}
-
-/** A radix spill laid out in buckets: record numbers in key order, bucket by bucket. */
-interface Buckets {
-  order: Uint32Array;
-  /** Bucket b's records are order[firstRecord[b], firstRecord[b + 1]). */
-  firstRecord: Float64Array;
-  /** Buckets per partition (partition of bucket b: floor(b / perPartition)). */
-  perPartition: number;
-  count: number;
-}
-
-function sameBytes(buf: Buffer, aStart: number, aEnd: number, bStart: number, bEnd: number): boolean {
-  if (aEnd - aStart !== bEnd - bStart) return false;
-  for (let j = 0; j < aEnd - aStart; j++) if (buf[aStart + j] !== buf[bStart + j]) return false;
-  return true;
-}
-
-function writeU32(buf: Buffer, at: number, value: number): void {
-  buf[at] = value & 0xff;
-  buf[at + 1] = (value >>> 8) & 0xff;
-  buf[at + 2] = (value >>> 16) & 0xff;
-  buf[at + 3] = value >>> 24;
 }

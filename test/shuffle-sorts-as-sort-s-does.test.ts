@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import fc from "fast-check";
-import { FNV_OFFSET_BASIS, mergeRuns, partitionOf, sortToPlain, sortToRun, type RunInfo } from "../core/shuffle";
+import { FNV_OFFSET_BASIS, mergeRuns, mergeToRun, partitionOf, sortToPlain, sortToRun, type RunInfo } from "../core/shuffle";
 import { assertHolds, cases, collect, decodeRun, fanIn, frameSizes, framed, keyOf, modelSort, plain, spillBytes, splitRecords, tempDir, type Case } from "./shuffle-model";
 
 /** The run holds the model's records, each carrying its key where the format says it must, and info tells the truth. */
@@ -106,6 +106,38 @@ test("merging the runs of several map outputs keeps equal keys in source order, 
   );
 });
 
+test("mergeToRun merges runs into one run: key order with marks, or hash segments, ties in source order", async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(cases, { minLength: 1, maxLength: 5 }), fc.option(fc.integer({ min: 1, max: 4 })), fanIn, fc.integer({ min: 1, max: 60 }), frameSizes, async (maps, partitions, fan, markEvery, sizes) => {
+      const dir = tempDir();
+      try {
+        const { delimiter, key } = maps[0];
+        const sources = [];
+        for (const [i, m] of maps.entries()) {
+          fs.writeFileSync(path.join(dir, `map-${i}`), m.input);
+          await sortToRun(path.join(dir, `map-${i}`), path.join(dir, `run-${i}`), { delimiter, key, partitions, tmpDir: dir, spillBytes: 64 });
+          sources.push(framed(fs.readFileSync(path.join(dir, `run-${i}`)), sizes));
+        }
+        const info = await mergeToRun(sources, path.join(dir, "merged"), { tmpDir: dir, fanIn: fan, partitions, markEvery });
+        const records = maps.flatMap((m) => splitRecords(m.input, delimiter));
+        const merged = fs.readFileSync(path.join(dir, "merged"));
+        if (partitions === null) checkRun(merged, info, { delimiter, key, input: Buffer.alloc(0) }, modelSort(records, key), markEvery);
+        else {
+          assert.deepEqual(
+            decodeRun(merged).map((r) => r.bytes),
+            modelSort(records, key, partitions),
+          );
+          assert.deepEqual(info.partitionEnds, [...Array(partitions).keys()].map((p) => decodeRun(merged).filter((r) => partitionOf(keyOf(r.bytes, key), partitions) <= p).reduce((end, r) => end + 8 + r.bytes.length, 0)));
+        }
+        assertHolds(dir, [...maps.flatMap((_, i) => [`map-${i}`, `run-${i}`]), "merged"]);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }),
+    { numRuns: 60 },
+  );
+});
+
 const hasSort = spawnSync("sort", ["--version"]).status === 0;
 
 test("sortToPlain's output is LC_ALL=C sort -s -t SEP -k1,N's, byte for byte", { skip: hasSort ? false : "no sort(1) here" }, async () => {
@@ -147,6 +179,26 @@ test("empty input is an empty run; a final record without a delimiter gets one i
     fs.writeFileSync(path.join(dir, "in"), "b\t2\r\n\r\na\t1");
     await sortToPlain(path.join(dir, "in"), path.join(dir, "out"), o);
     assert.equal(fs.readFileSync(path.join(dir, "out"), "latin1"), "\r\na\t1\r\nb\t2\r\n");
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a record longer than every buffer (spill, write frame, read frame) passes whole", async () => {
+  const dir = tempDir();
+  try {
+    const long = Buffer.alloc(300_000, "x");
+    const input = Buffer.concat([Buffer.from("m\tshort\n"), Buffer.from("b\t"), long, Buffer.from("\na\tshort")]);
+    fs.writeFileSync(path.join(dir, "in"), input);
+    const o = { delimiter: Buffer.from("\n"), key: { separator: Buffer.from("\t"), fields: 1 }, tmpDir: dir, spillBytes: 64, fanIn: 2 };
+    const expected = plain(modelSort(splitRecords(input, o.delimiter), o.key), o.delimiter);
+    const info = await sortToRun(path.join(dir, "in"), path.join(dir, "run"), { ...o, partitions: null, markEvery: 1000 });
+    assert.deepEqual(info.marks, [0, 300_025]); // "a" at 0, the long "b" at 15, "m" at 15 + 8 + 300002
+    const run = fs.readFileSync(path.join(dir, "run"));
+    assert.ok((await collect(mergeRuns([framed(run, [4096])], { delimiter: o.delimiter, tmpDir: dir, frameBytes: 1000 }), 1000)).equals(expected));
+    await sortToPlain(path.join(dir, "in"), path.join(dir, "plain"), o);
+    assert.ok(fs.readFileSync(path.join(dir, "plain")).equals(expected));
+    assertHolds(dir, ["in", "run", "plain"]);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
