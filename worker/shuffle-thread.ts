@@ -5,9 +5,9 @@ import { parentPort, workerData } from "node:worker_threads";
 import { sortToPlain, sortToRun, type SortOptions } from "../core/shuffle";
 
 /**
- * A sort's memory for one spill: two map attempts sort at once in an embedded run of -p 2, each on a
- * thread in the CLI's process, and with 32 MiB spills that process peaked at 280 MB (512 MiB of map
- * output, a key a record); 16 MiB spills cost a few more merge inputs and keep it well under 300 MB.
+ * A sort's memory for one spill (its peak is 4 to 6 times this: the read buffer, its index, the sorted
+ * image): two map attempts sort at once in an embedded run of -p 2, each on a thread of the CLI's
+ * process, and with the default 32 MiB spills that process peaked near 300 MB.
  */
 const SPILL_BYTES = 8 * 1024 * 1024;
 
