@@ -11,20 +11,12 @@ import { gdeltFile, runBach, startCluster, taskFolder } from "./harness";
 const INPUT = 512 * 1024 * 1024;
 const LIMIT = 300 * 1024 * 1024;
 
-function peakRss(pid: number): number {
-  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
-  return kb ? Number(kb) * 1024 : 0;
-}
-
-test(`512 MiB on stdin keeps the CLI (with its embedded coordinator) under ${LIMIT >> 20} MiB`, { skip: process.platform !== "linux" && "needs /proc" }, async () => {
-  const input = gdeltFile(INPUT);
+/** Polls a process's peak RSS from its start (`watch`, a runBach onStart) until `stop`, which returns it. */
+function peakWatch(): { watch(p: { pid?: number }): void; stop(): number } {
   let peak = 0;
   let timer: NodeJS.Timeout | undefined;
-  const r = await runBach(["task-run", "-p", "2"], {
-    cwd: taskFolder({ binary: "wc", args: ["-c"] }),
-    pipeFile: input,
-    onStart: (p) => {
+  return {
+    watch(p) {
       timer = setInterval(() => {
         try {
           if (p.pid) peak = Math.max(peak, peakRss(p.pid));
@@ -33,8 +25,28 @@ test(`512 MiB on stdin keeps the CLI (with its embedded coordinator) under ${LIM
         }
       }, 50);
     },
+    stop() {
+      clearInterval(timer);
+      return peak;
+    },
+  };
+}
+
+function peakRss(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
+  return kb ? Number(kb) * 1024 : 0;
+}
+
+test(`512 MiB on stdin keeps the CLI (with its embedded coordinator) under ${LIMIT >> 20} MiB`, { skip: process.platform !== "linux" && "needs /proc" }, async () => {
+  const input = gdeltFile(INPUT);
+  const cli = peakWatch();
+  const r = await runBach(["task-run", "-p", "2"], {
+    cwd: taskFolder({ binary: "wc", args: ["-c"] }),
+    pipeFile: input,
+    onStart: cli.watch,
   });
-  clearInterval(timer);
+  const peak = cli.stop();
   assert.equal(r.code, 0, r.stderr);
   const counted = r.stdout.toString().trim().split("\n").reduce((n, l) => n + Number(l), 0);
   assert.equal(counted, fs.statSync(input).size, "every byte reached the mappers once");
@@ -80,24 +92,15 @@ test(`512 MiB through a cluster (cat, a network worker) keeps CLI, coordinator a
 
 test(`map-reduce: 512 MiB of map output with a distinct key a record, through -p 2, keeps the CLI under ${LIMIT >> 20} MiB`, { skip: process.platform !== "linux" && "needs /proc" }, async (t) => {
   const input = gdeltFile(INPUT);
-  let peak = 0;
-  let timer: NodeJS.Timeout | undefined;
+  const cli = peakWatch();
   // Identity map (the whole input is map output), keyed by GDELT's event id (one key per record), and
   // reducers that count bytes: the sort spills and merges whatever the number of keys.
   const task = taskFolder({ binary: "cat", reduce: { binary: "wc", args: ["-c"], key: { separator: "\t", fields: 1 }, partitions: 2 } });
   const r = await runBach(["task-run", "--data", input, "-p", "2"], {
     cwd: task,
-    onStart: (p) => {
-      timer = setInterval(() => {
-        try {
-          if (p.pid) peak = Math.max(peak, peakRss(p.pid));
-        } catch {
-          // The process ended between two looks; the last reading stands.
-        }
-      }, 50);
-    },
+    onStart: cli.watch,
   });
-  clearInterval(timer);
+  const peak = cli.stop();
   assert.equal(r.code, 0, r.stderr);
   const counted = r.stdout.toString().trim().split("\n").reduce((n, l) => n + Number(l), 0);
   assert.equal(counted, fs.statSync(input).size, "every record reached a reducer once");
