@@ -110,6 +110,24 @@ describe("map-reduce survives kills", () => {
       await c.restartCoordinator();
     }));
 
+  test("a map attempt that fails after writing its output leaves no run: the retry's run is the one reduced", async () => {
+    const { file, expected } = records();
+    const mark = path.join(tempDir("bach-mark-"), "failed-once");
+    // Every chunk's first attempt writes its whole output (more than a pipe holds), then fails.
+    const folder = taskFolder({
+      binary: "sh", args: ["-c", 'cat; if [ ! -e "$MARK.$BACH_CHUNK" ]; then touch "$MARK.$BACH_CHUNK"; exit 3; fi'],
+      env: { MARK: mark },
+      reduce: { binary: "cat", order: "total", partitions: 2 },
+    });
+    const home = { BACH_HOME: tempDir("bach-home-") };
+    const r = await runBach(["task-run", "--data", file, "-p", "2", "--chunk-size", "256k"], { cwd: folder, env: home });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stdout.equals(expected), "output identical to the pipeline's");
+    const report = await runBach(["task-report", "--json"], { cwd: folder, env: home });
+    const json = JSON.parse(report.stdout.toString()) as { attempts: { byState: Record<string, number> }; reduce: { mapChunks: number } };
+    assert.equal(json.attempts.byState.failed, json.reduce.mapChunks, "each map chunk failed once");
+  });
+
   test("a reducer that fails every time fails the task naming its partition, its keys and its stderr", async () => {
     const file = path.join(tempDir("bach-mr-"), "records");
     fs.writeFileSync(file, "b\t1\na\t2\nc\t3\n");
