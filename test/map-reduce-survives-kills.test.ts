@@ -128,6 +128,29 @@ describe("map-reduce survives kills", () => {
     assert.equal(json.attempts.byState.failed, json.reduce.mapChunks, "each map chunk failed once");
   });
 
+  test("task-output --partial of a failed map-reduce task prints the committed partitions and names the missing one", async (t) => {
+    // One slot: partitions run in order, so partition 0 has committed before partition 1 fails the task.
+    const cluster = await startCluster({ workers: 1, slots: 1 });
+    t.after(() => cluster.stop());
+    const file = path.join(tempDir("bach-mr-"), "records");
+    fs.writeFileSync(file, "a\nb\nc\nd\n");
+    // One record a map chunk: the splits sampled from the four runs put a and b in partition 0, c and d in 1,
+    // whose reducer fails.
+    const folder = taskFolder({
+      binary: "cat", retries: 0,
+      reduce: { binary: "sh", args: ["-c", 'd=$(cat); case "$d" in *c*) exit 3;; esac; printf "%s\\n" "$d"'], order: "total", partitions: 2 },
+    });
+    const on = ["--coordinator", cluster.address, "--token", cluster.token];
+    const run = await runBach(["task-run", ...on, "--data", file, "--chunk-size", "2"], { cwd: folder });
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /reduce partition 1 \(keys from "c" on\) failed after 1 attempt: exit 3/);
+    const id = /task (t-\S+)/.exec(run.stderr)?.[1] ?? "";
+    const partial = await runBach(["task-output", id, ...on, "--partial"], { cwd: folder });
+    assert.equal(partial.code, 1, partial.stderr);
+    assert.equal(partial.stdout.toString(), "a\nb\n");
+    assert.match(partial.stderr, /^bach: reduce partition 1 is missing: the task failed before it committed$/m);
+  });
+
   test("a reducer that fails every time fails the task naming its partition, its keys and its stderr", async () => {
     const file = path.join(tempDir("bach-mr-"), "records");
     fs.writeFileSync(file, "b\t1\na\t2\nc\t3\n");
