@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import type { Bachfile } from "../core/bachfile";
+import type { Bachfile, Reduce } from "../core/bachfile";
 import type { OutputEvent } from "../core/report";
 import { ChunkSizer } from "../core/chunk-size";
 import { fileSample } from "../core/file-sample";
@@ -243,9 +243,8 @@ export class Coordinator {
     }
     const id = `t-${new Date().toISOString().slice(0, 10).replace(/-/g, "")}-${randomBytes(3).toString("hex")}`;
     const reduce = req.bachfile.reduce;
-    // Hash order partitions map output as it is made: their number is decided now (see autoPartitions).
-    const slots = req.parallelism > 0 ? req.parallelism : this.workers.totalSlots();
-    const partitions = reduce?.order !== "hash" ? 0 : reduce.partitions === "auto" ? autoPartitions(totalBytes ?? 0, slots) : reduce.partitions;
+    // Hash order partitions map output as it is made: their number is decided now, from the input's size.
+    const partitions = reduce?.order === "hash" ? this.partitionsFor(reduce, totalBytes ?? 0, req.parallelism) : 0;
     this.ledger.createTask({
       id,
       name: req.bachfile.logicalName,
@@ -529,6 +528,11 @@ export class Coordinator {
     }
   }
 
+  /** The partitions a reduce block asks for: its number, or "auto" from `bytes` and the slots the task may use. */
+  private partitionsFor(reduce: Reduce, bytes: number, parallelism: number): number {
+    return reduce.partitions === "auto" ? autoPartitions(bytes, parallelism > 0 ? parallelism : this.workers.totalSlots()) : reduce.partitions;
+  }
+
   /**
    * Every map chunk of a map-reduce task has committed: its reduce partitions are planned from the
    * committed runs (see reduce-plan) and recorded in one transaction; a restart that finds the map
@@ -546,10 +550,7 @@ export class Coordinator {
       runs.push({ seq: c.seq, file: this.spool.attemptOutput(c.committed_attempt), bytes: c.bytes_out ?? 0, index });
     }
     const mapOutput = runs.reduce((n, r) => n + r.bytes, 0);
-    const slots = row.parallelism > 0 ? row.parallelism : this.workers.totalSlots();
-    const plan =
-      reduce.order === "hash" ? Promise.resolve(planHash(row.partitions, runs))
-      : planTotal(reduce.partitions === "auto" ? autoPartitions(mapOutput, slots) : reduce.partitions, runs);
+    const plan = reduce.order === "hash" ? Promise.resolve(planHash(row.partitions, runs)) : planTotal(this.partitionsFor(reduce, mapOutput, row.parallelism), runs);
     plan
       .then((p) => {
         if (!this.ledger.planReduce(row.id, p.partitions, p.ranges)) return;

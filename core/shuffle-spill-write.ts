@@ -3,7 +3,7 @@
 // the memory reused from spill to spill; never reads the input.
 import fs from "node:fs";
 import { RadixScratch, radixOrder, rankKeys } from "./shuffle-order";
-import { HEADER_BYTES, KeyIs, PlainSink, RunSink, SAME_KEY, frameBytesFor, writeSinkFile, type RecordSink, type RunInfo } from "./shuffle-write";
+import { HEADER_BYTES, KeyIs, PlainSink, RunSink, SAME_KEY, frameBytesFor, writeSinkFile, writeU32, type RecordSink, type RunInfo } from "./shuffle-write";
 
 /** Offsets in a spill are u32s (and a run's lengths are): no buffer may grow past this. */
 export const LARGEST_BUFFER = 0xfffffffe;
@@ -237,11 +237,4 @@ export function sameBytes(buf: Buffer, aStart: number, aEnd: number, bStart: num
   if (aEnd - aStart !== bEnd - bStart) return false;
   for (let j = 0; j < aEnd - aStart; j++) if (buf[aStart + j] !== buf[bStart + j]) return false;
   return true;
-}
-
-function writeU32(buf: Buffer, at: number, value: number): void {
-  buf[at] = value & 0xff;
-  buf[at + 1] = (value >>> 8) & 0xff;
-  buf[at + 2] = (value >>> 16) & 0xff;
-  buf[at + 3] = value >>> 24;
 }
