@@ -22,10 +22,18 @@ function builtTag(b: Bachfile): string {
   return `bach-task/${b.logicalName.toLowerCase().replace(/[^a-z0-9._-]+/g, "-").replace(/^[^a-z0-9]+/, "") || "task"}:latest`;
 }
 
-export async function prepareTask(dir: string, onBuildLine: (line: string) => void = () => {}): Promise<PreparedTask> {
+/**
+ * `input` names the task's input files: when they sit in the task folder they stay out of the bundle
+ * (every worker would download them with it), as does Bach's home, and `say` tells the user once.
+ */
+export async function prepareTask(dir: string, onBuildLine: (line: string) => void = () => {}, input: readonly string[] = [], say: (line: string) => void = () => {}): Promise<PreparedTask> {
   const bachfile = loadBachfile(dir);
   const bundles = path.join(bachHome(), "bundles");
-  if (!bachfile.image && !bachfile.dockerfile) return { bachfile, bundle: await packBundle(dir, bundles), image: null };
+  const leaveOut = [bachHome(), ...input];
+  const inFolder = new Set(listTaskFiles(dir, [bachHome()]).map((name) => path.resolve(dir, name)));
+  const left = input.filter((f) => inFolder.has(path.resolve(f)));
+  if (left.length) say(`${left.map((f) => path.relative(dir, f)).join(", ")} ${left.length === 1 ? "is" : "are"} the task's input: left out of the bundle that workers download`);
+  if (!bachfile.image && !bachfile.dockerfile) return { bachfile, bundle: await packBundle(dir, bundles, {}, leaveOut), image: null };
 
   const docker = await requireDocker(`the bachfile's "${bachfile.image ? "image" : "dockerfile"}"`);
   let image: { name: string; id: string };
@@ -37,7 +45,7 @@ export async function prepareTask(dir: string, onBuildLine: (line: string) => vo
       throw new InputError(`${path.join(dir, "bachfile.json")}: dockerfile: ${dockerfile} is not in the task folder (or .bachignore leaves it out)`, { field: "dockerfile" });
     }
     // The build context is exactly what workers get: the folder minus .bachignore.
-    const context = await packBundle(dir, bundles);
+    const context = await packBundle(dir, bundles, {}, leaveOut);
     const name = builtTag(bachfile);
     const lines: string[] = [];
     const build = await docker.buildImage(fs.createReadStream(context.file), { t: name, dockerfile, pull: false, rm: true, forcerm: true } as object);
@@ -55,7 +63,7 @@ export async function prepareTask(dir: string, onBuildLine: (line: string) => vo
     if (!id) throw new Error(`docker build reported success but ${name} is not there: ${lines.slice(-3).join(" / ")}`);
     image = { name, id };
   }
-  const bundle = await packBundle(dir, bundles, { ".bach/image.json": `${JSON.stringify(image)}\n` });
+  const bundle = await packBundle(dir, bundles, { ".bach/image.json": `${JSON.stringify(image)}\n` }, leaveOut);
   return { bachfile, bundle, image };
 }
 

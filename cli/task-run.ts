@@ -246,7 +246,7 @@ export async function taskRun(opts: RunOptions): Promise<void> {
   }
   const input = resolveInput(opts.data);
   const chunkSize = opts.chunkSize === "auto" ? null : parseSize(opts.chunkSize, "--chunk-size");
-  const prepared = await prepareTask(opts.taskDir);
+  const prepared = await prepareTask(opts.taskDir, undefined, input.kind === "file" ? [input.path] : [], (line) => process.stderr.write(`bach: ${line}\n`));
   const { bachfile, bundle } = prepared;
 
   let embedded: Embedded | null = null;

@@ -21,8 +21,17 @@ export interface Bundle {
   bytes: number;
 }
 
-export function listTaskFiles(dir: string): string[] {
+/**
+ * The task folder's files, sorted, minus .bachignore's and `leaveOut`: absolute paths of files or
+ * folders that are never the program's (Bach's own home, the task's input), wherever they sit.
+ */
+export function listTaskFiles(dir: string, leaveOut: readonly string[] = []): string[] {
   const ig = ignore().add(ALWAYS_IGNORED);
+  const root = path.resolve(dir);
+  for (const p of leaveOut) {
+    const rel = path.relative(root, path.resolve(p));
+    if (rel && !rel.startsWith("..") && !path.isAbsolute(rel)) ig.add(`/${rel.split(path.sep).join("/")}`);
+  }
   const ignoreFile = path.join(dir, ".bachignore");
   if (fs.existsSync(ignoreFile)) ig.add(fs.readFileSync(ignoreFile, "utf8"));
   const out: string[] = [];
@@ -42,11 +51,12 @@ export function listTaskFiles(dir: string): string[] {
 
 /**
  * Packs `dir` into `cacheDir/<hash>.tar` and returns the bundle. `extra` adds generated files (say, the
- * digest of the task's image) after the folder's own, so they are part of what the hash names.
+ * digest of the task's image) after the folder's own, so they are part of what the hash names. The cache
+ * itself, and whatever `leaveOut` names, stay out even when they lie inside `dir`.
  */
-export async function packBundle(dir: string, cacheDir: string, extra: Record<string, string> = {}): Promise<Bundle> {
+export async function packBundle(dir: string, cacheDir: string, extra: Record<string, string> = {}, leaveOut: readonly string[] = []): Promise<Bundle> {
   fs.mkdirSync(cacheDir, { recursive: true });
-  const files = listTaskFiles(dir);
+  const files = listTaskFiles(dir, [cacheDir, ...leaveOut]);
   const part = path.join(cacheDir, `pack-${randomBytes(6).toString("hex")}.part`);
   const pack = tar.pack();
   const writing = pipeline(pack, fs.createWriteStream(part));

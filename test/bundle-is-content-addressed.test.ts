@@ -79,3 +79,23 @@ test("a worker's bundle cache fetches once, keeps a bundle in use, and removes o
     cache.stop();
   }
 });
+
+test("a task run from the folder that holds its input and Bach's home bundles neither", async () => {
+  // Found running a benchmark with BACH_HOME inside the task folder: each run bundled the last run's
+  // spool and bundles, 17 GB by the fourth, until the disk filled. An input beside the bachfile would
+  // likewise go to every worker twice: once as the input, once in the bundle.
+  const dir = taskFolder({ "logical-name": "wc", binary: "wc", args: ["-l"] }, { "run.sh": "cat\n" });
+  fs.writeFileSync(path.join(dir, "events.tsv"), "a\nb\nc\n".repeat(1000));
+  const home = path.join(dir, "home");
+  for (let round = 0; round < 2; round++) {
+    const r = await runBach(["task-run", "--data", "events.tsv", "-p", "1"], { cwd: dir, env: { BACH_HOME: home } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.toString().trim(), "3000");
+    assert.match(r.stderr, /^bach: events\.tsv is the task's input: left out of the bundle that workers download$/m);
+  }
+  const bundles = fs.readdirSync(path.join(home, "bundles")).filter((f) => f.endsWith(".tar"));
+  assert.equal(bundles.length, 1, "the second run packs the same bundle: nothing of the first run's home is in it");
+  const out = path.join(tempDir(), "unpacked");
+  await unpackBundle(path.join(home, "bundles", bundles[0]), out);
+  assert.deepEqual(fs.readdirSync(out).sort(), ["bachfile.json", "run.sh"]);
+});
