@@ -19,6 +19,11 @@ process.on("exit", () => {
   for (const c of cleanups.reverse()) c();
 });
 
+/** Runs `cleanup` (synchronous) when the test process exits; the last registered runs first. */
+export function atExit(cleanup: () => void): void {
+  cleanups.push(cleanup);
+}
+
 export function tempDir(prefix = "bach-test-"): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
