@@ -94,7 +94,7 @@ class RangeScan {
   constructor(
     private readonly start: number,
     private readonly end: number,
-    private readonly size: number,
+    readonly size: number,
     private readonly d: Buffer,
   ) {
     this.finder = new OccurrenceFinder(d);
@@ -103,7 +103,7 @@ class RangeScan {
     this.next = Math.max(0, start - d.length);
   }
 
-  /** The bytes of `piece` (the object's bytes from `this.next` on) that belong to the range. */
+  /** The bytes of `whole` (the object's next bytes, from `this.next` on) that belong to the range. */
   take(whole: Buffer): Buffer {
     const at = this.next;
     const piece = whole.subarray(0, this.size - at); // bytes past the known size are not the object's
@@ -168,50 +168,48 @@ async function* alignedPieces(opts: AlignedReadOptions, signal: AbortSignal): As
   const scan = new RangeScan(opts.start, opts.end, opts.size, opts.delimiter);
   let failures = 0;
   while (!scan.done) {
-    let why = "";
-    let source: Readable | null = null;
-    try {
-      source = await opts.open(scan.next);
-    } catch (err) {
-      if (signal.aborted) return;
-      if (!(err instanceof RetryableReadError)) throw err;
-      why = err.message;
-    }
-    if (source) {
-      const stop = () => source?.destroy();
-      signal.addEventListener("abort", stop);
-      try {
-        const pieces = source[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
-        for (;;) {
-          let r: IteratorResult<Uint8Array>;
-          try {
-            r = await pieces.next();
-          } catch (err) {
-            // An error from the source itself: a cut connection, worth reading again from here.
-            why = describe(err);
-            break;
-          }
-          if (signal.aborted) return;
-          if (r.done) {
-            why = `the stream ended at byte ${scan.next} of ${opts.size}`;
-            break;
-          }
-          const piece = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
-          if (piece.length > 0) failures = 0;
-          const out = scan.take(piece);
-          if (out.length > 0) yield out;
-          if (scan.done) return;
-        }
-      } finally {
-        signal.removeEventListener("abort", stop);
-        source.destroy();
-      }
-    }
-    failures++;
+    const { why, progressed } = yield* readOnce(opts.open, scan, signal);
+    if (scan.done || signal.aborted) return;
+    failures = progressed ? 1 : failures + 1;
     if (failures > retries) throw new Error(`could not read byte ${scan.next} of ${opts.size} (${failures} tries in a row): ${why}`);
     opts.onRetry?.(why, scan.next);
     await pause(backoffMs(failures), signal);
-    if (signal.aborted) return;
+  }
+}
+
+/** One open of the object at the next byte the scan needs: yields the range's bytes, and returns why it stopped short. */
+async function* readOnce(open: RangeOpener, scan: RangeScan, signal: AbortSignal): AsyncGenerator<Buffer, { why: string; progressed: boolean }> {
+  let progressed = false;
+  let source: Readable;
+  try {
+    source = await open(scan.next);
+  } catch (err) {
+    if (err instanceof RetryableReadError || signal.aborted) return { why: describe(err), progressed };
+    throw err;
+  }
+  const stop = () => source.destroy();
+  signal.addEventListener("abort", stop);
+  try {
+    const pieces = source[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
+    while (!signal.aborted) {
+      let r: IteratorResult<Uint8Array>;
+      try {
+        r = await pieces.next();
+      } catch (err) {
+        // An error of the source itself: a cut connection, worth reading again from here.
+        return { why: describe(err), progressed };
+      }
+      if (r.done) return { why: `the stream ended at byte ${scan.next} of ${scan.size}`, progressed };
+      const piece = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+      progressed ||= piece.length > 0;
+      const out = scan.take(piece);
+      if (out.length > 0) yield out;
+      if (scan.done) break;
+    }
+    return { why: "", progressed };
+  } finally {
+    signal.removeEventListener("abort", stop);
+    source.destroy(); // at once: the rest of the object is not ours to read
   }
 }
 
@@ -256,7 +254,7 @@ function pullStream(make: (signal: AbortSignal) => AsyncGenerator<Buffer>): Read
 }
 
 function pause(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0) return Promise.resolve();
+  if (ms <= 0 || signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
