@@ -133,13 +133,13 @@ class RangeScan {
   }
 }
 
-export interface AlignedReadOptions {
+interface AlignedReadOptions {
   open: RangeOpener;
   start: number;
   end: number;
   size: number;
   delimiter: Buffer;
-  /** Reopens in a row that bring no new byte before giving up (default 5). */
+  /** Reopens after failures in a row before giving up (default 5); a try that brought a byte starts the count again. */
   retries?: number;
   onRetry?: (why: string, at: number) => void;
   /** The pause before the n-th reopen in a row, in ms (default 100, 200, 400, ... at most 2000). */
@@ -283,7 +283,7 @@ export function redactUrl(url: string): string {
   }
 }
 
-export interface HttpRangeOptions {
+interface HttpRangeOptions {
   /** The ETag probeHttp saw: every read then asks If-Match, so a changed object fails instead of mixing. */
   etag?: string;
   headers?: Record<string, string>;
@@ -299,8 +299,7 @@ export function openHttpRange(url: string, opts: HttpRangeOptions = {}): RangeOp
   const where = checkedUrl(url);
   const etag = opts.etag === undefined ? undefined : /^".*"$/.test(opts.etag) ? opts.etag : `"${opts.etag}"`;
   return async (from) => {
-    const headers = plainHeaders(opts.headers);
-    headers.set("range", `bytes=${from}-`);
+    const headers = plainHeaders(opts.headers, `bytes=${from}-`);
     if (etag) headers.set("if-match", etag);
     const res = await send(url, { headers, signal: opts.signal });
     const fail = async (message: string, Kind: new (m: string) => Error = Error): Promise<never> => {
@@ -311,7 +310,7 @@ export function openHttpRange(url: string, opts: HttpRangeOptions = {}): RangeOp
     if (res.status === 412 || (res.ok && etag && seen && !seen.startsWith("W/") && seen !== etag)) {
       return fail(`the object changed during the task (HTTP ${res.status}: its ETag is no longer ${etag ?? "the one asked for"})`);
     }
-    if (res.status === 403) return fail("access denied (a presigned URL may have expired) (HTTP 403)");
+    if (res.status === 403) return fail("HTTP 403: access denied (a presigned URL may have expired)");
     if (res.status === 416) return fail(`no bytes at ${from} (HTTP 416): the object is shorter than it was; it changed during the task`);
     if (res.status >= 500 || res.status === 429) return fail(`HTTP ${res.status} ${res.statusText}`, RetryableReadError);
     if (res.status === 200 && from > 0) return fail(`the server does not honour Range (HTTP 200 to bytes=${from}-)`);
@@ -334,12 +333,10 @@ export function openHttpRange(url: string, opts: HttpRangeOptions = {}): RangeOp
  */
 export async function probeHttp(url: string, opts: { headers?: Record<string, string> } = {}): Promise<{ size: number; etag: string | null; ranges: boolean }> {
   const where = checkedUrl(url);
-  const head = await send(url, { method: "HEAD", headers: plainHeaders(opts.headers) });
+  const head = await send(url, { method: "HEAD", headers: plainHeaders(opts.headers, null) });
   let size = head.ok ? contentLength(head) : null;
   let etag = head.ok ? strongEtag(head) : null;
-  const headers = plainHeaders(opts.headers);
-  headers.set("range", "bytes=0-0");
-  const res = await send(url, { headers });
+  const res = await send(url, { headers: plainHeaders(opts.headers, "bytes=0-0") });
   await res.body?.cancel();
   const range = contentRange(res.headers.get("content-range"));
   const encoding = res.headers.get("content-encoding");
@@ -360,10 +357,16 @@ export async function probeHttp(url: string, opts: { headers?: Record<string, st
   return { size, etag, ranges };
 }
 
-/** Bytes as stored: fetch would otherwise ask for gzip and undo it, and ranges would count other bytes. */
-function plainHeaders(extra: Record<string, string> | undefined): Headers {
+/**
+ * Asks for the bytes as stored: fetch would otherwise ask for gzip and undo it, and ranges would count
+ * other bytes. With a Range, fetch adds Accept-Encoding: identity itself (the Fetch standard says so;
+ * undici appends it even to ours, sending "identity, identity"), so ours is only for a request without.
+ */
+function plainHeaders(extra: Record<string, string> | undefined, range: string | null): Headers {
   const headers = new Headers(extra);
-  headers.set("accept-encoding", "identity");
+  headers.delete("accept-encoding");
+  if (range) headers.set("range", range);
+  else headers.set("accept-encoding", "identity");
   return headers;
 }
 

@@ -28,11 +28,13 @@ interface Behaviour {
   refuseHead?: boolean;
   /** Every request gets this status. */
   status?: number;
+  /** Says its bodies are encoded so (ignoring Accept-Encoding: identity). */
+  encoding?: string;
 }
 
 interface Served {
   url: string;
-  requests: { method: string; range?: string; ifMatch?: string; status: number }[];
+  requests: { method: string; range?: string; ifMatch?: string; acceptEncoding?: string; status: number }[];
   close(): Promise<void>;
 }
 
@@ -42,12 +44,13 @@ async function serve(object: Buffer, b: Behaviour = {}): Promise<Served> {
   let current = object;
   const requests: Served["requests"] = [];
   const server = http.createServer((req, res) => {
-    const seen = { method: req.method ?? "", range: req.headers.range, ifMatch: req.headers["if-match"], status: 0 };
+    const seen = { method: req.method ?? "", range: req.headers.range, ifMatch: req.headers["if-match"], acceptEncoding: req.headers["accept-encoding"], status: 0 };
     requests.push(seen);
     if (b.changeAfter !== undefined && requests.length > b.changeAfter) current = Buffer.from(object).reverse();
     const answer = (status: number, headers: http.OutgoingHttpHeaders = {}, body?: Buffer) => {
       seen.status = status;
-      res.writeHead(status, { "accept-ranges": "bytes", etag: etagOf(current), ...headers });
+      const encoded = b.encoding && status < 300 ? { "content-encoding": b.encoding } : {};
+      res.writeHead(status, { "accept-ranges": "bytes", etag: etagOf(current), ...encoded, ...headers });
       if (!body || req.method === "HEAD") return res.end();
       if (b.cutAfter === undefined || body.length <= b.cutAfter) return res.end(body);
       res.write(body.subarray(0, b.cutAfter), () => res.socket?.destroy());
@@ -226,6 +229,19 @@ test("a server that ignores Range serves a read from byte 0 and fails one from f
     const text = await failure(collect(readAligned({ open, start: 100, end: object.length, size: object.length, delimiter: D })));
     assert.match(text, /does not honour Range/);
     assert.equal(server.requests.length, 2, "not retried");
+  } finally {
+    await server.close();
+  }
+});
+
+test("a server that encodes its bodies anyway has no usable byte ranges", async () => {
+  const object = recordsObject(8, 20);
+  const server = await serve(object, { encoding: "gzip" });
+  try {
+    assert.deepEqual(await probeHttp(server.url), { size: object.length, etag: etagOf(object), ranges: false });
+    const text = await failure(collect(readAligned({ open: openHttpRange(server.url), start: 10, end: 20, size: object.length, delimiter: D })));
+    assert.match(text, /served encoded \(Content-Encoding: gzip\)/);
+    assert.ok(server.requests.every((r) => r.acceptEncoding === "identity"), "every request asked for the bytes as stored");
   } finally {
     await server.close();
   }
