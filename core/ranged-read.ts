@@ -9,10 +9,12 @@
 // concatenation is the object, no record is lost or doubled at any edge, and a record longer than a
 // range belongs to the range holding its first byte (the others yield nothing).
 //
-// Sound only for a D without a border (no proper prefix of D equals a suffix of D: "\n", "\r\n", "|~|";
-// not "\n\n", "aa", "abab"): occurrences of such a D cannot overlap, so every occurrence a search finds
-// from the middle of the object is one the greedy cut from byte 0 finds too. For D with a border only
-// a scan from byte 0 knows where records start, and readAligned refuses such a D.
+// Sound only for a D without a border (no proper prefix of D equals a suffix of D): "\n", "\r\n", "<|>";
+// not "\n\n", "aa", "abab", nor "|~|", whose "|" is a border (in "a|~|~|b" the greedy cut ends a record
+// after the "|~|" at byte 1; a search from byte 3 finds one there). Occurrences of a border-free D cannot
+// overlap, so every occurrence a search finds from the middle of the object is one the greedy cut from
+// byte 0 finds too. For D with a border only a scan from byte 0 knows where records start, and
+// readAligned refuses such a D.
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 
