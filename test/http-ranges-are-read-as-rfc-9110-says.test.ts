@@ -1,0 +1,299 @@
+// HTTP ranges are read as RFC 9110 says: against a real server on loopback that implements Range
+// (bytes=N- and bytes=N-M, 206 with Content-Range, 416 past the end, ETag and If-Match with 412), and
+// against servers that ignore Range, answer 503 to every other request, cut the connection mid-body,
+// or change the object under the reader. Every URL carries a presigned-style signature in its query,
+// and no message, error or retry reason may show it.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import { createHash } from "node:crypto";
+import type { AddressInfo } from "node:net";
+import type { Readable } from "node:stream";
+import { openHttpRange, probeHttp, readAligned, recordStart, redactUrl } from "../core/ranged-read";
+
+const SECRET = "secret";
+const QUERY = `?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=${SECRET}`;
+const D = Buffer.from("\r\n");
+
+interface Behaviour {
+  /** Always 200 with the whole body, while saying Accept-Ranges: bytes (servers do). */
+  ignoreRange?: boolean;
+  /** 503 to the 1st, 3rd, 5th ... request. */
+  busyEveryOther?: boolean;
+  /** Closes the connection after this many bytes of each body. */
+  cutAfter?: number;
+  /** After this many requests the object is replaced (and so is its ETag). */
+  changeAfter?: number;
+  /** 405 to HEAD, as a presigned GET URL does (there it is 403). */
+  refuseHead?: boolean;
+  /** Every request gets this status. */
+  status?: number;
+  /** Says its bodies are encoded so (ignoring Accept-Encoding: identity). */
+  encoding?: string;
+}
+
+interface Served {
+  url: string;
+  requests: { method: string; range?: string; ifMatch?: string; acceptEncoding?: string; status: number }[];
+  close(): Promise<void>;
+}
+
+const etagOf = (b: Buffer) => `"${createHash("sha256").update(b).digest("hex").slice(0, 16)}"`;
+
+async function serve(object: Buffer, b: Behaviour = {}): Promise<Served> {
+  let current = object;
+  const requests: Served["requests"] = [];
+  const server = http.createServer((req, res) => {
+    const seen = { method: req.method ?? "", range: req.headers.range, ifMatch: req.headers["if-match"], acceptEncoding: req.headers["accept-encoding"], status: 0 };
+    requests.push(seen);
+    if (b.changeAfter !== undefined && requests.length > b.changeAfter) current = Buffer.from(object).reverse();
+    const answer = (status: number, headers: http.OutgoingHttpHeaders = {}, body?: Buffer) => {
+      seen.status = status;
+      const encoded = b.encoding && status < 300 ? { "content-encoding": b.encoding } : {};
+      res.writeHead(status, { "accept-ranges": "bytes", etag: etagOf(current), ...encoded, ...headers });
+      if (!body || req.method === "HEAD") return res.end();
+      if (b.cutAfter === undefined || body.length <= b.cutAfter) return res.end(body);
+      res.write(body.subarray(0, b.cutAfter), () => res.socket?.destroy());
+    };
+    if (b.status) return answer(b.status, {}, Buffer.from("no"));
+    if (b.busyEveryOther && requests.length % 2 === 1) return answer(503, {}, Buffer.from("busy"));
+    if (req.method === "HEAD" && b.refuseHead) return answer(405, { allow: "GET" });
+    if (req.method !== "GET" && req.method !== "HEAD") return answer(405, { allow: "GET, HEAD" });
+    // RFC 9110 13.2.2: If-Match is evaluated before Range.
+    const ifMatch = req.headers["if-match"];
+    if (ifMatch && ifMatch !== "*" && !ifMatch.split(",").some((t) => t.trim() === etagOf(current))) return answer(412);
+    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
+    if (req.method === "GET" && range && !b.ignoreRange) {
+      const first = Number(range[1]);
+      const last = Math.min(range[2] === "" ? Infinity : Number(range[2]), current.length - 1);
+      if (first >= current.length) return answer(416, { "content-range": `bytes */${current.length}` });
+      // A last byte before the first makes the range invalid: the field is then ignored (14.1.1).
+      if (last >= first) return answer(206, { "content-range": `bytes ${first}-${last}/${current.length}`, "content-length": last - first + 1 }, current.subarray(first, last + 1));
+    }
+    answer(200, { "content-length": current.length }, current);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/bucket/events.tsv${QUERY}`,
+    requests,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeAllConnections();
+      }),
+  };
+}
+
+/** Deterministic bytes: records of 0-300 bytes (bytes above 0x7f, stray "\r" and "\n"), joined by "\r\n". */
+function recordsObject(seed: number, count: number): Buffer {
+  let a = seed >>> 0;
+  const rand = (n: number) => {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    return a % n;
+  };
+  const records: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    const r = Buffer.alloc(rand(300));
+    for (let k = 0; k < r.length; k++) r[k] = rand(10) === 0 ? [0x0d, 0x0a, 0xe9][rand(3)] : rand(256);
+    records.push(r, D);
+  }
+  return Buffer.concat(records);
+}
+
+/** Sorted cut points with 0 and the size: random ones, plus ones at, before and after a delimiter. */
+function cutsOf(object: Buffer, seed: number, n: number): number[] {
+  let a = seed >>> 0;
+  const cuts = [0, object.length];
+  for (let i = 0; i < n; i++) {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    const p = a % (object.length + 1);
+    const at = object.indexOf(D, p);
+    cuts.push(p, at < 0 ? p : Math.min(object.length, at + ((a >>> 8) % 4)));
+  }
+  return cuts.sort((x, y) => x - y);
+}
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(part as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** Every message a test sees passes through here: none may show the URL's query. */
+const seenMessages: string[] = [];
+function message(err: unknown): string {
+  const text = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+  seenMessages.push(text);
+  return text;
+}
+
+async function failure(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    return message(err);
+  }
+  assert.fail("expected a failure");
+}
+
+test("probeHttp learns the size, the ETag, and whether Range truly works", async () => {
+  const object = recordsObject(1, 50);
+  const servers = {
+    rfc: await serve(object),
+    ignoresRange: await serve(object, { ignoreRange: true }),
+    refusesHead: await serve(object, { refuseHead: true }),
+    busy: await serve(object, { busyEveryOther: true }),
+    empty: await serve(Buffer.alloc(0)),
+  };
+  try {
+    assert.deepEqual(await probeHttp(servers.rfc.url), { size: object.length, etag: etagOf(object), ranges: true });
+    assert.deepEqual(servers.rfc.requests.map((r) => [r.method, r.range, r.status]), [["HEAD", undefined, 200], ["GET", "bytes=0-0", 206]]);
+    assert.deepEqual(await probeHttp(servers.ignoresRange.url), { size: object.length, etag: etagOf(object), ranges: false }, "Accept-Ranges: bytes proves nothing");
+    assert.deepEqual(await probeHttp(servers.refusesHead.url), { size: object.length, etag: etagOf(object), ranges: true });
+    assert.deepEqual(await probeHttp(servers.busy.url), { size: object.length, etag: etagOf(object), ranges: true }, "a 503 to HEAD: the GET probe tells all");
+    assert.deepEqual(await probeHttp(servers.empty.url), { size: 0, etag: etagOf(Buffer.alloc(0)), ranges: false });
+  } finally {
+    for (const s of Object.values(servers)) await s.close();
+  }
+});
+
+test("ranged reads over HTTP equal the reference's slices, through 503s and cut connections", async (t) => {
+  const object = recordsObject(7, 150);
+  const kinds: [string, Behaviour][] = [
+    ["rfc", {}],
+    ["busy every other request", { busyEveryOther: true }],
+    ["cuts every body after 1000 bytes", { cutAfter: 1000 }],
+  ];
+  for (const [kind, behaviour] of kinds) {
+    const server = await serve(object, behaviour);
+    try {
+      const { size, etag } = await probeHttp(server.url);
+      assert.ok(etag);
+      const open = openHttpRange(server.url, { etag });
+      let retries = 0;
+      let ranges = 0;
+      const whole: Buffer[] = [];
+      for (const seed of [1, 2, 3]) {
+        const bounds = cutsOf(object, seed * 31 + kind.length, 6);
+        const parts: Buffer[] = [];
+        for (let i = 0; i + 1 < bounds.length; i++) {
+          const [s, e] = [bounds[i], bounds[i + 1]];
+          const got = await collect(
+            readAligned({ open, start: s, end: e, size, delimiter: D, backoffMs: () => 1, onRetry: (why) => (retries++, message(new Error(why))) }),
+          );
+          assert.deepEqual(got, object.subarray(recordStart(object, s, D), Math.max(recordStart(object, s, D), recordStart(object, e, D))), `${kind}: range [${s}, ${e})`);
+          parts.push(got);
+          ranges++;
+        }
+        whole.push(Buffer.concat(parts));
+      }
+      for (const w of whole) assert.deepEqual(w, object, `${kind}: the ranges concatenate to the object`);
+      const reads = server.requests.filter((r) => r.method === "GET" && r.range !== "bytes=0-0");
+      assert.ok(reads.every((r) => /^bytes=\d+-$/.test(r.range ?? "") && r.ifMatch === etag), "every read asks bytes=FROM- with If-Match");
+      t.diagnostic(`${kind}: ${ranges} ranges, ${reads.length} requests, ${retries} retries`);
+      if (kind === "rfc") assert.equal(retries, 0);
+      else assert.ok(retries > 0, `${kind}: the reads were retried`);
+    } finally {
+      await server.close();
+    }
+  }
+});
+
+test("an object that changes during the task fails the read with 'changed', not mixed bytes", async () => {
+  const object = recordsObject(3, 80);
+  // The probe takes 2 requests, the read's first 1; that one is cut, and the object changes before the next.
+  const server = await serve(object, { cutAfter: 2000, changeAfter: 3 });
+  try {
+    const { size, etag } = await probeHttp(server.url);
+    const whys: string[] = [];
+    const text = await failure(
+      collect(readAligned({ open: openHttpRange(server.url, { etag: etag ?? undefined }), start: 0, end: size, size, delimiter: D, backoffMs: () => 1, onRetry: (why) => whys.push(why) })),
+    );
+    assert.match(text, /the object changed during the task \(HTTP 412/);
+    assert.ok(text.includes(redactUrl(server.url)), "names the object");
+    assert.equal(whys.length, 1, "the cut was retried, the 412 was not");
+    assert.deepEqual(server.requests.map((r) => r.status), [200, 206, 206, 412]);
+  } finally {
+    await server.close();
+  }
+});
+
+test("a server that ignores Range serves a read from byte 0 and fails one from further on", async () => {
+  const object = recordsObject(4, 40);
+  const server = await serve(object, { ignoreRange: true });
+  try {
+    const open = openHttpRange(server.url);
+    const first = recordStart(object, 100, D);
+    assert.deepEqual(await collect(readAligned({ open, start: 0, end: 100, size: object.length, delimiter: D })), object.subarray(0, first));
+    const text = await failure(collect(readAligned({ open, start: 100, end: object.length, size: object.length, delimiter: D })));
+    assert.match(text, /does not honour Range/);
+    assert.equal(server.requests.length, 2, "not retried");
+  } finally {
+    await server.close();
+  }
+});
+
+test("a server that encodes its bodies anyway has no usable byte ranges", async () => {
+  const object = recordsObject(8, 20);
+  const server = await serve(object, { encoding: "gzip" });
+  try {
+    assert.deepEqual(await probeHttp(server.url), { size: object.length, etag: etagOf(object), ranges: false });
+    const text = await failure(collect(readAligned({ open: openHttpRange(server.url), start: 10, end: 20, size: object.length, delimiter: D })));
+    assert.match(text, /served encoded \(Content-Encoding: gzip\)/);
+    assert.ok(server.requests.every((r) => r.acceptEncoding === "identity"), "every request asked for the bytes as stored");
+  } finally {
+    await server.close();
+  }
+});
+
+test("403 says a presigned URL may have expired; a refused connection names its cause", async () => {
+  const server = await serve(recordsObject(5, 10), { status: 403 });
+  try {
+    assert.match(await failure(probeHttp(server.url)), /: HTTP 403 Forbidden$/);
+    const text = await failure(collect(readAligned({ open: openHttpRange(server.url), start: 0, end: 10, size: 100, delimiter: D })));
+    assert.match(text, /access denied \(a presigned URL may have expired\)/);
+  } finally {
+    await server.close();
+  }
+  // A port nobody listens on (not the one just closed: fetch may hold a pooled connection to it).
+  const idle = http.createServer();
+  await new Promise<void>((resolve) => idle.listen(0, "127.0.0.1", resolve));
+  const { port } = idle.address() as AddressInfo;
+  await new Promise((resolve) => idle.close(resolve));
+  const url = `http://127.0.0.1:${port}/bucket/events.tsv${QUERY}`;
+  const probe = await failure(probeHttp(url));
+  assert.match(probe, /^\w+: http:\/\/127\.0\.0\.1:\d+\/bucket\/events\.tsv: connect ECONNREFUSED/);
+  const whys: string[] = [];
+  const read = await failure(
+    collect(readAligned({ open: openHttpRange(url), start: 50, end: 60, size: 100, delimiter: D, retries: 2, backoffMs: () => 1, onRetry: (why) => whys.push(message(new Error(why))) })),
+  );
+  assert.match(read, /could not read byte 48 of 100 \(3 tries in a row\): .*ECONNREFUSED/);
+  assert.equal(whys.length, 2);
+});
+
+test("an aborted read stops without retrying", async () => {
+  const object = recordsObject(6, 20);
+  const server = await serve(object);
+  try {
+    const stop = new AbortController();
+    stop.abort();
+    const whys: string[] = [];
+    const text = await failure(collect(readAligned({ open: openHttpRange(server.url, { signal: stop.signal }), start: 0, end: 10, size: object.length, delimiter: D, onRetry: (why) => whys.push(why) })));
+    assert.match(text, /AbortError/);
+    assert.deepEqual(whys, []);
+  } finally {
+    await server.close();
+  }
+});
+
+test("redactUrl keeps scheme, host and path only", () => {
+  assert.equal(redactUrl(`https://bucket.s3.amazonaws.com/a/b.tsv${QUERY}#frag`), "https://bucket.s3.amazonaws.com/a/b.tsv");
+  assert.equal(redactUrl("https://user:pass@example.com:8443/x"), "https://example.com:8443/x");
+  assert.equal(redactUrl(`not a url${QUERY}`), "not a url");
+});
+
+test("no message seen in these tests shows the URL's query", () => {
+  assert.ok(seenMessages.length >= 8, `${seenMessages.length} messages seen`);
+  for (const text of seenMessages) assert.ok(!text.includes(SECRET) && !text.includes("X-Amz"), text);
+});
