@@ -13,7 +13,7 @@ import { frames } from "../core/frames";
 import { CoordinatorUnreachableError, InputError } from "../core/errors";
 import { readEvents, sendBlocks } from "../core/data-client";
 import type { OutputRequest } from "../core/output-wire";
-import type { Coordinator, NewTaskRequest } from "../coordinator/coordinator";
+import type { Coordinator, NewTask, NewTaskRequest } from "../coordinator/coordinator";
 import { taskList, taskReport, workerList } from "../coordinator/report";
 import { filePieces } from "../core/file-pieces";
 import { tlsTrouble, type ClientTls } from "../core/tls";
@@ -29,7 +29,7 @@ export interface CoordinatorApi {
   /** Streams a `docker save` tar of the image to the coordinator. */
   putImage(id: string, tar: Readable): Promise<void>;
   /** Creates the task; `input` says whether the coordinator reads the file in place or wants it streamed. */
-  createTask(req: TaskRequest): Promise<{ id: string; input: "path" | "stream" }>;
+  createTask(req: TaskRequest): Promise<NewTask>;
   /**
    * Streams the input with backpressure, `source` starting at byte `offset` of it; resolves with the
    * bytes the coordinator took. Rejects with CoordinatorUnreachableError when the connection breaks.
@@ -68,7 +68,7 @@ export class EmbeddedApi implements CoordinatorApi {
     await fs.promises.rename(part, this.c.spool.image(id));
   }
 
-  async createTask(req: TaskRequest): Promise<{ id: string; input: "path" | "stream" }> {
+  async createTask(req: TaskRequest): Promise<NewTask> {
     return this.c.createTask(req);
   }
 
@@ -204,8 +204,8 @@ export class RemoteApi implements CoordinatorApi {
     });
   }
 
-  async createTask(req: TaskRequest): Promise<{ id: string; input: "path" | "stream" }> {
-    const reply = await this.call<{ taskId: string; inputKind: string; dataPort: number }>((cb) =>
+  async createTask(req: TaskRequest): Promise<NewTask> {
+    const reply = await this.call<{ taskId: string; inputKind: string; inputNote: string; dataPort: number }>((cb) =>
       this.client.createTask(
         {
           bachfileJson: JSON.stringify(req.bachfile),
@@ -216,6 +216,7 @@ export class RemoteApi implements CoordinatorApi {
           inputKind: req.input.kind,
           inputPath: req.input.kind === "path" ? req.input.path : "",
           inputSample: req.input.kind === "path" ? (req.input.sample ?? "") : "",
+          inputSources: req.input.kind === "objects" ? req.input.sources : [],
           dataStreams: req.dataStreams,
           name: req.bachfile.logicalName,
         },
@@ -223,7 +224,8 @@ export class RemoteApi implements CoordinatorApi {
       ),
     );
     this.dataPorts.set(reply.taskId, reply.dataPort);
-    return { id: reply.taskId, input: reply.inputKind === "path" ? "path" : "stream" };
+    const input = reply.inputKind === "path" || reply.inputKind === "objects" ? reply.inputKind : "stream";
+    return { id: reply.taskId, input, why: reply.inputNote || undefined };
   }
 
   async putInput(task: string, source: AsyncIterable<Buffer>, offset: number): Promise<number> {

@@ -124,7 +124,9 @@ it load it from there: no registry is needed.`,
   talksToCoordinator(bach
     .command("task-run")
     .description("run the task in this folder over --data or stdin; output goes to stdout in input order")
-    .option("--data <file|url|->", "the input: a file, an http(s) URL, or - for stdin (default: stdin)")
+    .option("--data <file|url|->", "the input: a file, a glob ('logs/*.tsv', quoted), an s3://bucket/key or s3://bucket/prefix/, an http(s) URL, or - for stdin (default: stdin); give it again for more inputs, read in order", (v: string, all: string[] = []) => [...all, v])
+    .option("--data-list <file>", "more inputs, one path or URL a line, read after --data's (relative paths are relative to the list)")
+    .option("--s3-endpoint <url>", "the S3-compatible store s3:// inputs are in (default $AWS_ENDPOINT_URL, else AWS); credentials come from the AWS variables or profile")
     .option("-p, --parallelism <n>", "at most N chunks at once (default: one per core here; all free slots on a cluster)")
   )
     .option("--ip <addr>", "address other machines reach this one on: the embedded coordinator listens there and prints how workers join; this machine keeps one slot per core, joined workers take the rest of -p (e.g. -p 8 --ip 192.168.0.10)")
@@ -142,7 +144,9 @@ it load it from there: no registry is needed.`,
 Examples:
   bach task-run --data citylots.features.dat -p 8     a file, 8 chunks at once
   cat citylots.features.dat | bach task-run -p 8      stdin
-  bach task-run --data https://example.org/GDELT.dat  a URL, streamed
+  bach task-run --data https://example.org/GDELT.dat  a URL: each worker reads its own byte ranges
+  bach task-run --data s3://gdelt/events/ -p 8        every object under the prefix, in key order
+  bach task-run --data 'logs/*.log' --data extra.log  a glob, then one more file, as one input
   bach task-run --data big.tsv --chunk-size 64m       fixed 64 MiB chunks
   bach task-run --data big.tsv --no-keep-order        output as chunks finish
   bach task-run --coordinator 192.168.0.10:7070 --data big.tsv --detach   prints the task id; bach task-output ID later
@@ -153,16 +157,18 @@ ${EXIT_STATUSES}`,
     )
     // Excess arguments are checked here, to say what a shell glob after --data did.
     .allowExcessArguments()
-    .action(async (o: { data?: string; parallelism?: string; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; ip?: string; lb?: string; keepOrder?: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean; reconnect: string }, cmd: Command) => {
-      const [extra, ...more] = cmd.args;
+    .action(async (o: { data?: string[]; dataList?: string; s3Endpoint?: string; parallelism?: string; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; ip?: string; lb?: string; keepOrder?: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean; reconnect: string }, cmd: Command) => {
+      const [extra] = cmd.args;
       if (extra !== undefined) {
-        const files = [o.data ?? "", extra, ...more].filter(Boolean).join(" ");
         cmd.error(o.data
-          ? `task-run: unexpected argument ${extra}: --data takes one input (for several files: cat ${files} | bach task-run)`
-          : `task-run: unexpected argument ${extra} (the input goes in --data ${extra}, or cat ${files} | bach task-run)`);
+          ? `task-run: unexpected argument ${extra}: --data takes one input (quote a glob: --data 'dir/*.tsv', or give --data once per input)`
+          : `task-run: unexpected argument ${extra} (the input goes in --data ${extra})`);
       }
+      // The embedded coordinator and this process read s3:// inputs with the AWS SDK, which reads this.
+      if (o.s3Endpoint) process.env.AWS_ENDPOINT_URL = o.s3Endpoint;
       await taskRun({
-        data: o.data ?? null,
+        data: o.data ?? [],
+        dataList: o.dataList ?? null,
         parallelism: o.parallelism ? positiveInt(o.parallelism, "-p") : null,
         coordinator: coordinatorAddress(o.coordinator),
         token: tokenFrom(o.token, o.tokenFile),

@@ -1,12 +1,7 @@
 // `bach task-run`: pack the task, reach a coordinator (or start the embedded one), submit the task,
 // stream its input in and its output out, and exit with the task's verdict.
-import fs from "node:fs";
 import os from "node:os";
-import path from "node:path";
-import { Readable } from "node:stream";
-import tty from "node:tty";
 import { ExitStatus, InputError, TaskCancelledError, TaskFailedError } from "../core/errors";
-import { frames, pipeFrames } from "../core/frames";
 import { parseSize } from "../core/sizes";
 import type { ClientTls } from "../core/tls";
 import type { OutputEvent } from "../core/report";
@@ -15,11 +10,14 @@ import { startEmbedded, type Embedded } from "./embedded";
 import { prepareTask, uploadTask } from "./prepare";
 import { chunkRanges, gapLine, Progress, summaryLine, WaitNotice } from "./progress";
 import { feedInput, followOutput, ReplayableInput, type Reconnecting } from "./reconnect";
-import { filePieces } from "../core/file-pieces";
 import { fileSample } from "../core/file-sample";
+import { localFiles, openInput, resolveInput } from "./input";
+import { isRemoteSource } from "../coordinator/input-sources";
 
 export interface RunOptions {
-  data: string | null;
+  /** --data, in the order given (empty: stdin). */
+  data: string[];
+  dataList: string | null;
   parallelism: number | null;
   coordinator: string | null;
   token: string;
@@ -55,33 +53,6 @@ function reconnecting(remote: RemoteApi | null, forMs: number): Reconnecting {
   };
 }
 
-type Input = { kind: "stdin" } | { kind: "file"; path: string; size: number } | { kind: "url"; url: string };
-
-/** Stdin redirected from a regular file (`bach task-run < f`) is that file: it can be read in place. */
-function stdinFile(): Input | null {
-  const stat = fs.fstatSync(0, { bigint: true });
-  if (!stat.isFile()) return null;
-  const file = fs.readlinkSync("/proc/self/fd/0", { encoding: "utf8" });
-  const same = fs.statSync(file, { throwIfNoEntry: false, bigint: true });
-  return same && same.ino === stat.ino && same.dev === stat.dev ? { kind: "file", path: file, size: Number(stat.size) } : null;
-}
-
-export function resolveInput(data: string | null): Input {
-  if (data === null || data === "-") {
-    // isatty, not process.stdin.isTTY: the getter would open fd 0 as a stream that pipeFrames must not share.
-    if (data === null && tty.isatty(0)) {
-      throw new InputError("no input: give --data FILE or --data URL, or pipe the records in (cat FILE | bach task-run)");
-    }
-    return (process.platform === "linux" && stdinFile()) || { kind: "stdin" };
-  }
-  if (/^https?:\/\//i.test(data)) return { kind: "url", url: data };
-  const stat = fs.statSync(data, { throwIfNoEntry: false });
-  if (!stat) throw new InputError(`--data ${data}: no such file`, { path: data });
-  if (!stat.isFile()) throw new InputError(`--data ${data}: not a regular file`, { path: data });
-  fs.accessSync(data, fs.constants.R_OK);
-  return { kind: "file", path: path.resolve(data), size: stat.size };
-}
-
 /**
  * A file offered to a remote coordinator to read in place, with the sample that proves this CLI sees
  * it; the coordinator takes it only if it sees the same file (on this machine, or a shared mount).
@@ -89,27 +60,6 @@ export function resolveInput(data: string | null): Input {
 function fileOffer(file: string): TaskRequest["input"] {
   const sample = fileSample(file);
   return sample ? { kind: "path", path: file, sample } : { kind: "stream" };
-}
-
-/**
- * The input as frames, each valid until the next is asked for: stdin that is a pipe or a socket is
- * read into buffers used over and over (see pipeFrames). Both consumers are done with a frame by
- * then: the embedded coordinator has spooled it, a remote run's ReplayableInput has copied it.
- */
-async function openInput(input: Input): Promise<AsyncIterable<Buffer>> {
-  if (input.kind === "stdin") {
-    const stat = fs.fstatSync(0);
-    return stat.isFIFO() || stat.isSocket() ? pipeFrames(0) : frames(process.stdin);
-  }
-  if (input.kind === "file") return filePieces(input.path);
-  let res: Response;
-  try {
-    res = await fetch(input.url);
-  } catch (err) {
-    throw new InputError(`--data ${input.url}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}`, { path: input.url });
-  }
-  if (!res.ok || !res.body) throw new InputError(`--data ${input.url}: HTTP ${res.status} ${res.statusText}`, { path: input.url });
-  return frames(Readable.fromWeb(res.body as import("node:stream/web").ReadableStream<Uint8Array>));
 }
 
 /**
@@ -244,9 +194,9 @@ export async function taskRun(opts: RunOptions): Promise<void> {
   if (opts.detach && !opts.coordinator) {
     throw new InputError("--detach needs --coordinator: an embedded run ends with this process (start a coordinator with bach-coordinator start)");
   }
-  const input = resolveInput(opts.data);
+  const input = await resolveInput(opts.data, opts.dataList);
   const chunkSize = opts.chunkSize === "auto" ? null : parseSize(opts.chunkSize, "--chunk-size");
-  const prepared = await prepareTask(opts.taskDir, undefined, input.kind === "file" ? [input.path] : [], (line) => process.stderr.write(`bach: ${line}\n`));
+  const prepared = await prepareTask(opts.taskDir, undefined, localFiles(input), (line) => process.stderr.write(`bach: ${line}\n`));
   const { bachfile, bundle } = prepared;
 
   let embedded: Embedded | null = null;
@@ -275,7 +225,10 @@ export async function taskRun(opts: RunOptions): Promise<void> {
       imageId: prepared.image?.id ?? "",
       parallelism: opts.parallelism ?? 0,
       chunkSize,
-      input: input.kind !== "file" ? { kind: "stream" } : embedded ? { kind: "path", path: input.path, sample: null } : fileOffer(input.path),
+      input:
+        input.kind === "file" ? (embedded ? { kind: "path", path: input.path, sample: null } : fileOffer(input.path))
+        : input.kind === "sources" && input.sources.every(isRemoteSource) ? { kind: "objects", sources: input.sources }
+        : { kind: "stream" },
       dataStreams: opts.lb,
     };
     const created = await api.createTask(req);
@@ -284,7 +237,8 @@ export async function taskRun(opts: RunOptions): Promise<void> {
     const stopping = stopTaskWithUs(api, task, embedded);
     const reconnect = reconnecting(embedded ? null : (api as RemoteApi), opts.reconnectMs);
     // Only a remote coordinator can come back after a restart: only its input is kept for re-sending.
-    const source = created.input === "stream" ? await openInput(input) : null;
+    if (created.why) process.stderr.write(`bach: ${created.why}: the input goes through ${embedded ? "this process" : "the coordinator"}\n`);
+    const source = created.input === "stream" ? await openInput(input, bachfile.delimiter) : null;
     const feeding = !source ? Promise.resolve() : embedded ? api.putInput(task, source, 0).then(() => undefined) : feedInput(api, task, new ReplayableInput(source), reconnect);
     // An upload that breaks ends the task (a no-op when the coordinator already failed it), so the
     // output below ends too instead of waiting for input that will not come.
@@ -301,7 +255,7 @@ export async function taskRun(opts: RunOptions): Promise<void> {
       process.stdout.write(`${task}\n`);
       return;
     }
-    const line = opts.progress ? new Progress(input.kind === "file" ? input.size : null) : null;
+    const line = opts.progress ? new Progress(input.kind === "stdin" ? null : input.size) : null;
     const notice = new WaitNotice({
       task,
       coordinator: opts.coordinator ?? embedded?.joinAddress ?? "HOST:PORT",

@@ -31,6 +31,7 @@ export class ChunkData {
 
   /** Its own spool file for streamed input, a range of the file otherwise. */
   bytesOf(row: TaskRow, c: ChunkRow): ChunkBytes {
+    if (row.input_kind === "objects") throw new InputError(`chunk ${c.seq} of task ${row.id} is read by its worker from where its objects live, not from the coordinator`);
     return row.input_kind === "stream"
       ? { path: this.spool.inputChunk(row.id, c.seq), offset: 0, length: c.length }
       : { path: row.input_path, offset: c.offset, length: c.length };

@@ -11,10 +11,13 @@ import type { OutputEvent } from "../core/report";
 import { ChunkSizer } from "../core/chunk-size";
 import { fileSample } from "../core/file-sample";
 import { DiskFullError, diskFullMessage, InputError, isDiskFull } from "../core/errors";
-import type { AttemptFed, AttemptResult, WorkerHello } from "../core/generated/bach";
+import type { AttemptFed, AttemptResult, Piece, WorkerHello } from "../core/generated/bach";
+import { piecesOf, type InputObject } from "../core/input-objects";
+import type { S3Options, S3Store } from "../core/s3";
+import { PresignedUrls, presignSeconds, resolveSources } from "./input-sources";
 import { AttemptState, ChunkState, TaskState, WorkerState } from "../core/states";
 import { Intake, type IntakeResume } from "./intake";
-import { Ledger, noEnd, type AttemptEnd, type AttemptFinish, type AttemptRow, type RunIndex, type TaskEnd, type TaskRow } from "./ledger";
+import { Ledger, noEnd, type AttemptEnd, type AttemptFinish, type AttemptRow, type ChunkRow, type RunIndex, type TaskEnd, type TaskRow } from "./ledger";
 import { autoPartitions, checkRunIndex, planHash, planTotal, type MapRun } from "./reduce-plan";
 import { OutcomeKind, outcomeKindOf } from "../core/outcome";
 import { checkBachfileJson } from "../core/bachfile";
@@ -54,6 +57,8 @@ export interface CoordinatorOptions {
    * keeps it either way; the embedded run prints it for the person at the terminal).
    */
   programStderr?(written: { task: string; chunk: number; attempt: number; stderr: string }): void;
+  /** Where s3:// input is (absent: AWS_ENDPOINT_URL, or AWS itself); credentials come from the AWS chain. */
+  s3?: S3Options;
 }
 
 export const DEFAULT_MAX_LOST = 3;
@@ -70,8 +75,15 @@ export interface NewTaskRequest {
    * core/file-sample.ts): when this coordinator's sample of the path differs, or it cannot read it,
    * the task takes streamed input instead. null: the CLI runs this coordinator inside itself.
    */
-  input: { kind: "stream" } | { kind: "path"; path: string; sample: string | null };
+  input: { kind: "stream" } | { kind: "path"; path: string; sample: string | null } | { kind: "objects"; sources: string[] };
   dataStreams: number;
+}
+
+/** What the coordinator made of a new task's input; `why`: the reason input offered as objects is streamed. */
+export interface NewTask {
+  id: string;
+  input: "path" | "stream" | "objects";
+  why?: string;
 }
 
 interface LiveTask {
@@ -87,8 +99,10 @@ interface LiveTask {
   pace: number[];
   /** Since when it has had pending chunks and none running: no worker could take one (0: it is not waiting). */
   waitingSince: number;
-  /** The input's size when it is a file (a stream's is known once it ends). */
+  /** The input's size when it is a file or objects (a stream's is known once it ends). */
   totalBytes: number | null;
+  /** Input that workers read themselves: its objects, and the URLs they read them by. */
+  objects: { list: InputObject[]; urls: PresignedUrls } | null;
 }
 
 /** Unstarted chunks a task may have planned ahead of its slots before the reader is held back. */
@@ -102,6 +116,7 @@ export class Coordinator {
   /** The TCP data port once it listens (see data-server), told to workers as they join; 0: none. */
   dataPort = 0;
   private readonly live = new Map<string, LiveTask>();
+  private s3Store: Promise<S3Store> | null = null;
   /** The connected workers; the server reports their heartbeats and announcements here directly. */
   readonly workers: Workers;
   private readonly changes = new EventEmitter();
@@ -167,7 +182,8 @@ export class Coordinator {
         continue;
       }
       const resume = { index: row.chunks_planned, offset: this.ledger.plannedEnd(row.id), openChunkSize: row.open_chunk_size, spooled: row.spooled };
-      const totalBytes = row.input_kind === "path" ? (fs.statSync(row.input_path, { throwIfNoEntry: false })?.size ?? null) : null;
+      const totalBytes =
+        row.input_kind === "path" ? (fs.statSync(row.input_path, { throwIfNoEntry: false })?.size ?? null) : row.input_kind === "objects" ? this.ledger.inputs(row.id).reduce((n, o) => n + o.size, 0) : null;
       const t = this.goLive(this.ledger.task(row.id), bachfile, totalBytes, row.input_done === 1 ? null : resume);
       for (const a of this.ledger.attempts(row.id)) {
         if (a.state === AttemptState.succeeded && a.bytes_in !== null && a.seconds !== null) observe(t, a.bytes_in, a.seconds);
@@ -192,10 +208,18 @@ export class Coordinator {
       resume,
       this.opts.durable === true,
     );
-    const t: LiveTask = { row, bachfile, sizer, intake, running: 0, needs: needsOf(bachfile, row.image_id), ready: Promise.resolve(), pace: [], waitingSince: 0, totalBytes };
+    const list = row.input_kind === "objects" ? this.ledger.inputs(id) : [];
+    const objects = row.input_kind === "objects" ? { list, urls: new PresignedUrls(list, () => this.s3(), presignSeconds(), (err) => this.taskBroke(id, "presigning its objects' URLs", err)) } : null;
+    const t: LiveTask = { row, bachfile, sizer, intake, running: 0, needs: needsOf(bachfile, row.image_id), ready: Promise.resolve(), pace: [], waitingSince: 0, totalBytes, objects };
     this.live.set(id, t);
+    objects?.urls.start().then(
+      () => this.queueDispatch(),
+      (err: Error) => this.taskBroke(id, "presigning its objects' URLs", err),
+    );
     if (row.input_done === 1) return t;
-    if (row.input_kind === "path") {
+    if (row.input_kind === "objects") {
+      intake.planRanges(totalBytes ?? 0).catch((err: Error) => this.taskBroke(id, "planning its chunks", err));
+    } else if (row.input_kind === "path") {
       intake.scanFile(row.input_path).catch((err: Error) => this.taskBroke(id, `reading ${row.input_path}`, err));
     } else if (resume) {
       t.ready = intake.resumeStream((seq) => this.spool.inputChunk(id, seq)).then((kept) => {
@@ -227,15 +251,27 @@ export class Coordinator {
 
   // --- tasks ---
 
-  /** Creates a task; says whether it reads its input file in place or takes it streamed. */
-  createTask(req: NewTaskRequest): { id: string; input: "path" | "stream" } {
+  /** Creates a task; says whether it reads its input in place, has workers read it, or takes it streamed. */
+  async createTask(req: NewTaskRequest): Promise<NewTask> {
     // A negative cap would leave the task with no room for any attempt: it would wait for ever.
     if (!Number.isSafeInteger(req.parallelism) || req.parallelism < 0) throw new InputError(`parallelism ${req.parallelism}: expected a whole number of at least 0 (0: no cap)`, { field: "parallelism" });
     if (!Number.isSafeInteger(req.dataStreams) || req.dataStreams < 0) throw new InputError(`data streams ${req.dataStreams}: expected a whole number of at least 0 (0: no cap)`, { field: "dataStreams" });
     if (!this.spool.hasBundle(req.bundleHash)) throw new InputError(`bundle ${req.bundleHash.slice(0, 12)} was not uploaded`);
     if (req.imageId && !this.opts.sharesEngine && !this.spool.hasImage(req.imageId)) throw new InputError(`image ${req.imageId.slice(0, 19)} was not uploaded`);
     let totalBytes: number | null = null;
-    const input = req.input.kind === "path" && req.input.sample !== null && fileSample(req.input.path) !== req.input.sample ? { kind: "stream" as const } : req.input;
+    let why: string | undefined;
+    let objects: InputObject[] = [];
+    let input = req.input.kind === "path" && req.input.sample !== null && fileSample(req.input.path) !== req.input.sample ? { kind: "stream" as const } : req.input;
+    if (input.kind === "objects") {
+      const resolved = await resolveSources(input.sources, req.bachfile.delimiter, () => this.s3());
+      if (resolved.kind === "stream") {
+        why = resolved.why;
+        input = { kind: "stream" };
+      } else {
+        objects = resolved.objects;
+        totalBytes = objects.reduce((n, o) => n + o.size, 0);
+      }
+    }
     if (input.kind === "path") {
       const stat = fs.statSync(input.path, { throwIfNoEntry: false });
       if (!stat?.isFile()) throw new InputError(`--data ${input.path}: no such file on the coordinator`, { path: input.path });
@@ -257,16 +293,25 @@ export class Coordinator {
       inputPath: input.kind === "path" ? input.path : "",
       dataStreams: req.dataStreams,
       reduce: reduce ? { partitions } : undefined,
+      objects,
     });
-    this.opts.log.info({ task: id, name: req.bachfile.logicalName, input: input.kind === "path" ? { kind: "path", path: input.path } : input }, "task created");
+    this.opts.log.info({ task: id, name: req.bachfile.logicalName, input: input.kind === "objects" ? { kind: "objects", objects: objects.length, bytes: totalBytes } : input, why }, "task created");
     this.goLive(this.ledger.task(id), req.bachfile, totalBytes, null);
-    return { id, input: input.kind };
+    return { id, input: input.kind, why };
+  }
+
+  /** The S3 client, made at the first s3:// input (loading the AWS SDK only then). */
+  private s3(): Promise<S3Store> {
+    this.s3Store ??= import("../core/s3").then((m) => m.S3Store.open(this.opts.s3 ?? {}));
+    // A failed start (say, no credentials) is tried again by the next task, not remembered.
+    this.s3Store.catch(() => (this.s3Store = null));
+    return this.s3Store;
   }
 
   async appendInput(task: string, offset: number, data: Buffer): Promise<void> {
     const t = this.liveTask(task);
     await t.ready;
-    if (t.row.input_kind !== "stream") throw new InputError(`task ${task} reads a file; it takes no streamed input`);
+    if (t.row.input_kind !== "stream") throw new InputError(`task ${task} reads ${t.row.input_kind === "path" ? "a file" : "objects where they live"}; it takes no streamed input`);
     await this.spooling(task, t.intake.append((seq) => this.spool.inputChunk(task, seq), offset, data));
   }
 
@@ -576,6 +621,7 @@ export class Coordinator {
     // Workers drop what they kept for the task (its containers).
     for (const w of this.workers.all()) w.link.taskEnded(task);
     const t = this.live.get(task);
+    t?.objects?.urls.stop();
     this.live.delete(task);
     t?.intake.close();
     if (t?.row.input_kind === "stream") this.spool.removeInput(task);
@@ -809,7 +855,7 @@ export class Coordinator {
     const tasks: TaskView[] = [];
     for (const t of this.live.values()) {
       const room = t.row.parallelism > 0 ? t.row.parallelism - t.running : free;
-      if (room <= 0) continue;
+      if (room <= 0 || (t.objects && !t.objects.urls.ready)) continue;
       // A few more than the free slots: a retry waiting for another worker must not hold back the rest.
       const pending = this.ledger.pendingChunks(t.row.id, Math.min(room, free) + 16);
       tasks.push({ id: t.row.id, room, needs: t.needs, pending: pending.map((c) => ({ seq: c.seq, avoid: this.ledger.failedOn(t.row.id, c.seq) })) });
@@ -843,6 +889,14 @@ export class Coordinator {
     }
     if (running.length === 0) return;
     for (const p of placeBackups(this.workers.views(), running, s)) this.assign(p.worker, p.task, p.seq, true);
+  }
+
+  /** The object ranges a chunk of input that workers read themselves is made of, with the URLs to read them by. */
+  private piecesFor(objects: NonNullable<LiveTask["objects"]>, chunk: ChunkRow): Piece[] {
+    return piecesOf(objects.list, chunk.offset, chunk.length).map((p) => {
+      const o = objects.list[p.object];
+      return { url: objects.urls.urlOf(p.object) ?? o.url, start: p.start, end: p.end, size: o.size, etag: o.etag, name: o.name };
+    });
   }
 
   /** A reduce attempt's input: its partition's ranges of the committed map runs, in map chunk order (paths for a worker on this filesystem). */
@@ -881,7 +935,7 @@ export class Coordinator {
       chunk: seq,
       bundleHash: t.row.bundle_hash,
       bachfileJson: t.row.bachfile,
-      source: local && !reduce ? this.data.bytesOf(t.row, chunk) : { path: "", offset: chunk.offset, length: chunk.length },
+      source: t.objects && !reduce ? { path: "", offset: chunk.offset, length: chunk.length, pieces: this.piecesFor(t.objects, chunk) } : local && !reduce ? { ...this.data.bytesOf(t.row, chunk), pieces: [] } : { path: "", offset: chunk.offset, length: chunk.length, pieces: [] },
       outputPath: local ? this.spool.attemptOutput(attemptId) : "",
       imageId: t.row.image_id,
       key: local ? "" : this.data.keyOf(attemptId),

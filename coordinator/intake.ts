@@ -328,6 +328,24 @@ export class Intake {
     }
   }
 
+  /**
+   * Plans chunks over input that workers read and align themselves (core/input-objects): byte ranges
+   * of the line of objects, cut only by size; a restart carries on after the last recorded chunk.
+   */
+  async planRanges(total: number): Promise<void> {
+    let index = this.resume?.index ?? 0;
+    let offset = this.resume?.offset ?? 0;
+    while (offset < total) {
+      await this.hooks.room();
+      const length = Math.min(this.sizeOf(index), total - offset);
+      this.bytesIn = offset + length;
+      this.record([{ index, offset, length }], this.bytesIn >= total);
+      offset += length;
+      index++;
+    }
+    if (!this.done) this.record([], true);
+  }
+
   private async planByWindows(handle: fs.promises.FileHandle): Promise<void> {
     const total = (await handle.stat()).size;
     const read = async (offset: number, length: number) => {

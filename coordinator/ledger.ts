@@ -14,8 +14,9 @@ import {
 } from "../core/states";
 import { OutcomeKind } from "../core/outcome";
 import type { TaskTally } from "../core/report";
+import type { InputObject } from "../core/input-objects";
 
-export const SCHEMA_VERSION = 8;
+export const SCHEMA_VERSION = 9;
 
 const schemaV1 = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -116,6 +117,17 @@ CREATE TABLE shuffle (
   PRIMARY KEY (task_id, part, seq));
 `;
 
+/**
+ * Version 9: input that lives where workers reach it (input_kind 'objects'): the objects a task reads,
+ * in order, laid end to end from `base`; its chunks are byte ranges of that line (core/input-objects.ts).
+ * `etag` is the version the task reads: another one fails the read.
+ */
+const schemaV9 = `
+CREATE TABLE inputs (
+  task_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL, url TEXT NOT NULL, size INTEGER NOT NULL,
+  etag TEXT NOT NULL, base INTEGER NOT NULL, PRIMARY KEY (task_id, idx));
+`;
+
 /** Migrations by the version they produce; a later issue appends to this list, never edits it. */
 const migrations: { version: number; sql: string }[] = [
   { version: 1, sql: schemaV1 },
@@ -126,6 +138,7 @@ const migrations: { version: number; sql: string }[] = [
   { version: 6, sql: schemaV6 },
   { version: 7, sql: schemaV7 },
   { version: 8, sql: schemaV8 },
+  { version: 9, sql: schemaV9 },
 ];
 
 export interface TaskRow {
@@ -256,6 +269,8 @@ export interface NewTask {
   dataStreams: number;
   /** A map-reduce task, and its partitions when decided at its start (hash order; 0: later). */
   reduce?: { partitions: number };
+  /** input_kind 'objects': what it reads, in order. */
+  objects?: readonly InputObject[];
 }
 
 export interface AttemptEnd {
@@ -403,8 +418,15 @@ export class Ledger {
            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
         )
         .run(t.id, t.name, t.bachfile, t.bundleHash, t.imageId, TaskState.running, t.parallelism, t.chunkSize, t.inputKind, t.inputPath, t.dataStreams, this.now(), t.reduce ? 1 : 0, t.reduce?.partitions ?? 0);
+      const object = this.db.prepare("INSERT INTO inputs(task_id, idx, name, url, size, etag, base) VALUES (?,?,?,?,?,?,?)");
+      (t.objects ?? []).forEach((o, i) => object.run(t.id, i, o.name, o.url, o.size, o.etag, o.base));
       this.event("task-created", { task: t.id, detail: `${t.inputKind} ${t.inputPath}`.trim() });
     })();
+  }
+
+  /** An 'objects' task's input, in order. */
+  inputs(task: string): InputObject[] {
+    return this.db.prepare("SELECT name, url, size, etag, base FROM inputs WHERE task_id=? ORDER BY idx").all(task) as InputObject[];
   }
 
   task(id: string): TaskRow {

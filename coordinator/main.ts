@@ -31,6 +31,7 @@ function program(): Command {
     .option("--lost-after <duration>", "declare a silent worker lost after this long (e.g. --lost-after 5s)", "5s")
     .option("--durable", "survive a power loss, not only a crash: outputs and spooled input are fsynced before the ledger records them, and every ledger write is synced (costs the disk's write-back; see the README's Durability)")
     .option("--max-lost <n>", "a chunk whose worker died (or vanished) this many times while running it fails its task (e.g. --max-lost 5)", String(DEFAULT_MAX_LOST))
+    .option("--s3-endpoint <url>", "the S3-compatible store (Ceph, MinIO, R2...) that s3:// inputs are in (default $AWS_ENDPOINT_URL, else AWS); credentials come from the AWS variables or profile of this process, and workers get presigned URLs only")
     .option(
       "--keep-output <duration>",
       "how long an ended task's output stays for `bach task-output`; then it, and bundles and images no kept task uses, leave the spool (e.g. --keep-output 30d, or forever)",
@@ -48,7 +49,7 @@ Examples:
 
 Then on each machine: bach-worker join HOST:7070 --token s3cret`,
     )
-    .action(async (o: { listen: string; dataListen?: string; dataDir: string; token?: string; tokenFile?: string; tlsCert?: string; tlsKey?: string; tlsCa?: string; durable?: boolean; maxLost: string; heartbeat: string; lostAfter: string; keepOutput: string }) => {
+    .action(async (o: { listen: string; dataListen?: string; dataDir: string; token?: string; tokenFile?: string; tlsCert?: string; tlsKey?: string; tlsCa?: string; durable?: boolean; maxLost: string; heartbeat: string; lostAfter: string; keepOutput: string; s3Endpoint?: string }) => {
       const token = tokenFrom(o.token, o.tokenFile);
       if (!token) throw new InputError("a token is required: --token T or BACH_TOKEN (workers and CLIs must present it)");
       if (!/^.+:\d+$/.test(o.listen)) throw new InputError(`--listen ${o.listen}: expected HOST:PORT, e.g. 0.0.0.0:${DEFAULT_PORT}`);
@@ -61,6 +62,7 @@ Then on each machine: bach-worker join HOST:7070 --token s3cret`,
         keepOutputMs: o.keepOutput === "forever" ? undefined : parseDuration(o.keepOutput, "--keep-output"),
         maxLost: positiveInt(o.maxLost, "--max-lost"),
         durable: o.durable === true,
+        s3: o.s3Endpoint ? { endpoint: o.s3Endpoint } : {},
         log,
       });
       const host = o.listen.replace(/:\d+$/, "");

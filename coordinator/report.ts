@@ -60,7 +60,7 @@ export function taskReport(ledger: Ledger, taskId: string | null): TaskReport {
     finishedAt: task.finished_at ? new Date(task.finished_at).toISOString() : null,
     outputRemovedAt,
     wallSeconds: ((task.finished_at ?? Date.now()) - task.created_at) / 1000,
-    input: { kind: task.input_kind, path: task.input_path, bytes: task.bytes_in, done: task.input_done === 1 },
+    input: { kind: task.input_kind, path: task.input_kind === "objects" ? objectsPath(ledger.inputs(task.id).map((o) => o.name)) : task.input_path, bytes: task.bytes_in, done: task.input_done === 1 },
     parallelism: task.parallelism > 0 ? task.parallelism : null,
     slots: known.filter((w) => ranOn.has(w.id)).reduce((n, w) => n + w.slots, 0),
     peakAttempts: peakAtOnce(attempts),
@@ -160,4 +160,9 @@ function countBy(values: string[]): Record<string, number> {
   const out: Record<string, number> = {};
   for (const v of values) out[v] = (out[v] ?? 0) + 1;
   return out;
+}
+
+/** An objects task's input in a few words: its objects' names, or the first and how many more. */
+function objectsPath(names: string[]): string {
+  return names.length <= 3 ? names.join(" ") : `${names[0]} and ${names.length - 1} more objects`;
 }

@@ -15,6 +15,7 @@ import { CoordinatorWire, outputFrameOf } from "../core/wire";
 import { channelOptions, FRAME_BYTES, statusFor, tokenOf } from "../core/rpc";
 import type { Coordinator, WorkerSession } from "./coordinator";
 import { taskList, taskReport, workerList } from "./report";
+import { isRemoteSource } from "./input-sources";
 import { filePieces } from "../core/file-pieces";
 
 function refusal(metadata: Metadata, token: string): ServerErrorResponse | null {
@@ -58,23 +59,33 @@ export function coordinatorHandlers(c: Coordinator, token: string, log: Logger, 
   return guarded(handlers(c, log, dataPort), token, log);
 }
 
+/** What a peer sends as an objects task's sources: a few thousand URLs at most, each a sane length. */
+function checkSources(sources: string[]): string[] {
+  if (sources.length === 0 || sources.length > 100_000) throw new InputError(`input sources: expected 1 to 100000 URLs, got ${sources.length}`, { field: "inputSources" });
+  const bad = sources.find((s) => s.length > 8192 || !isRemoteSource(s));
+  if (bad !== undefined) throw new InputError(`input sources: ${JSON.stringify(bad.slice(0, 80))} is not an s3:// or http(s):// URL`, { field: "inputSources" });
+  return sources;
+}
+
 function handlers(c: Coordinator, log: Logger, dataPort: () => number): CoordinatorServer {
   // A server stream ends with an error status through emit("error"); destroy() would drop the status.
 
-  /** Unary handlers share one shape: run, answer or fail. */
+  /** Unary handlers share one shape: run, answer or fail (a handler may answer later, with a promise). */
   const unary =
-    <Req, Res>(fn: (req: Req) => Res) =>
+    <Req, Res>(fn: (req: Req) => Res | Promise<Res>) =>
     (call: { request: Req }, cb: (e: ServerErrorResponse | null, r?: Res) => void) => {
-      try {
-        cb(null, fn(call.request));
-      } catch (err) {
-        cb(failure(err));
-      }
+      new Promise<Res>((resolve) => resolve(fn(call.request))).then(
+        (r) => cb(null, r),
+        (err: unknown) => {
+          if (!(err instanceof BachError)) log.warn({ err: (err as Error).message }, "a call failed");
+          cb(failure(err));
+        },
+      );
     };
 
   return {
-    createTask: unary((req) => {
-      const task = c.createTask({
+    createTask: unary(async (req) => {
+      const task = await c.createTask({
         // Checked whole before anything is stored: a partial bachfile never becomes a running task.
         bachfile: checkBachfileJson(req.bachfileJson),
         bundleHash: req.bundleHash,
@@ -82,10 +93,11 @@ function handlers(c: Coordinator, log: Logger, dataPort: () => number): Coordina
         parallelism: req.parallelism,
         chunkSize: req.chunkSize > 0 ? req.chunkSize : null,
         // A path is read in place only for a CLI that proves it sees the same file.
-        input: req.inputKind === "path" ? { kind: "path", path: req.inputPath, sample: req.inputSample } : { kind: "stream" },
+        input:
+          req.inputKind === "path" ? { kind: "path", path: req.inputPath, sample: req.inputSample } : req.inputKind === "objects" ? { kind: "objects", sources: checkSources(req.inputSources) } : { kind: "stream" },
         dataStreams: req.dataStreams,
       });
-      return { taskId: task.id, inputKind: task.input, dataPort: dataPort() };
+      return { taskId: task.id, inputKind: task.input, inputNote: task.why ?? "", dataPort: dataPort() };
     }),
     getInputStatus(call, cb) {
       c.inputStatus(call.request.taskId).then((s) => cb(null, { ...s, dataPort: dataPort() }), (err) => cb(failure(err)));

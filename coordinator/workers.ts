@@ -2,7 +2,7 @@
 // their heartbeats, and the views the scheduler decides from. It decides nothing about chunks: a worker
 // that falls silent is reported to the coordinator, which ends its attempts.
 import type { Logger } from "pino";
-import type { WorkerHello } from "../core/generated/bach";
+import type { Piece, WorkerHello } from "../core/generated/bach";
 import type { Ledger } from "./ledger";
 import { InputError, isDiskFull } from "../core/errors";
 import { WorkerState } from "../core/states";
@@ -24,7 +24,7 @@ export interface Assignment {
   chunk: number;
   bundleHash: string;
   bachfileJson: string;
-  source: { path: string; offset: number; length: number };
+  source: { path: string; offset: number; length: number; pieces: Piece[] };
   /** Where a worker on this filesystem writes the output ("" for others: they upload it). */
   outputPath: string;
   imageId: string;

@@ -21,6 +21,8 @@ export const OutcomeKind = {
   badImage: "bad-image",
   /** The chunk could not be read, or the output could not be written or sent. */
   input: "input",
+  /** The input changed during the task (an object's ETag is not the one planned): no retry can read it. */
+  changed: "changed",
   /** Something on the worker around the program failed (a container would not start, say). */
   worker: "worker",
   /** Bach stopped it: the task ended, a rival committed, the worker is leaving. */
@@ -33,10 +35,16 @@ export type OutcomeKind = (typeof OutcomeKind)[keyof typeof OutcomeKind];
 const KINDS = new Set<string>(Object.values(OutcomeKind));
 
 /** Kinds that no retry can mend: the same bundle, image and binary fail the same way on every worker. */
-const FINAL = new Set<OutcomeKind>([OutcomeKind.notFound, OutcomeKind.badBundle, OutcomeKind.badImage]);
+const FINAL = new Set<OutcomeKind>([OutcomeKind.notFound, OutcomeKind.badBundle, OutcomeKind.badImage, OutcomeKind.changed]);
 
 export function retryableKind(kind: OutcomeKind): boolean {
   return !FINAL.has(kind);
+}
+
+/** Why feeding a chunk failed: an error may name its own kind (an object that changed), else input. */
+export function feedFailureKind(err: Error): OutcomeKind {
+  const kind = (err as Error & { outcome?: string }).outcome;
+  return kind !== undefined && KINDS.has(kind) ? (kind as OutcomeKind) : OutcomeKind.input;
 }
 
 /** A kind off the wire: an unknown or missing one (an older worker) counts as a plain failure. */

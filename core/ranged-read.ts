@@ -17,9 +17,17 @@
 // readAligned refuses such a D.
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { delimiterOverlapsItself } from "./chunker";
 
 /** Opens the object's bytes from `from` to its end; the stream may end early or fail (a cut connection). */
 export type RangeOpener = (from: number) => Promise<Readable>;
+/** The object is not the version the task planned: no retry can read that version again. */
+export class ObjectChangedError extends Error {
+  readonly outcome = "changed";
+}
+
+/** Opens the bytes [from, to] of an object (to inclusive, as Range has it; absent: to its end). */
+export type WindowOpener = (from: number, to?: number) => Promise<Readable>;
 
 /** A failure that may pass if the same bytes are asked for again (a 503, a refused connection). */
 export class RetryableReadError extends Error {
@@ -30,12 +38,7 @@ export class RetryableReadError extends Error {
 }
 
 /** True when a proper prefix of d is also its suffix ("\n\n", "aa", "abab"): occurrences may then overlap. */
-export function delimiterHasBorder(d: Buffer): boolean {
-  for (let k = 1; k < d.length; k++) {
-    if (d.subarray(0, k).equals(d.subarray(d.length - k))) return true;
-  }
-  return false;
-}
+export const delimiterHasBorder = delimiterOverlapsItself;
 
 /** start(x) over a whole object held in `data`: the contract's reference, found by the greedy cut from byte 0. */
 export function recordStart(data: Buffer, x: number, d: Buffer): number {
@@ -293,15 +296,15 @@ interface HttpRangeOptions {
 }
 
 /**
- * Opens `url` from a byte on with `Range: bytes=FROM-`. It accepts only a 206 whose Content-Range
+ * Opens `url` from a byte on with `Range: bytes=FROM-` (or `bytes=FROM-TO`). It accepts only a 206 whose Content-Range
  * starts at FROM (or a 200 for FROM = 0); 5xx, 429 and network failures are RetryableReadErrors;
  * 412 (the ETag no longer matches), 403 and the rest are final. Messages never carry the query.
  */
-export function openHttpRange(url: string, opts: HttpRangeOptions = {}): RangeOpener {
+export function openHttpRange(url: string, opts: HttpRangeOptions = {}): WindowOpener {
   const where = checkedUrl(url);
   const etag = opts.etag === undefined ? undefined : /^".*"$/.test(opts.etag) ? opts.etag : `"${opts.etag}"`;
-  return async (from) => {
-    const headers = plainHeaders(opts.headers, `bytes=${from}-`);
+  return async (from, to) => {
+    const headers = plainHeaders(opts.headers, `bytes=${from}-${to ?? ""}`);
     if (etag) headers.set("if-match", etag);
     const res = await send(url, { headers, signal: opts.signal });
     const fail = async (message: string, Kind: new (m: string) => Error = Error): Promise<never> => {
@@ -310,10 +313,10 @@ export function openHttpRange(url: string, opts: HttpRangeOptions = {}): RangeOp
     };
     const seen = res.headers.get("etag");
     if (res.status === 412 || (res.ok && etag && seen && !seen.startsWith("W/") && seen !== etag)) {
-      return fail(`the object changed during the task (HTTP ${res.status}: its ETag is no longer ${etag ?? "the one asked for"})`);
+      return fail(`the object changed during the task (HTTP ${res.status}: its ETag is no longer ${etag ?? "the one asked for"})`, ObjectChangedError);
     }
     if (res.status === 403) return fail("HTTP 403: access denied (a presigned URL may have expired)");
-    if (res.status === 416) return fail(`no bytes at ${from} (HTTP 416): the object is shorter than it was; it changed during the task`);
+    if (res.status === 416) return fail(`no bytes at ${from} (HTTP 416): the object is shorter than it was; it changed during the task`, ObjectChangedError);
     if (res.status >= 500 || res.status === 429) return fail(`HTTP ${res.status} ${res.statusText}`, RetryableReadError);
     if (res.status === 200 && from > 0) return fail(`the server does not honour Range (HTTP 200 to bytes=${from}-)`);
     if (res.status !== 200 && res.status !== 206) return fail(`HTTP ${res.status} ${res.statusText}`);
@@ -333,7 +336,7 @@ export function openHttpRange(url: string, opts: HttpRangeOptions = {}): RangeOp
  * servers send Accept-Ranges: bytes and then ignore Range. HEAD first (a presigned GET URL refuses it:
  * the GET probe then tells all).
  */
-export async function probeHttp(url: string, opts: { headers?: Record<string, string> } = {}): Promise<{ size: number; etag: string | null; ranges: boolean }> {
+export async function probeHttp(url: string, opts: { headers?: Record<string, string> } = {}): Promise<{ size: number | null; etag: string | null; ranges: boolean }> {
   const where = checkedUrl(url);
   const head = await send(url, { method: "HEAD", headers: plainHeaders(opts.headers, null) });
   let size = head.ok ? contentLength(head) : null;
@@ -355,8 +358,8 @@ export async function probeHttp(url: string, opts: { headers?: Record<string, st
   } else if (res.status !== 206) {
     throw new Error(`${where}: HTTP ${res.status} ${res.statusText}`);
   }
-  if (size === null) throw new Error(`${where}: the server does not say the object's size (no Content-Length or Content-Range)`);
-  return { size, etag, ranges };
+  // A server that says no size (a chunked stream) cannot be read by ranges: the caller streams it.
+  return { size, etag, ranges: ranges && size !== null };
 }
 
 /**

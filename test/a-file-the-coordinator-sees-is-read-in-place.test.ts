@@ -77,7 +77,7 @@ test("a sample that does not match the coordinator's file gets a streamed task, 
   try {
     const reply = await new Promise<CreateTaskReply>((resolve, reject) =>
       client.createTask(
-        { bachfileJson, bundleHash, imageId: "", parallelism: 1, chunkSize: 0, inputKind: "path", inputPath: "/etc/hostname", inputSample: "0".repeat(64), dataStreams: 0, name: "probe" },
+        { bachfileJson, bundleHash, imageId: "", parallelism: 1, chunkSize: 0, inputKind: "path", inputPath: "/etc/hostname", inputSample: "0".repeat(64), inputSources: [], dataStreams: 0, name: "probe" },
         (err, res) => (err ? reject(err) : resolve(res)),
       ),
     );

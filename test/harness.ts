@@ -100,13 +100,13 @@ export interface Cluster {
 }
 
 export async function startCluster(
-  opts: { workers?: number; slots?: number; heartbeat?: string; lostAfter?: string; dataListen?: string; host?: string; port?: number; token?: string; coordinatorArgs?: string[]; dataDir?: string } = {},
+  opts: { workers?: number; slots?: number; heartbeat?: string; lostAfter?: string; dataListen?: string; host?: string; port?: number; token?: string; coordinatorArgs?: string[]; coordinatorEnv?: NodeJS.ProcessEnv; dataDir?: string } = {},
 ): Promise<Cluster> {
   const dataDir = opts.dataDir ?? tempDir("bach-coord-");
   const token = opts.token ?? randomBytes(8).toString("hex");
   const start = (listen: string, dataListen: string | undefined) =>
     daemon([bin.coordinator, "start", "--listen", listen, "--data-dir", dataDir, "--token", token,
-      "--heartbeat", opts.heartbeat ?? "200ms", "--lost-after", opts.lostAfter ?? "2s", ...(dataListen ? ["--data-listen", dataListen] : []), ...(opts.coordinatorArgs ?? [])], { BACH_LOG_LEVEL: "info" });
+      "--heartbeat", opts.heartbeat ?? "200ms", "--lost-after", opts.lostAfter ?? "2s", ...(dataListen ? ["--data-listen", dataListen] : []), ...(opts.coordinatorArgs ?? [])], { BACH_LOG_LEVEL: "info", ...opts.coordinatorEnv });
   const host = opts.host ?? "127.0.0.1";
   const coordinator = start(`${host}:${opts.port ?? 0}`, opts.dataListen);
   // A coordinator that exits or hangs before it listens says why in the error, not only "timed out".

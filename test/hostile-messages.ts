@@ -183,12 +183,14 @@ export function requestFrames(method: string, r: Rng, k: Known): Buffer[] {
             parallelism: r.chance(0.5) ? r.int(3) : edgeInt(r, 32),
             // Mostly small chunks: input becomes many chunks, more than the real worker takes at once.
             chunkSize: r.chance(0.5) ? 1 + r.int(4096) : r.chance(0.4) ? 0 : edgeInt(r),
-            inputKind: r.pick(["stream", "path", "path", "", r.text()]),
+            inputKind: r.pick(["stream", "path", "path", "objects", "", r.text()]),
             inputPath: r.chance(0.5) ? k.inputFile : r.pick(["", "/etc/hostname", "/nonexistent", "/dev/zero", "/proc/self/mem", "/", r.text()]),
             dataStreams: r.chance(0.7) ? r.int(3) : edgeInt(r, 32),
             name: r.text(),
             imageId: r.chance(0.8) ? "" : someImage(r),
             inputSample: r.chance(0.6) ? k.inputSample : r.pick(["", r.text()]),
+            // Loopback only: nothing listens on port 1.
+            inputSources: r.pick([[], [r.text()], ["http://127.0.0.1:1/x"], ["http://127.0.0.1:1/" + r.text()], Array.from({ length: r.int(4) }, () => "https://127.0.0.1:1/y")]),
           }).finish(),
         ),
       ];

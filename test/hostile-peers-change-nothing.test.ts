@@ -157,7 +157,7 @@ describe("hostile peers", () => {
     const before = taskCount(c);
     const err = await new Promise<Error | null>((resolve) =>
       client.createTask(
-        { bachfileJson: JSON.stringify({ binary: "cat" }), bundleHash: hash, imageId: "", parallelism: 0, chunkSize: 0, inputKind: "stream", inputPath: "", dataStreams: 0, name: "x", inputSample: "" },
+        { bachfileJson: JSON.stringify({ binary: "cat" }), bundleHash: hash, imageId: "", parallelism: 0, chunkSize: 0, inputKind: "stream", inputPath: "", dataStreams: 0, name: "x", inputSample: "", inputSources: [] },
         (e) => resolve(e),
       ),
     );

@@ -168,7 +168,8 @@ test("ranged reads over HTTP equal the reference's slices, through 503s and cut 
   for (const [kind, behaviour] of kinds) {
     const server = await serve(object, behaviour);
     try {
-      const { size, etag } = await probeHttp(server.url);
+      const { size: known, etag } = await probeHttp(server.url);
+      const size = known ?? assert.fail("the probe learns the size");
       assert.ok(etag);
       const open = openHttpRange(server.url, { etag });
       let retries = 0;
@@ -205,7 +206,8 @@ test("an object that changes during the task fails the read with 'changed', not 
   // The probe takes 2 requests, the read's first 1; that one is cut, and the object changes before the next.
   const server = await serve(object, { cutAfter: 2000, changeAfter: 3 });
   try {
-    const { size, etag } = await probeHttp(server.url);
+    const { size: known, etag } = await probeHttp(server.url);
+    const size = known ?? assert.fail("the probe learns the size");
     const whys: string[] = [];
     const text = await failure(
       collect(readAligned({ open: openHttpRange(server.url, { etag: etag ?? undefined }), start: 0, end: size, size, delimiter: D, backoffMs: () => 1, onRetry: (why) => whys.push(why) })),

@@ -369,7 +369,7 @@ describe("no message stops the coordinator", () => {
   test("a CreateTask naming a file the coordinator can open but not read takes streamed input instead of failing", async () => {
     const reply = await new Promise<{ err: ServiceError | null; inputKind: string; taskId: string }>((resolve) =>
       client.createTask(
-        { bachfileJson: warm.bachfile, bundleHash: warm.bundleHash, imageId: "", parallelism: 0, chunkSize: 0, inputKind: "path", inputPath: "/proc/self/mem", dataStreams: 0, name: "unreadable", inputSample: "x" },
+        { bachfileJson: warm.bachfile, bundleHash: warm.bundleHash, imageId: "", parallelism: 0, chunkSize: 0, inputKind: "path", inputPath: "/proc/self/mem", dataStreams: 0, name: "unreadable", inputSample: "x", inputSources: [] },
         (err, r) => resolve({ err, inputKind: r?.inputKind ?? "", taskId: r?.taskId ?? "" }),
       ),
     );
@@ -381,7 +381,7 @@ describe("no message stops the coordinator", () => {
   test("a CreateTask with a negative parallelism or data stream cap is refused, not stored as a task that never runs", async () => {
     const create = (parallelism: number, dataStreams: number) =>
       answer((cb) =>
-        client.createTask({ bachfileJson: warm.bachfile, bundleHash: warm.bundleHash, imageId: "", parallelism, chunkSize: 0, inputKind: "stream", inputPath: "", dataStreams, name: "negative", inputSample: "" }, cb),
+        client.createTask({ bachfileJson: warm.bachfile, bundleHash: warm.bundleHash, imageId: "", parallelism, chunkSize: 0, inputKind: "stream", inputPath: "", dataStreams, name: "negative", inputSample: "", inputSources: [] }, cb),
       );
     const before = taskCount(c);
     const p = await create(-5, 0);
@@ -397,7 +397,7 @@ describe("no message stops the coordinator", () => {
     const file = lines(20_000);
     const created = await new Promise<{ taskId: string }>((resolve, reject) =>
       client.createTask(
-        { bachfileJson: warm.bachfile, bundleHash: warm.bundleHash, imageId: "", parallelism: 0, chunkSize: 4096, inputKind: "path", inputPath: file, dataStreams: 0, name: "not-ok", inputSample: fileSample(file) ?? "" },
+        { bachfileJson: warm.bachfile, bundleHash: warm.bundleHash, imageId: "", parallelism: 0, chunkSize: 4096, inputKind: "path", inputPath: file, dataStreams: 0, name: "not-ok", inputSample: fileSample(file) ?? "", inputSources: [] },
         (err, r) => (err ? reject(err) : resolve(r)),
       ),
     );

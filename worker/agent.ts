@@ -23,6 +23,7 @@ import type { ClientTls } from "../core/tls";
 import { BadBundleError } from "../core/bundle";
 import { readEvents, sendBlocks, type DataPort } from "../core/data-client";
 import { isOutcome, mapOutputToRun, reduceInput, reducerBachfile, runFailed, type Run } from "./map-reduce";
+import { piecesBytes } from "../core/input-objects";
 
 
 /** auto: containers when a Docker Engine answers; docker: an engine is required; process: never containers. */
@@ -361,7 +362,9 @@ export class WorkerAgent {
     const reduce = bachfile.reduce;
     const inPlace = this.opts.localFiles || this.sharedSpool;
     // A reduce attempt has no chunk of its own: its input is its partition's runs (paths when in place).
-    const local = inPlace && (a.reduce ? a.reduce.runs.every((r) => r.path) : a.source?.path);
+    // Pieces of objects are read from where they live, in place or not; only the output's place differs.
+    const pieces = a.source?.pieces ?? [];
+    const local = inPlace && (a.reduce ? a.reduce.runs.every((r) => r.path) : a.source?.path || pieces.length > 0);
     const attempts = path.join(this.opts.dataDir, "attempts");
     const outputFile = local ? a.outputPath : path.join(attempts, `${a.attemptId}.out`);
     // A map attempt of a map-reduce task writes aside: its output is the run made from what it wrote.
@@ -369,6 +372,7 @@ export class WorkerAgent {
     const programOutput = mapOfReduce ? path.join(attempts, `${a.attemptId}.map`) : outputFile;
     const input: ChunkInput =
       reduce && a.reduce ? reduceInput(reduce, a.reduce.runs.map((r) => () => (local ? filePieces(r.path, r.offset, r.offset + r.length) : this.fetchChunk(a.attemptId, a.key, r.chunk))), attempts)
+      : pieces.length > 0 ? { kind: "stream", frames: piecesBytes(pieces, bachfile.delimiter, (why) => this.opts.log.warn({ attempt: a.attemptId, why }, "a read of the input was cut: reading on")) }
       : local ? { kind: "range", path: a.source?.path ?? "", offset: a.source?.offset ?? 0, length: a.source?.length ?? 0 }
       : { kind: "stream", frames: this.fetchChunk(a.attemptId, a.key) };
     const env = { BACH_TASK: a.taskId, BACH_CHUNK: String(a.chunk), BACH_ATTEMPT: String(a.attemptId), BACH_WORKER: this.opts.name };

@@ -32,6 +32,8 @@ export interface Ending {
   exit: [OutcomeKind, string] | null;
   /** The chunk could not be fed to it (the coordinator's stream broke, dd failed). */
   feedError?: string;
+  /** What kind of failure feedError is (default: input). */
+  feedErrorKind?: OutcomeKind;
 }
 
 export class AttemptSupervisor {
@@ -106,7 +108,7 @@ export class AttemptSupervisor {
       : this.bachfile.stderr === "fail" && this.wroteStderr ? [OutcomeKind.stderr, `stderr: ${stderrSummary(this.stderrText)}`]
       : this.stopped ? [this.stopped.kind, this.stopped.reason]
       : e.exit ? withStderr(e.exit, this.stderrText)
-      : e.feedError ? [OutcomeKind.input, `reading the chunk failed: ${e.feedError}`]
+      : e.feedError ? [e.feedErrorKind ?? OutcomeKind.input, `reading the chunk failed: ${e.feedError}`]
       : [OutcomeKind.ok, ""];
     return {
       ok: kind === OutcomeKind.ok,

@@ -27,7 +27,7 @@ import type Docker from "dockerode";
 import type { Logger } from "pino";
 import { CONTAINER_USER, imageId, LABEL, loadImage, statusCode } from "../core/docker";
 import { isAlive } from "../core/pids";
-import { notFoundHint, OutcomeKind, retryableKind } from "../core/outcome";
+import { feedFailureKind, notFoundHint, OutcomeKind, retryableKind } from "../core/outcome";
 import { controlLine, errnoName, KEEPER, KEEPER_IN_CONTAINER, type KeeperReport, keeperMissing, reportMarker, reportReader, tokenLine } from "./keeper";
 import { rangeFed } from "./fed-bytes";
 import { feedFrames, type AttemptOutcome, type AttemptRun, type RunningAttempt } from "./process-runtime";
@@ -204,6 +204,7 @@ export class DockerRuntime {
           : exitCode > 128 ? [OutcomeKind.signal, `killed by signal ${exitCode - 128} (exit ${exitCode})`]
           : [OutcomeKind.exit, `exit ${exitCode}`],
         feedError: fed.error,
+        feedErrorKind: fed.errorKind,
       },
       { bytesIn: fed.bytes, bytesOut: 0 },
     );
@@ -422,7 +423,7 @@ export class DockerRuntime {
 
 interface Feeding {
   process: ChildProcess;
-  done: Promise<{ bytes: number; error: string }>;
+  done: Promise<{ bytes: number; error: string; errorKind: OutcomeKind }>;
   /** Bytes fed so far (heartbeats report it). */
   fed(): number;
 }
@@ -437,23 +438,25 @@ function feed(r: ContainerRun, fifo: string): Feeding {
   const dd = spawn("dd", [...args, `of=${fifo}`, "bs=1M", "status=none"], { stdio: [input.kind === "stream" ? "pipe" : "ignore", "ignore", "pipe"] });
   let bytes = input.kind === "range" ? input.length : 0;
   let error = "";
+  let errorKind: OutcomeKind = OutcomeKind.input;
   let ddStderr = "";
   dd.stderr?.on("data", (b: Buffer) => (ddStderr += b.toString()));
   if (input.kind === "stream" && dd.stdin) {
     feedFrames(input.frames, dd.stdin, (n) => (bytes += n)).catch((err: Error) => {
       error = err.message;
+      errorKind = feedFailureKind(err);
       dd.kill("SIGKILL");
     });
   }
-  const done = new Promise<{ bytes: number; error: string }>((resolve) => {
+  const done = new Promise<{ bytes: number; error: string; errorKind: OutcomeKind }>((resolve) => {
     dd.on("error", (err) => {
       error ||= `could not start dd: ${err.message}`;
-      resolve({ bytes, error });
+      resolve({ bytes, error, errorKind });
     });
     dd.on("close", (code, signal) => {
       // SIGPIPE or EPIPE: the program stopped reading early, which is its right; SIGKILL: we stopped it.
       if (code !== 0 && signal === null && !/Broken pipe/.test(ddStderr)) error ||= `dd: ${ddStderr.trim() || `exit ${code}`}`;
-      resolve({ bytes, error });
+      resolve({ bytes, error, errorKind });
     });
   });
   let soFar = 0;

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Writable } from "node:stream";
 import type { Bachfile } from "../core/bachfile";
-import { notFoundHint, OutcomeKind } from "../core/outcome";
+import { feedFailureKind, notFoundHint, OutcomeKind } from "../core/outcome";
 import { AttemptSupervisor } from "./attempt-supervisor";
 import { rangeFed } from "./fed-bytes";
 
@@ -188,7 +188,7 @@ export function runProcess(run: AttemptRun): RunningAttempt {
     if (!stdin) throw new Error("spawn gave no stdin pipe");
     feedFrames(input.frames, stdin, (n) => (bytesIn += n)).catch((err: Error) => {
       feedError = err.message;
-      supervisor.kill(`reading the chunk failed: ${err.message}`, OutcomeKind.input);
+      supervisor.kill(`reading the chunk failed: ${err.message}`, feedFailureKind(err));
     });
   }
   let feederDone: Promise<void> = Promise.resolve();
