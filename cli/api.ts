@@ -246,17 +246,29 @@ export class RemoteApi implements CoordinatorApi {
   }
 
   private async putInputGrpc(task: string, source: AsyncIterable<Buffer>, from: number): Promise<number> {
+    // A source that fails (a corrupt input file) is that failure, not a lost coordinator.
+    let sourceError: Error | null = null;
+    async function* watched(): AsyncGenerator<Buffer> {
+      try {
+        yield* source;
+      } catch (err) {
+        sourceError = err as Error;
+        throw err;
+      }
+    }
     const reply = await this.call<{ bytesReceived: number }>((cb) => {
       const stream = this.client.putInput(cb);
       (async () => {
         let offset = from;
-        for await (const data of source) {
+        for await (const data of watched()) {
           if (!stream.write({ taskId: task, offset, data, eof: false })) await once(stream, "drain");
           offset += data.length;
         }
         stream.write({ taskId: task, offset, data: Buffer.alloc(0), eof: true });
         stream.end();
       })().catch((err: Error) => stream.destroy(err));
+    }).catch((err: Error) => {
+      throw sourceError ?? err;
     });
     return reply.bytesReceived;
   }

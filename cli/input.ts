@@ -11,6 +11,7 @@ import { InputError } from "../core/errors";
 import { filePieces } from "../core/file-pieces";
 import { frames, pipeFrames } from "../core/frames";
 import { redactUrl } from "../core/ranged-read";
+import { compressionOf, CorruptInputError, decompress, type Compression } from "../core/decompress";
 import { isRemoteSource } from "../coordinator/input-sources";
 
 export type Input =
@@ -64,7 +65,8 @@ export async function resolveInput(data: readonly string[], dataList: string | n
       if (size !== null) size += stat.size;
     }
   }
-  if (sources.length === 1 && !isRemoteSource(sources[0])) return { kind: "file", path: sources[0], size: size ?? 0 };
+  // A compressed file is not read in place by ranges: it is read whole, decompressed.
+  if (sources.length === 1 && !isRemoteSource(sources[0]) && compressionOf(sources[0]) === null) return { kind: "file", path: sources[0], size: size ?? 0 };
   return { kind: "sources", sources, size };
 }
 
@@ -113,13 +115,25 @@ async function* concatenated(sources: readonly string[], delimiter: Buffer): Asy
   let tail = Buffer.alloc(0);
   for (const source of sources) {
     let first = true;
-    for await (const data of await openOne(source)) {
+    const compression = compressionOf(source);
+    const raw = await openOne(source);
+    for await (const data of compression ? decompressed(raw, compression, source) : raw) {
       if (data.length === 0) continue;
       if (first && tail.length > 0 && !tail.equals(delimiter)) yield Buffer.from(delimiter);
       first = false;
       tail = Buffer.from(Buffer.concat([tail, data.subarray(-delimiter.length)]).subarray(-delimiter.length));
       yield data;
     }
+  }
+}
+
+/** A local input that cannot be decoded is the user's to mend: one line, exit 2. */
+async function* decompressed(source: AsyncIterable<Buffer>, compression: Compression, name: string): AsyncGenerator<Buffer> {
+  try {
+    yield* decompress(source, compression, redactUrl(name));
+  } catch (err) {
+    if (err instanceof CorruptInputError) throw new InputError(`--data ${err.message}`, { path: redactUrl(name) });
+    throw err;
   }
 }
 

@@ -5,13 +5,14 @@ import { ExitStatus, InputError, TaskCancelledError, TaskFailedError } from "../
 import { parseSize } from "../core/sizes";
 import type { ClientTls } from "../core/tls";
 import type { OutputEvent } from "../core/report";
+import type { Bachfile } from "../core/bachfile";
 import { RemoteApi, type CoordinatorApi, type TaskRequest } from "./api";
 import { startEmbedded, type Embedded } from "./embedded";
 import { prepareTask, uploadTask } from "./prepare";
 import { chunkRanges, gapLine, Progress, summaryLine, WaitNotice } from "./progress";
 import { feedInput, followOutput, ReplayableInput, type Reconnecting } from "./reconnect";
 import { fileSample } from "../core/file-sample";
-import { localFiles, openInput, resolveInput } from "./input";
+import { localFiles, openInput, resolveInput, type Input } from "./input";
 import { isRemoteSource } from "../coordinator/input-sources";
 
 export interface RunOptions {
@@ -51,6 +52,26 @@ function reconnecting(remote: RemoteApi | null, forMs: number): Reconnecting {
     forMs: remote ? forMs : 0,
     waitForCoordinator: (deadline) => (remote ? remote.waitUntilBack(deadline) : Promise.reject(new Error("no coordinator to wait for"))),
   };
+}
+
+/**
+ * How the coordinator is offered the input: a file to read in place; objects for workers to read where
+ * they live (an embedded run without --ip also reads local files so, in place); else a stream through
+ * this process. `"input": "objects"` cannot be a stream: each object's edges would be lost.
+ */
+function taskInput(input: Input, bachfile: Bachfile, localWorkersOnly: boolean, embedded: boolean): TaskRequest["input"] {
+  if (input.kind === "file" && bachfile.input === "records") return embedded ? { kind: "path", path: input.path, sample: null } : fileOffer(input.path);
+  const sources = input.kind === "file" ? [input.path] : input.kind === "sources" ? input.sources : [];
+  if (sources.length > 0 && (localWorkersOnly || sources.every(isRemoteSource))) return { kind: "objects", sources, localFiles: localWorkersOnly };
+  if (bachfile.input === "objects") {
+    throw new InputError(
+      input.kind === "stdin"
+        ? `"input": "objects" runs the program once per object: name them with --data (s3://, http(s) URLs, files), not stdin`
+        : `"input": "objects" with local files needs them on the workers' machine: run embedded (without --coordinator or --ip), or put them in object storage`,
+      { field: "input" },
+    );
+  }
+  return { kind: "stream" };
 }
 
 /**
@@ -225,10 +246,7 @@ export async function taskRun(opts: RunOptions): Promise<void> {
       imageId: prepared.image?.id ?? "",
       parallelism: opts.parallelism ?? 0,
       chunkSize,
-      input:
-        input.kind === "file" ? (embedded ? { kind: "path", path: input.path, sample: null } : fileOffer(input.path))
-        : input.kind === "sources" && input.sources.every(isRemoteSource) ? { kind: "objects", sources: input.sources }
-        : { kind: "stream" },
+      input: taskInput(input, bachfile, embedded !== null && opts.ip === null, embedded !== null),
       dataStreams: opts.lb,
     };
     const created = await api.createTask(req);
@@ -274,10 +292,12 @@ export async function taskRun(opts: RunOptions): Promise<void> {
       chunkDone: () => notice.ran(),
       clear: () => line?.clear(),
     };
-    const { end, printed } = await printOutput(api, task, { keepOrder: opts.keepOrder, partial: false, summary: true, progress: watch, reconnect });
+    const { end, printed } = await printOutput(api, task, { keepOrder: opts.keepOrder, partial: false, summary: false, progress: watch, reconnect });
     // Our own stop cancelled the task: it ends the process with its status, once the cancel is through.
     if (stopping()) await new Promise<never>(() => undefined);
     const inputError = await fed;
+    // A task cancelled because its input could not be read ends with that one line, not a summary too.
+    if (end.tally && !(inputError && end.state === "cancelled")) process.stderr.write(`${summaryLine({ ...end.tally, state: end.state })}\n`);
     if (end.state !== "succeeded") {
       if (inputError && end.state !== "failed") throw inputError;
       if (end.state === "cancelled") throw new TaskCancelledError(`task ${task} was cancelled (by bach task-cancel)`, task);

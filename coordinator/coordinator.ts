@@ -13,6 +13,7 @@ import { fileSample } from "../core/file-sample";
 import { DiskFullError, diskFullMessage, InputError, isDiskFull } from "../core/errors";
 import type { AttemptFed, AttemptResult, Piece, WorkerHello } from "../core/generated/bach";
 import { piecesOf, type InputObject } from "../core/input-objects";
+import { compressionOf } from "../core/decompress";
 import type { S3Options, S3Store } from "../core/s3";
 import { PresignedUrls, presignSeconds, resolveSources } from "./input-sources";
 import { AttemptState, ChunkState, TaskState, WorkerState } from "../core/states";
@@ -75,7 +76,7 @@ export interface NewTaskRequest {
    * core/file-sample.ts): when this coordinator's sample of the path differs, or it cannot read it,
    * the task takes streamed input instead. null: the CLI runs this coordinator inside itself.
    */
-  input: { kind: "stream" } | { kind: "path"; path: string; sample: string | null } | { kind: "objects"; sources: string[] };
+  input: { kind: "stream" } | { kind: "path"; path: string; sample: string | null } | { kind: "objects"; sources: string[]; localFiles?: boolean };
   dataStreams: number;
 }
 
@@ -218,7 +219,7 @@ export class Coordinator {
     );
     if (row.input_done === 1) return t;
     if (row.input_kind === "objects") {
-      intake.planRanges(totalBytes ?? 0).catch((err: Error) => this.taskBroke(id, "planning its chunks", err));
+      intake.planObjects(list, (o) => bachfile.input === "objects" || compressionOf(o.name) !== null).catch((err: Error) => this.taskBroke(id, "planning its chunks", err));
     } else if (row.input_kind === "path") {
       intake.scanFile(row.input_path).catch((err: Error) => this.taskBroke(id, `reading ${row.input_path}`, err));
     } else if (resume) {
@@ -263,7 +264,7 @@ export class Coordinator {
     let objects: InputObject[] = [];
     let input = req.input.kind === "path" && req.input.sample !== null && fileSample(req.input.path) !== req.input.sample ? { kind: "stream" as const } : req.input;
     if (input.kind === "objects") {
-      const resolved = await resolveSources(input.sources, req.bachfile.delimiter, () => this.s3());
+      const resolved = await resolveSources(input.sources, req.bachfile.delimiter, req.bachfile.input, () => this.s3(), input.localFiles === true);
       if (resolved.kind === "stream") {
         why = resolved.why;
         input = { kind: "stream" };

@@ -2,9 +2,13 @@
 // URLs. The coordinator learns each object's size and version, lays them end to end (core/input-objects)
 // and hands workers URLs to read their own ranges: presigned for s3 (workers hold no secrets), as given
 // for http. Input that cannot be read by ranges goes through the coordinator instead, and says why.
+import fs from "node:fs";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { delimiterOverlapsItself } from "../core/chunker";
 import { InputError } from "../core/errors";
-import type { InputObject } from "../core/input-objects";
+import { fileVersion, type InputObject } from "../core/input-objects";
+import { compressionOf } from "../core/decompress";
 import { probeHttp, redactUrl } from "../core/ranged-read";
 import type { S3Store } from "../core/s3";
 
@@ -18,14 +22,17 @@ export function isRemoteSource(source: string): boolean {
  * The objects `sources` name, in order (a prefix: its objects in key order), or why they must be
  * streamed instead. A source that does not exist, is empty or cannot be read is an InputError.
  */
-export async function resolveSources(sources: readonly string[], delimiter: string, s3: () => Promise<S3Store>): Promise<Resolved> {
-  if (delimiterOverlapsItself(Buffer.from(delimiter, "utf8"))) {
-    return { kind: "stream", why: `the delimiter ${JSON.stringify(delimiter)} can overlap itself, so a worker cannot find where a record starts from the middle of an object` };
-  }
+export async function resolveSources(sources: readonly string[], delimiter: string, input: "records" | "objects", s3: () => Promise<S3Store>, localFiles = false): Promise<Resolved> {
   const objects: InputObject[] = [];
   let base = 0;
   for (const source of sources) {
-    if (/^s3:\/\//i.test(source)) {
+    if (localFiles && path.isAbsolute(source)) {
+      // A file on this machine, read in place by this machine's workers (an embedded run).
+      const stat = fs.statSync(source, { throwIfNoEntry: false });
+      if (!stat?.isFile()) throw new InputError(`--data ${source}: no such file`, { path: source });
+      objects.push({ name: source, url: pathToFileURL(source).href, size: stat.size, etag: fileVersion(stat), base });
+      base += stat.size;
+    } else if (/^s3:\/\//i.test(source)) {
       for (const o of await (await s3()).resolve(source)) {
         objects.push({ name: `s3://${o.bucket}/${o.key}`, url: `s3://${o.bucket}/${o.key}`, size: o.size, etag: o.etag, base });
         base += o.size;
@@ -39,14 +46,24 @@ export async function resolveSources(sources: readonly string[], delimiter: stri
         throw new InputError(`--data ${name}: ${(err as Error).message}`, { path: name });
       }
       // An empty object has no ranges to read: a server answers its bytes=0-0 with 416.
-      if (probe.size === null || (!probe.ranges && probe.size > 0)) return { kind: "stream", why: `${name} does not answer Range requests` };
+      if (probe.size === null || (!probe.ranges && probe.size > 0)) return streamed(`${name} does not answer Range requests`, input);
       objects.push({ name, url: source, size: probe.size, etag: probe.etag ?? "", base });
       base += probe.size;
     } else {
       throw new InputError(`--data ${source}: not an s3:// or http(s):// URL`, { path: source });
     }
   }
+  const splittable = input === "records" && objects.some((o) => compressionOf(o.name) === null);
+  if (splittable && delimiterOverlapsItself(Buffer.from(delimiter, "utf8"))) {
+    return streamed(`the delimiter ${JSON.stringify(delimiter)} can overlap itself, so a worker cannot find where a record starts from the middle of an object`, input);
+  }
   return { kind: "objects", objects };
+}
+
+/** Input that must go through the coordinator instead; objects as records cannot (their edges are lost). */
+function streamed(why: string, input: "records" | "objects"): Resolved {
+  if (input === "objects") throw new InputError(`"input": "objects" needs every object read where it lives, and ${why}`, { field: "input" });
+  return { kind: "stream", why };
 }
 
 /**

@@ -7,6 +7,7 @@ import { Chunker, delimiterOverlapsItself, planCuts, type Cut } from "../core/ch
 import type { ChunkSizer } from "../core/chunk-size";
 import { InputError } from "../core/errors";
 import type { Ledger } from "./ledger";
+import { planObjectCuts, type InputObject } from "../core/input-objects";
 
 const READ_BUFFER = 4 * 1024 * 1024;
 
@@ -330,18 +331,15 @@ export class Intake {
 
   /**
    * Plans chunks over input that workers read and align themselves (core/input-objects): byte ranges
-   * of the line of objects, cut only by size; a restart carries on after the last recorded chunk.
+   * of the line of objects, cut by size (objects read whole alone); a restart carries on after the
+   * last recorded chunk.
    */
-  async planRanges(total: number): Promise<void> {
-    let index = this.resume?.index ?? 0;
-    let offset = this.resume?.offset ?? 0;
-    while (offset < total) {
+  async planObjects(objects: readonly InputObject[], whole: (o: InputObject) => boolean): Promise<void> {
+    const total = objects.reduce((n, o) => n + o.size, 0);
+    for (const cut of planObjectCuts(objects, whole, (i) => this.sizeOf(i), { index: this.resume?.index ?? 0, offset: this.resume?.offset ?? 0 })) {
       await this.hooks.room();
-      const length = Math.min(this.sizeOf(index), total - offset);
-      this.bytesIn = offset + length;
-      this.record([{ index, offset, length }], this.bytesIn >= total);
-      offset += length;
-      index++;
+      this.bytesIn = cut.offset + cut.length;
+      this.record([cut], this.bytesIn >= total);
     }
     if (!this.done) this.record([], true);
   }

@@ -39,6 +39,8 @@ export interface Bachfile {
   binary: string;
   args: string[];
   delimiter: string;
+  /** "records": the input is cut into chunks of records; "objects": each input object is one record, one run. */
+  input: "records" | "objects";
   hardware: Hardware;
   image: string | null;
   dockerfile: string | null;
@@ -58,6 +60,7 @@ const schema = z.strictObject({
   binary: z.string().min(1),
   args: z.array(z.string()).optional(),
   delimiter: z.string().min(1).optional(),
+  input: z.enum(["records", "objects"]).optional(),
   hardware: z
     .strictObject({
       cpu: range.optional(),
@@ -97,6 +100,7 @@ const HINTS: Record<string, string> = {
   "chunk-size": 'must be "auto" or a size such as "64m"',
   timeout: 'must be a duration such as "10m" or "30s", or null',
   stderr: 'must be "fail", "log" or "ignore"',
+  input: 'must be "records" (cut the input into chunks of records) or "objects" (each input object is one record)',
   "reduce.partitions": `must be "auto" or a whole number from 1 to ${MAX_PARTITIONS}`,
   "reduce.order": 'must be "hash" or "total"',
   "reduce.key": 'must be {"separator": "\\t", "fields": N}',
@@ -226,6 +230,7 @@ function normalize(r: Raw, folderName: string, problems: { field: string; messag
     binary: r.binary,
     args: r.args ?? [],
     delimiter: r.delimiter ?? "\n",
+    input: r.input ?? "records",
     hardware: {
       cpu: { min: hw.cpu?.min ?? 0, max: hw.cpu?.max ?? null },
       memory: { min: hw.memory?.min ?? 0, max: hw.memory?.max ?? null },
@@ -296,6 +301,8 @@ const normalizedSchema = z.strictObject({
   binary: z.string().min(1),
   args: z.array(z.string()),
   delimiter: z.string().min(1),
+  // Absent from what an older bach sent or stored: records, as it was then.
+  input: z.enum(["records", "objects"]).default("records"),
   hardware: z.strictObject({
     cpu: limit,
     memory: limit,

@@ -36,15 +36,26 @@ export function sendBlocks(to: DataPort, header: object, source: AsyncIterable<B
     let reply = "";
     socket.on(readyEvent(socket), () => {
       connected = true;
+      // A source that fails (a corrupt input file) is that failure, not a broken connection.
+      let sourceError: Error | null = null;
       (async () => {
         await writePieces(socket, [Buffer.from(`${JSON.stringify({ ...header, token: to.token })}\n`)]);
-        for await (const data of source) {
+        const pieces = source[Symbol.asyncIterator]();
+        for (;;) {
+          const next = await pieces.next().catch((err: Error) => {
+            sourceError = err;
+            throw err;
+          });
+          if (next.done) break;
           const length = Buffer.allocUnsafe(4);
-          length.writeUInt32BE(data.length);
-          await writePieces(socket, [length, data]);
+          length.writeUInt32BE(next.value.length);
+          await writePieces(socket, [length, next.value]);
         }
         socket.end(Buffer.alloc(4));
-      })().catch((err: Error) => socket.destroy(err));
+      })().catch((err: Error) => {
+        if (sourceError) reject(sourceError);
+        socket.destroy(sourceError ? undefined : err);
+      });
     });
     socket.on("data", (b: Buffer) => (reply += b.toString()));
     socket.on("error", (err) => (connected ? reject(new CoordinatorUnreachableError(`data stream to ${host}:${to.port} broke: ${err.message}`, to.address)) : resolve(null)));

@@ -7,7 +7,11 @@
 // A record never spans two objects (as Hadoop treats files): between two objects in one chunk the
 // worker adds the delimiter when the first does not end with one, so a program that maps records
 // independently gives the same output however the line is cut into chunks.
+import fs from "node:fs";
 import { Readable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import type { Cut } from "./chunker";
+import { compressionOf, CorruptInputError, decompress } from "./decompress";
 import { ObjectChangedError, openHttpRange, readAligned, RetryableReadError, type RangeOpener, type WindowOpener } from "./ranged-read";
 
 /**
@@ -61,6 +65,31 @@ export interface ObjectPiece {
   end: number;
 }
 
+/**
+ * Chunks over the line of objects, from chunk `from.index` at `from.offset` on: byte ranges of about
+ * `sizeOf(index)`, free to span objects, except that an object read whole (compressed, or any object
+ * under "input": "objects") is a chunk of its own. Empty objects get no chunk.
+ */
+export function* planObjectCuts(objects: readonly InputObject[], whole: (o: InputObject) => boolean, sizeOf: (index: number) => number, from: { index: number; offset: number }): Generator<Cut> {
+  const total = objects.reduce((n, o) => n + o.size, 0);
+  let { index, offset } = from;
+  while (offset < total) {
+    const at = objects.findIndex((o) => o.size > 0 && offset < o.base + o.size);
+    const o = objects[at];
+    if (whole(o)) {
+      yield { index, offset: o.base, length: o.size };
+      offset = o.base + o.size;
+    } else {
+      // Up to the chunk's size, but not into an object read whole.
+      const next = objects.slice(at + 1).find((n) => n.size > 0 && whole(n));
+      const end = Math.min(offset + Math.max(1, sizeOf(index)), next?.base ?? total, total);
+      yield { index, offset, length: end - offset };
+      offset = end;
+    }
+    index++;
+  }
+}
+
 /** The pieces of the line's range [offset, offset + length), in order. */
 export function piecesOf(objects: readonly InputObject[], offset: number, length: number): ObjectPiece[] {
   const end = offset + length;
@@ -86,33 +115,39 @@ export interface PieceSource {
 
 /**
  * A chunk's bytes: its pieces' aligned records in order, the delimiter added between objects where
- * one is missing. Fails with the piece's name and the reason (an object that changed, a URL that
- * expired) when a read cannot be finished; cut connections and 503s are retried within the piece.
+ * one is missing. A piece read whole (`whole`, or a compressed object) is its object's bytes as they
+ * are, decompressed when its name says so. Fails with the piece's name and the reason (an object that
+ * changed, a URL that expired) when a read cannot be finished; cut connections and 503s are retried
+ * within the piece.
  */
-export async function* piecesBytes(pieces: readonly PieceSource[], delimiterText: string, onRetry?: (why: string) => void): AsyncGenerator<Buffer> {
+export async function* piecesBytes(pieces: readonly PieceSource[], delimiterText: string, whole: boolean, onRetry?: (why: string) => void): AsyncGenerator<Buffer> {
   const delimiter = Buffer.from(delimiterText, "utf8");
   // The last bytes given, to tell whether the records so far ended with the delimiter.
   let tail = Buffer.alloc(0);
   let objectEnded = false;
   for (const p of pieces) {
-    const aligned = readAligned({
-      open: windowed(openHttpRange(p.url, { etag: p.etag || undefined }), p.start, p.end, p.size),
-      start: p.start,
-      end: p.end,
+    const compression = compressionOf(p.name);
+    const raw = whole || compression !== null;
+    const read = readAligned({
+      open: windowed(p.url.startsWith("file:") ? openFileRange(p.url, p.etag) : openHttpRange(p.url, { etag: p.etag || undefined }), p.start, p.end, p.size),
+      // Read whole, the range is the object, [0, size): the same bytes whatever the delimiter.
+      start: raw ? 0 : p.start,
+      end: raw ? p.size : p.end,
       size: p.size,
-      delimiter,
+      delimiter: raw ? NEWLINE : delimiter,
       onRetry: (why, at) => onRetry?.(`${p.name} at byte ${at}: ${why}`),
-    });
+    }) as AsyncIterable<Buffer>;
     let first = true;
     try {
-      for await (const data of aligned as AsyncIterable<Buffer>) {
+      for await (const data of compression ? decompress(read, compression, p.name) : read) {
         if (data.length === 0) continue;
-        if (first && objectEnded && tail.length > 0 && !endsWith(tail, delimiter)) yield Buffer.from(delimiter);
+        if (first && objectEnded && tail.length > 0 && !endsWith(tail, delimiter) && !whole) yield Buffer.from(delimiter);
         first = false;
         yield data;
         tail = Buffer.from(Buffer.concat([tail, data.subarray(-delimiter.length)]).subarray(-delimiter.length));
       }
     } catch (err) {
+      if (err instanceof CorruptInputError) throw err;
       const Kind = err instanceof ObjectChangedError ? ObjectChangedError : Error;
       throw new Kind(`reading ${p.name} (bytes ${p.start}-${p.end}): ${(err as Error).message}`);
     }
@@ -120,11 +155,23 @@ export async function* piecesBytes(pieces: readonly PieceSource[], delimiterText
   }
 }
 
-function endsWith(tail: Buffer, delimiter: Buffer): boolean {
-  return tail.length >= delimiter.length && tail.subarray(tail.length - delimiter.length).equals(delimiter);
+const NEWLINE = Buffer.from("\n");
+
+/** A file's version, as an ETag would be: its size and modification time. */
+export function fileVersion(stat: fs.Stats): string {
+  return `${stat.size}-${Math.round(stat.mtimeMs)}`;
 }
 
-/** The same bytes as a Readable (for the data port's fallback, which serves a chunk as a stream). */
-export function piecesStream(pieces: readonly PieceSource[], delimiter: string): Readable {
-  return Readable.from(piecesBytes(pieces, delimiter));
+/** Ranges of a file on this machine (an embedded run's input), refused when the file changed since planned. */
+function openFileRange(url: string, version: string): WindowOpener {
+  const file = fileURLToPath(url);
+  return async (from, to) => {
+    const stat = await fs.promises.stat(file);
+    if (version && fileVersion(stat) !== version) throw new ObjectChangedError(`${file}: the file changed during the task (size and time ${fileVersion(stat)}, planned ${version})`);
+    return fs.createReadStream(file, { start: from, end: to });
+  };
+}
+
+function endsWith(tail: Buffer, delimiter: Buffer): boolean {
+  return tail.length >= delimiter.length && tail.subarray(tail.length - delimiter.length).equals(delimiter);
 }

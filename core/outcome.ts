@@ -23,6 +23,8 @@ export const OutcomeKind = {
   input: "input",
   /** The input changed during the task (an object's ETag is not the one planned): no retry can read it. */
   changed: "changed",
+  /** The input's bytes cannot be decoded as their name says (a corrupt .gz): every retry reads the same. */
+  corrupt: "corrupt",
   /** Something on the worker around the program failed (a container would not start, say). */
   worker: "worker",
   /** Bach stopped it: the task ended, a rival committed, the worker is leaving. */
@@ -35,7 +37,7 @@ export type OutcomeKind = (typeof OutcomeKind)[keyof typeof OutcomeKind];
 const KINDS = new Set<string>(Object.values(OutcomeKind));
 
 /** Kinds that no retry can mend: the same bundle, image and binary fail the same way on every worker. */
-const FINAL = new Set<OutcomeKind>([OutcomeKind.notFound, OutcomeKind.badBundle, OutcomeKind.badImage, OutcomeKind.changed]);
+const FINAL = new Set<OutcomeKind>([OutcomeKind.notFound, OutcomeKind.badBundle, OutcomeKind.badImage, OutcomeKind.changed, OutcomeKind.corrupt]);
 
 export function retryableKind(kind: OutcomeKind): boolean {
   return !FINAL.has(kind);

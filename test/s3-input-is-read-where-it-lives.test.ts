@@ -8,6 +8,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
+import { gzipSync } from "node:zlib";
 import { runBach, startCluster, taskFolder, tempDir, waitFor, type Cluster } from "./harness";
 import { putObjects, startS3, type S3Server } from "./s3";
 import { startFaultProxy, type Fault } from "./fault-proxy";
@@ -61,6 +62,18 @@ describe("embedded", () => {
     ["an empty prefix", ["--data", "s3://bach-empty/nothing/"], env, /^bach: .*no objects under s3:\/\/bach-empty\/nothing\//],
     ["a key that is not there", ["--data", "s3://bach-in/missing.tsv"], env, /^bach: .*s3:\/\/bach-in\/missing\.tsv/],
   ];
+  test('compressed objects are read whole and decompressed; "input": "objects" runs once per object with BACH_OBJECT', async (t) => {
+    if (!s3) return t.skip("no S3 server here (radosgw is not installed)");
+    await putObjects(s3, "bach-in", { "gz/1.tsv.gz": gzipSync(objects["one.tsv"]), "gz/2.tsv": objects["logs/2024/a.tsv"] });
+    const r = await runBach(["task-run", "-p", "2", "--chunk-size", "16k", "--data", "s3://bach-in/gz/"], { cwd: cat, env: env() });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stdout.equals(Buffer.concat([objects["one.tsv"], objects["logs/2024/a.tsv"]])));
+    const perObject = taskFolder({ "logical-name": "per-object", binary: "sh", args: ["-c", 'printf "%s %s\\n" "$BACH_OBJECT" "$(wc -c | tr -d " ")"'], input: "objects" });
+    const o = await runBach(["task-run", "-p", "2", "--data", "s3://bach-in/logs/"], { cwd: perObject, env: env() });
+    assert.equal(o.code, 0, o.stderr);
+    assert.equal(o.stdout.toString(), ["logs/2024/a.tsv", "logs/2024/b.tsv", "logs/2025/c.tsv"].map((k) => `s3://bach-in/${k} ${objects[k].length}\n`).join(""));
+  });
+
   test("an object replaced during the task fails it, naming the object: never a mix of versions", async (t) => {
     if (!s3) return t.skip("no S3 server here (radosgw is not installed)");
     await putObjects(s3, "bach-in", { "changing.tsv": records(5, 4000) });

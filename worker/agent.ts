@@ -372,10 +372,12 @@ export class WorkerAgent {
     const programOutput = mapOfReduce ? path.join(attempts, `${a.attemptId}.map`) : outputFile;
     const input: ChunkInput =
       reduce && a.reduce ? reduceInput(reduce, a.reduce.runs.map((r) => () => (local ? filePieces(r.path, r.offset, r.offset + r.length) : this.fetchChunk(a.attemptId, a.key, r.chunk))), attempts)
-      : pieces.length > 0 ? { kind: "stream", frames: piecesBytes(pieces, bachfile.delimiter, (why) => this.opts.log.warn({ attempt: a.attemptId, why }, "a read of the input was cut: reading on")) }
+      : pieces.length > 0 ? { kind: "stream", frames: piecesBytes(pieces, bachfile.delimiter, bachfile.input === "objects", (why) => this.opts.log.warn({ attempt: a.attemptId, why }, "a read of the input was cut: reading on")) }
       : local ? { kind: "range", path: a.source?.path ?? "", offset: a.source?.offset ?? 0, length: a.source?.length ?? 0 }
       : { kind: "stream", frames: this.fetchChunk(a.attemptId, a.key) };
-    const env = { BACH_TASK: a.taskId, BACH_CHUNK: String(a.chunk), BACH_ATTEMPT: String(a.attemptId), BACH_WORKER: this.opts.name };
+    const env: Record<string, string> = { BACH_TASK: a.taskId, BACH_CHUNK: String(a.chunk), BACH_ATTEMPT: String(a.attemptId), BACH_WORKER: this.opts.name };
+    // "input": "objects": the program's one record is this object; this is its name.
+    if (bachfile.input === "objects" && pieces.length === 1) env.BACH_OBJECT = pieces[0].name;
     if (a.imageId && !this.containers) throw new Error(`worker ${this.opts.name} runs no containers (no Docker Engine answered when it started)`);
     const start = (program: Bachfile, chunk: ChunkInput, output: string): RunningAttempt => {
       const run = { bachfile: program, cwd, input: chunk, outputFile: output, workerName: this.opts.name, env };
