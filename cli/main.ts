@@ -126,6 +126,8 @@ it load it from there: no registry is needed.`,
     .description("run the task in this folder over --data or stdin; output goes to stdout in input order")
     .option("--data <file|url|->", "the input: a file, a glob ('logs/*.tsv', quoted), an s3://bucket/key or s3://bucket/prefix/, an http(s) URL, or - for stdin (default: stdin); give it again for more inputs, read in order", (v: string, all: string[] = []) => [...all, v])
     .option("--data-list <file>", "more inputs, one path or URL a line, read after --data's (relative paths are relative to the list)")
+    .option("--output <dir|s3://bucket/prefix/>", "write the output there instead of stdout: one part a chunk (part-000000...) in input order, then _SUCCESS.json listing them; nothing is left of a run that fails")
+    .option("--overwrite", "with --output: replace the output of an earlier run there")
     .option("--s3-endpoint <url>", "the S3-compatible store s3:// inputs are in (default $AWS_ENDPOINT_URL, else AWS); credentials come from the AWS variables or profile")
     .option("-p, --parallelism <n>", "at most N chunks at once (default: one per core here; all free slots on a cluster)")
   )
@@ -157,7 +159,7 @@ ${EXIT_STATUSES}`,
     )
     // Excess arguments are checked here, to say what a shell glob after --data did.
     .allowExcessArguments()
-    .action(async (o: { data?: string[]; dataList?: string; s3Endpoint?: string; parallelism?: string; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; ip?: string; lb?: string; keepOrder?: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean; reconnect: string }, cmd: Command) => {
+    .action(async (o: { data?: string[]; dataList?: string; s3Endpoint?: string; output?: string; overwrite?: boolean; parallelism?: string; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; ip?: string; lb?: string; keepOrder?: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean; reconnect: string }, cmd: Command) => {
       const [extra] = cmd.args;
       if (extra !== undefined) {
         cmd.error(o.data
@@ -169,6 +171,8 @@ ${EXIT_STATUSES}`,
       await taskRun({
         data: o.data ?? [],
         dataList: o.dataList ?? null,
+        output: o.output ?? null,
+        overwrite: o.overwrite === true,
         parallelism: o.parallelism ? positiveInt(o.parallelism, "-p") : null,
         coordinator: coordinatorAddress(o.coordinator),
         token: tokenFrom(o.token, o.tokenFile),
@@ -191,6 +195,8 @@ ${EXIT_STATUSES}`,
     .option("--no-keep-order", "print chunks in the order they committed")
     .option("--partial", "for a task that failed or was cancelled: print every chunk that committed, in input order, with a line on stderr for each run of chunks that did not (exit status 1 when there was one)")
     .option("--reconnect <duration>", "when the coordinator goes away, keep trying this long (e.g. --reconnect 30m; 0: give up at once)", "10m")
+    .option("--output <dir|s3://bucket/prefix/>", "write the output there instead of stdout: one part a chunk (part-000000...) in input order, then _SUCCESS.json listing them")
+    .option("--overwrite", "with --output: replace the output of an earlier run there")
   )
     .addHelpText(
       "after",
@@ -199,11 +205,12 @@ ${EXIT_STATUSES}`,
         "                                      bach: chunks 7-9 (bytes 7340032-10485759) are missing: the task failed before they committed\n" +
         EXIT_STATUSES,
     )
-    .action(async (task: string, o: { keepOrder: boolean; partial?: boolean; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; reconnect: string }) => {
+    .action(async (task: string, o: { keepOrder: boolean; partial?: boolean; output?: string; overwrite?: boolean; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; reconnect: string }) => {
       const address = coordinatorAddress(o.coordinator);
       if (!address) throw new InputError("task-output needs --coordinator (an embedded run prints its output as it runs)");
       if (o.partial && !o.keepOrder) throw new InputError("task-output: --partial prints in input order; it cannot be used with --no-keep-order");
-      await taskOutput(address, tokenFrom(o.token, o.tokenFile), clientTlsFrom(o), task, o.keepOrder, parseDuration(o.reconnect, "--reconnect"), o.partial === true);
+      if (o.output && (o.partial || !o.keepOrder)) throw new InputError("task-output: --output writes a whole output in input order; it cannot be used with --partial or --no-keep-order");
+      await taskOutput(address, tokenFrom(o.token, o.tokenFile), clientTlsFrom(o), task, o.keepOrder, parseDuration(o.reconnect, "--reconnect"), o.partial === true, o.output ? { to: o.output, overwrite: o.overwrite === true } : null);
     });
 
   talksToCoordinator(bach

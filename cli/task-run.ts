@@ -13,9 +13,13 @@ import { chunkRanges, gapLine, Progress, summaryLine, WaitNotice } from "./progr
 import { feedInput, followOutput, ReplayableInput, type Reconnecting } from "./reconnect";
 import { fileSample } from "../core/file-sample";
 import { localFiles, openInput, resolveInput, type Input } from "./input";
+import { openOutput, type OutputSink } from "./output-sink";
 import { isRemoteSource } from "../coordinator/input-sources";
 
 export interface RunOptions {
+  /** A folder or an s3:// prefix for the output, one part a chunk and a manifest (null: stdout). */
+  output: string | null;
+  overwrite: boolean;
   /** --data, in the order given (empty: stdin). */
   data: string[];
   dataList: string | null;
@@ -148,15 +152,16 @@ type Ending = Extract<OutputEvent, { kind: "end" }>;
 export async function printOutput(
   api: CoordinatorApi,
   task: string,
-  o: { keepOrder: boolean; partial: boolean; summary: boolean; progress: Watcher | null; reconnect: Reconnecting },
+  o: { keepOrder: boolean; partial: boolean; summary: boolean; progress: Watcher | null; reconnect: Reconnecting; sink?: OutputSink | null },
 ): Promise<{ end: Ending; printed: number; gaps: number }> {
   let end: Ending = { kind: "end", state: "failed", error: "the output stream ended early", tally: null };
   let printed = 0;
   let gaps = 0;
   for await (const ev of followOutput(api, task, o.keepOrder, o.reconnect, o.partial)) {
     if (ev.kind === "data") {
-      await writeOutput(ev.data);
+      await (o.sink ? o.sink.write(ev.data) : writeOutput(ev.data));
     } else if (ev.kind === "chunk-done") {
+      await o.sink?.chunkDone();
       printed++;
       o.progress?.chunkDone?.();
     } else if (ev.kind === "progress") {
@@ -191,15 +196,21 @@ function committedOffer(task: string, end: Ending, printed: number, coordinator:
  * `partial`: every committed chunk of a task that did not succeed, in input order, a line on stderr
  * for each gap, and a failure (status 1) when there was one.
  */
-export async function taskOutput(address: string, token: string, secure: ClientTls | null, task: string, keepOrder: boolean, reconnectMs: number, partial: boolean): Promise<void> {
+export async function taskOutput(address: string, token: string, secure: ClientTls | null, task: string, keepOrder: boolean, reconnectMs: number, partial: boolean, output: { to: string; overwrite: boolean } | null = null): Promise<void> {
   const api = new RemoteApi(address, token, secure);
+  let sink: OutputSink | null = null;
+  let sinkDone = false;
   try {
     await api.ready();
+    sink = output ? await openOutput(output.to, output.overwrite) : null;
     process.stdout.on("error", (err: NodeJS.ErrnoException) => {
       if (err.code !== "EPIPE") throw err;
       process.exit(141);
     });
-    const { end, gaps } = await printOutput(api, task, { keepOrder: keepOrder || partial, partial, summary: false, progress: null, reconnect: reconnecting(api, reconnectMs) });
+    const { end, gaps } = await printOutput(api, task, { keepOrder: keepOrder || partial, partial, summary: false, progress: null, reconnect: reconnecting(api, reconnectMs), sink });
+    sinkDone = true;
+    const written = await sink?.finish(task, end.state === "succeeded");
+    if (written) process.stderr.write(`bach: ${written}\n`);
     if (end.state === "cancelled" && !partial) throw new TaskCancelledError(`task ${task} was cancelled (by bach task-cancel, or Ctrl-C on its bach task-run)`, task);
     if (end.state !== "succeeded" && (!partial || gaps > 0)) {
       // A partial read has printed what there was; a whole one says what --partial would add.
@@ -207,6 +218,7 @@ export async function taskOutput(address: string, token: string, secure: ClientT
       throw new TaskFailedError(`task ${task} ${end.state}: ${end.error}${offer}`, task);
     }
   } finally {
+    if (sink && !sinkDone) await sink.finish(task, false).catch(() => undefined);
     api.close();
   }
 }
@@ -215,6 +227,8 @@ export async function taskRun(opts: RunOptions): Promise<void> {
   if (opts.detach && !opts.coordinator) {
     throw new InputError("--detach needs --coordinator: an embedded run ends with this process (start a coordinator with bach-coordinator start)");
   }
+  if (opts.output && opts.detach) throw new InputError("--output with --detach: the output is written as it arrives; detach, then write it with bach task-output TASK --output DIR");
+  if (opts.output && !opts.keepOrder) throw new InputError("--output writes parts in input order; it cannot be used with --no-keep-order");
   const input = await resolveInput(opts.data, opts.dataList);
   const chunkSize = opts.chunkSize === "auto" ? null : parseSize(opts.chunkSize, "--chunk-size");
   const prepared = await prepareTask(opts.taskDir, undefined, localFiles(input), (line) => process.stderr.write(`bach: ${line}\n`));
@@ -237,7 +251,11 @@ export async function taskRun(opts: RunOptions): Promise<void> {
     }
   }
   let taskId = "";
+  let sink: OutputSink | null = null;
+  let sinkDone = false;
   try {
+    // Checked before the task exists: an output that may not be written stops the run here.
+    sink = opts.output ? await openOutput(opts.output, opts.overwrite) : null;
     // The embedded worker shares this engine; only workers on other machines need the image sent.
     await uploadTask(api, prepared, !embedded || opts.ip !== null);
     const req: TaskRequest = {
@@ -292,19 +310,25 @@ export async function taskRun(opts: RunOptions): Promise<void> {
       chunkDone: () => notice.ran(),
       clear: () => line?.clear(),
     };
-    const { end, printed } = await printOutput(api, task, { keepOrder: opts.keepOrder, partial: false, summary: false, progress: watch, reconnect });
+    const { end, printed } = await printOutput(api, task, { keepOrder: opts.keepOrder, partial: false, summary: false, progress: watch, reconnect, sink });
     // Our own stop cancelled the task: it ends the process with its status, once the cancel is through.
     if (stopping()) await new Promise<never>(() => undefined);
     const inputError = await fed;
     // A task cancelled because its input could not be read ends with that one line, not a summary too.
     if (end.tally && !(inputError && end.state === "cancelled")) process.stderr.write(`${summaryLine({ ...end.tally, state: end.state })}\n`);
+    sinkDone = true;
+    const written = await sink?.finish(task, end.state === "succeeded");
+    if (written) process.stderr.write(`bach: ${written}\n`);
     if (end.state !== "succeeded") {
       if (inputError && end.state !== "failed") throw inputError;
       if (end.state === "cancelled") throw new TaskCancelledError(`task ${task} was cancelled (by bach task-cancel)`, task);
-      const offer = committedOffer(task, end, opts.keepOrder ? printed : end.tally?.committed ?? 0, embedded ? null : opts.coordinator);
+      // --output keeps nothing of a task that failed: no committed chunk's output is "above".
+      const offer = committedOffer(task, end, sink ? 0 : opts.keepOrder ? printed : end.tally?.committed ?? 0, embedded ? null : opts.coordinator);
       throw new TaskFailedError(`task ${task} ${end.state}: ${end.error}${offer}`, task);
     }
   } finally {
+    // A run that stopped before its task ended leaves nothing in --output's place.
+    if (sink && !sinkDone) await sink.finish(taskId, false).catch(() => undefined);
     // The embedded run has printed what it had: its spooled bytes are of no further use.
     if (embedded && taskId) embedded.coordinator.purgeTask(taskId);
     api.close();
