@@ -14,7 +14,15 @@ export interface ChunkBytes {
   path: string;
   offset: number;
   length: number;
+  /**
+   * Input that lives elsewhere (objects), for a worker that cannot reach it: the coordinator reads the
+   * chunk's pieces itself and sends their bytes (path is then "").
+   */
+  read?: () => AsyncIterable<Buffer>;
 }
+
+/** The chunk's pieces of an objects task, read as the worker would (see core/input-objects). */
+export type ObjectsOf = (task: TaskRow, chunk: ChunkRow) => (() => AsyncIterable<Buffer>) | null;
 
 export class ChunkData {
   private readonly streamGates = new Map<string, { active: number; waiting: (() => void)[] }>();
@@ -27,11 +35,16 @@ export class ChunkData {
   constructor(
     private readonly ledger: Ledger,
     private readonly spool: Spool,
+    private readonly objectsOf: ObjectsOf = () => null,
   ) {}
 
   /** Its own spool file for streamed input, a range of the file otherwise. */
   bytesOf(row: TaskRow, c: ChunkRow): ChunkBytes {
-    if (row.input_kind === "objects") throw new InputError(`chunk ${c.seq} of task ${row.id} is read by its worker from where its objects live, not from the coordinator`);
+    if (row.input_kind === "objects") {
+      const read = this.objectsOf(row, c);
+      if (!read) throw new InputError(`chunk ${c.seq} of task ${row.id} is read from where its objects live, and its task is not running here`);
+      return { path: "", offset: c.offset, length: c.length, read };
+    }
     return row.input_kind === "stream"
       ? { path: this.spool.inputChunk(row.id, c.seq), offset: 0, length: c.length }
       : { path: row.input_path, offset: c.offset, length: c.length };

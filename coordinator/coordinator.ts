@@ -12,7 +12,7 @@ import { ChunkSizer } from "../core/chunk-size";
 import { fileSample } from "../core/file-sample";
 import { DiskFullError, diskFullMessage, InputError, isDiskFull } from "../core/errors";
 import type { AttemptFed, AttemptResult, Piece, WorkerHello } from "../core/generated/bach";
-import { piecesOf, type InputObject } from "../core/input-objects";
+import { piecesBytes, piecesOf, type InputObject } from "../core/input-objects";
 import { compressionOf } from "../core/decompress";
 import type { S3Options, S3Store } from "../core/s3";
 import { PresignedUrls, presignSeconds, resolveSources } from "./input-sources";
@@ -140,7 +140,13 @@ export class Coordinator {
     this.lock = DataDirLock.take(opts.dataDir);
     this.ledger = new Ledger(path.join(opts.dataDir, "ledger.sqlite"), Date.now, { durable: opts.durable });
     this.spool = new Spool(path.join(opts.dataDir, "spool"));
-    this.data = new ChunkData(this.ledger, this.spool);
+    // A worker that cannot reach a task's objects gets their bytes through this coordinator instead.
+    this.data = new ChunkData(this.ledger, this.spool, (row, chunk) => {
+      const t = this.live.get(row.id);
+      if (!t?.objects) return null;
+      const pieces = this.piecesFor(t.objects, chunk);
+      return () => piecesBytes(pieces, t.bachfile.delimiter, t.bachfile.input === "objects");
+    });
     this.changes.setMaxListeners(0);
     this.workers = new Workers(
       this.ledger,

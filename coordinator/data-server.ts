@@ -176,7 +176,7 @@ async function serveOutput(c: Coordinator, task: string, req: OutputRequest, soc
 async function serveChunk(c: Coordinator, attempt: number, key: string, socket: net.Socket, run: number | null): Promise<void> {
   await c.data.serve(attempt, key, async (src) => {
     const buffer = Buffer.allocUnsafeSlow(Math.max(1, Math.min(FRAME_BYTES, src.length)));
-    for await (const data of filePieces(src.path, src.offset, src.offset + src.length, FRAME_BYTES, buffer)) {
+    for await (const data of src.read ? src.read() : filePieces(src.path, src.offset, src.offset + src.length, FRAME_BYTES, buffer)) {
       if (socket.destroyed) return;
       await writePieces(socket, encodeEvent({ kind: "data", data }));
     }

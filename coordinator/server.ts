@@ -177,7 +177,7 @@ function handlers(c: Coordinator, log: Logger, dataPort: () => number): Coordina
     fetchChunk(call) {
       // run = map chunk + 1 (0: the attempt's own chunk); see FetchChunkRequest.
       const run = call.request.run > 0 ? call.request.run - 1 : null;
-      c.data.serve(call.request.attemptId, call.request.key, (src) => sendFile(call, src.path, src.offset, src.length, (data) => ({ data })), run).catch((err) =>
+      c.data.serve(call.request.attemptId, call.request.key, (src) => (src.read ? sendPieces(call, src.read(), (data) => ({ data })) : sendFile(call, src.path, src.offset, src.length, (data) => ({ data }))), run).catch((err) =>
         call.emit("error", failure(err)),
       );
     },
@@ -265,6 +265,15 @@ function written<T>(call: ServerWritableStream<unknown, T>, message: T): Promise
       else resolve();
     });
   });
+}
+
+/** Sends bytes read elsewhere (a worker's objects), each piece sent before the next is read. */
+async function sendPieces<T>(call: ServerWritableStream<unknown, T>, pieces: AsyncIterable<Buffer>, frame: (data: Buffer) => T): Promise<void> {
+  for await (const data of pieces) {
+    if (call.cancelled) return;
+    for (let at = 0; at < data.length; at += FRAME_BYTES) await written(call, frame(data.subarray(at, at + FRAME_BYTES)));
+  }
+  call.end();
 }
 
 /** Sends a file range in frames read into one buffer, each sent before the next is read. */

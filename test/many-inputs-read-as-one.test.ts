@@ -8,6 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { runBach, startCluster, taskFolder, tempDir, waitFor, type Cluster } from "./harness";
 import { startRangeServer, type RangeServer } from "./range-server";
+import { hostsUnavailable, makeHosts } from "./hosts";
 
 /** Records of many lengths (a few far longer than a chunk), bytes above 0x7f, `delimiter`-ended. */
 function records(seed: number, count: number, delimiter: string, trailing = true): Buffer {
@@ -144,5 +145,30 @@ describe("bad input gets one line and exit 2", () => {
     assert.match(r.stderr, /missing\.tsv/);
     assert.doesNotMatch(r.stderr, /s3cr3t/);
     assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  });
+});
+
+describe("a worker that cannot reach the objects", () => {
+  test("reads them through the coordinator instead, and says so once", async (t) => {
+    const why = hostsUnavailable();
+    if (why) {
+      if (process.env.BACH_REQUIRE_DOCKER === "1") throw new Error(`in CI this test must run: ${why}`);
+      return t.skip(why);
+    }
+    // The server listens on this machine's loopback: the coordinator reaches it, a worker on a host
+    // of its own (a network namespace) does not.
+    const hosts = makeHosts(1);
+    let cluster: Cluster | undefined;
+    try {
+      cluster = await startCluster({ host: hosts.gateway });
+      const worker = await cluster.addWorker({ name: "far", slots: 2, wrap: hosts.exec(0), args: ["--runtime", "process"] });
+      const r = await runBach(["task-run", "--coordinator", cluster.address, "--token", cluster.token, "--chunk-size", "16k", "--data", server.url("a.tsv"), "--data", server.url("b.tsv"), "--data", server.url("c.tsv")], { cwd: cat });
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok(r.stdout.equals(abc));
+      assert.equal(worker.stderr().split("cannot reach the task's objects: reading them through the coordinator").length - 1, 1, worker.stderr().slice(-3000));
+    } finally {
+      await cluster?.stop();
+      hosts.remove();
+    }
   });
 });

@@ -9,7 +9,7 @@ import { once } from "node:events";
 import { status, type ClientDuplexStream } from "@grpc/grpc-js";
 import type { Logger } from "pino";
 import type { Bachfile } from "../core/bachfile";
-import type { Assign, CoordinatorClient, CoordinatorMessage, WorkerMessage } from "../core/generated/bach";
+import type { Assign, CoordinatorClient, CoordinatorMessage, Piece, WorkerMessage } from "../core/generated/bach";
 import { connect, FRAME_BYTES } from "../core/rpc";
 import { createHash } from "node:crypto";
 import { connectDocker, dockerAnswers, DockerUnavailableError } from "../core/docker";
@@ -72,6 +72,11 @@ export interface WorkerOptions {
   onGiveUp?(lastReason: string): void;
 }
 
+/** A read that never got through to its store (refused, unreachable, unresolvable), not one cut short. */
+function cannotConnect(err: Error): boolean {
+  return /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|UND_ERR_CONNECT_TIMEOUT/.test(err.message);
+}
+
 /** Plain words for why a connection to the coordinator failed, from grpc-js's details. */
 export function unansweredWhy(details: string): string {
   const code = /\b(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|ECONNRESET)\b/.exec(details)?.[1];
@@ -111,6 +116,8 @@ export class WorkerAgent {
   private readonly inflight = new Set<Promise<void>>();
   /** The ids of those attempts: heartbeats list them, so the coordinator can reconcile its ledger. */
   private readonly assigned = new Set<number>();
+  /** Tasks whose objects this worker could not reach: their chunks come through the coordinator. */
+  private readonly unreachableObjects = new Set<string>();
   private capacity: Capacity | null = null;
   /** A coordinator has welcomed this worker at least once (then a lost connection is a restart to wait for). */
   private joinedOnce = false;
@@ -330,6 +337,7 @@ export class WorkerAgent {
         break;
       case "taskEnded":
         this.containers?.taskEnded(kind.value.taskId);
+        this.unreachableObjects.delete(kind.value.taskId);
         break;
     }
   }
@@ -372,7 +380,7 @@ export class WorkerAgent {
     const programOutput = mapOfReduce ? path.join(attempts, `${a.attemptId}.map`) : outputFile;
     const input: ChunkInput =
       reduce && a.reduce ? reduceInput(reduce, a.reduce.runs.map((r) => () => (local ? filePieces(r.path, r.offset, r.offset + r.length) : this.fetchChunk(a.attemptId, a.key, r.chunk))), attempts)
-      : pieces.length > 0 ? { kind: "stream", frames: piecesBytes(pieces, bachfile.delimiter, bachfile.input === "objects", (why) => this.opts.log.warn({ attempt: a.attemptId, why }, "a read of the input was cut: reading on")) }
+      : pieces.length > 0 ? { kind: "stream", frames: this.objectBytes(a, pieces, bachfile) }
       : local ? { kind: "range", path: a.source?.path ?? "", offset: a.source?.offset ?? 0, length: a.source?.length ?? 0 }
       : { kind: "stream", frames: this.fetchChunk(a.attemptId, a.key) };
     const env: Record<string, string> = { BACH_TASK: a.taskId, BACH_CHUNK: String(a.chunk), BACH_ATTEMPT: String(a.attemptId), BACH_WORKER: this.opts.name };
@@ -433,6 +441,30 @@ export class WorkerAgent {
   private dataPortGone(what: string): void {
     this.opts.log.warn({ port: this.dataPort }, `the coordinator's data port did not answer; ${what} over gRPC (slower)`);
     this.dataPort = 0;
+  }
+
+  /**
+   * A chunk of objects, read where they live; when this worker cannot reach them (its first read of a
+   * task's objects fails to connect), from the coordinator instead, for the rest of that task too. It
+   * says so once a task.
+   */
+  private async *objectBytes(a: Assign, pieces: Piece[], bachfile: Bachfile): AsyncGenerator<Buffer> {
+    if (!this.unreachableObjects.has(a.taskId)) {
+      let given = false;
+      try {
+        for await (const data of piecesBytes(pieces, bachfile.delimiter, bachfile.input === "objects", (why) => this.opts.log.warn({ attempt: a.attemptId, why }, "a read of the input was cut: reading on"))) {
+          given = true;
+          yield data;
+        }
+        return;
+      } catch (err) {
+        if (given || !cannotConnect(err as Error)) throw err;
+        // Attempts running side by side may all find it out: the first says so.
+        if (!this.unreachableObjects.has(a.taskId)) this.opts.log.warn({ task: a.taskId, why: (err as Error).message }, "cannot reach the task's objects: reading them through the coordinator");
+        this.unreachableObjects.add(a.taskId);
+      }
+    }
+    yield* this.fetchChunk(a.attemptId, a.key);
   }
 
   /**
