@@ -13,6 +13,7 @@ import { frames, pipeFrames } from "../core/frames";
 import { redactUrl } from "../core/ranged-read";
 import { compressionOf, CorruptInputError, decompress, type Compression } from "../core/decompress";
 import { isRemoteSource } from "../coordinator/input-sources";
+import { datasetSources } from "./storage";
 
 export type Input =
   | { kind: "stdin" }
@@ -35,9 +36,13 @@ const GLOB = /[*?[{]/;
  * The inputs `--data` (in the order given) and `--data-list` (one a line, after them) name: paths
  * checked, globs expanded (sorted; one that matches nothing is an error), URLs kept as they are.
  */
-export async function resolveInput(data: readonly string[], dataList: string | null = null): Promise<Input> {
-  const named = [...data];
-  if (dataList !== null) named.push(...readList(dataList));
+export async function resolveInput(data: readonly string[], dataList: string | null = null, store?: string): Promise<Input> {
+  const named: string[] = [];
+  for (const d of [...data, ...(dataList !== null ? readList(dataList) : [])]) {
+    // A stored dataset (bach storage put) is its pages, in order.
+    if (/^bach:\/\//i.test(d)) named.push(...(await datasetSources(d, store)));
+    else named.push(d);
+  }
   if (named.length === 0 || (named.length === 1 && named[0] === "-")) {
     // isatty, not process.stdin.isTTY: the getter would open fd 0 as a stream that pipeFrames must not share.
     if (named.length === 0 && tty.isatty(0)) {

@@ -16,6 +16,7 @@ import { htmlReport } from "./html-report";
 import { initTask } from "./init";
 import { localTaskList, localTaskReport, localWorkerList } from "./local-ledgers";
 import { prepareTask, uploadTask } from "./prepare";
+import { storageGet, storageLs, storagePut, storageRm } from "./storage";
 import { taskOutput, taskRun } from "./task-run";
 
 const EXIT_STATUSES = `
@@ -127,6 +128,7 @@ it load it from there: no registry is needed.`,
     .option("--data <file|url|->", "the input: a file, a glob ('logs/*.tsv', quoted), an s3://bucket/key or s3://bucket/prefix/, an http(s) URL, or - for stdin (default: stdin); give it again for more inputs, read in order", (v: string, all: string[] = []) => [...all, v])
     .option("--data-list <file>", "more inputs, one path or URL a line, read after --data's (relative paths are relative to the list)")
     .option("--output <dir|s3://bucket/prefix/>", "write the output there instead of stdout: one part a chunk (part-000000...) in input order, then _SUCCESS.json listing them; nothing is left of a run that fails")
+    .option("--store <dir|s3://bucket/prefix/>", "where --data bach://NAME datasets are (default $BACH_STORE, else a folder under Bach's home; see bach storage)")
     .option("--overwrite", "with --output: replace the output of an earlier run there")
     .option("--s3-endpoint <url>", "the S3-compatible store s3:// inputs are in (default $AWS_ENDPOINT_URL, else AWS); credentials come from the AWS variables or profile")
     .option("-p, --parallelism <n>", "at most N chunks at once (default: one per core here; all free slots on a cluster)")
@@ -159,7 +161,7 @@ ${EXIT_STATUSES}`,
     )
     // Excess arguments are checked here, to say what a shell glob after --data did.
     .allowExcessArguments()
-    .action(async (o: { data?: string[]; dataList?: string; s3Endpoint?: string; output?: string; overwrite?: boolean; parallelism?: string; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; ip?: string; lb?: string; keepOrder?: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean; reconnect: string }, cmd: Command) => {
+    .action(async (o: { data?: string[]; dataList?: string; store?: string; s3Endpoint?: string; output?: string; overwrite?: boolean; parallelism?: string; coordinator?: string; token?: string; tokenFile?: string; tlsCa?: string; tlsCert?: string; tlsKey?: string; ip?: string; lb?: string; keepOrder?: boolean; chunkSize: string; task: string; progress: boolean; detach?: boolean; reconnect: string }, cmd: Command) => {
       const [extra] = cmd.args;
       if (extra !== undefined) {
         cmd.error(o.data
@@ -173,6 +175,7 @@ ${EXIT_STATUSES}`,
         dataList: o.dataList ?? null,
         output: o.output ?? null,
         overwrite: o.overwrite === true,
+        store: o.store ?? null,
         parallelism: o.parallelism ? positiveInt(o.parallelism, "-p") : null,
         coordinator: coordinatorAddress(o.coordinator),
         token: tokenFrom(o.token, o.tokenFile),
@@ -261,6 +264,55 @@ ${EXIT_STATUSES}`,
     .action(async (o: { json?: boolean; coordinator?: string; token?: string }) => {
       const workers = await query(o, (api) => api.listWorkers(), localWorkerList);
       process.stdout.write(`${o.json ? JSON.stringify(workers, null, 2) : formatWorkers(workers)}\n`);
+    });
+
+  const storage = bach
+    .command("storage")
+    .description("datasets kept in a store, in pages of about 1 GiB cut at record ends: put, ls, get, rm; a task reads one with --data bach://NAME")
+    .addHelpText("after", `
+The store is a folder (default: $BACH_HOME/storage, where an embedded run reads pages in place) or an S3
+prefix (--store s3://bucket/prefix/ or $BACH_STORE, for a cluster: workers read pages by presigned URLs).
+Pages are named by their sha256: putting the same file again, or one that grew, uploads only the pages
+that are not there yet.
+
+Examples:
+  bach storage put events.tsv gdelt-2024         store a file as dataset gdelt-2024
+  cat *.tsv | bach storage put - logs            store stdin
+  bach storage ls                                list the datasets
+  bach storage get gdelt-2024 > copy.tsv         the dataset's bytes
+  bach task-run --data bach://gdelt-2024 -p 8    run a task over it
+  bach storage rm gdelt-2024`);
+  const storeOption = "<dir|s3://bucket/prefix/>";
+  const storeHelp = "the store (default $BACH_STORE, else a folder under Bach's home)";
+  storage
+    .command("put <file> <name>")
+    .description("store FILE (- for stdin) as dataset NAME, in pages cut at record ends")
+    .option("--store " + storeOption, storeHelp)
+    .option("--page-size <size>", "about how big a page is (e.g. 256m)", "1g")
+    .option("--delimiter <text>", "what ends a record: pages end just after one", "\n")
+    .action(async (file: string, name: string, o: { store?: string; pageSize: string; delimiter: string }) => {
+      process.stderr.write(`bach: ${await storagePut(file, name, o)}\n`);
+    });
+  storage
+    .command("ls [prefix]")
+    .description("list the stored datasets (whose names start with PREFIX)")
+    .option("--store " + storeOption, storeHelp)
+    .option("--json", "print as JSON")
+    .action(async (prefix: string | undefined, o: { store?: string; json?: boolean }) => {
+      const text = await storageLs(prefix, o);
+      if (text) process.stdout.write(`${text}\n`);
+    });
+  storage
+    .command("get <name>")
+    .description("write a stored dataset to stdout, each page checked against its hash")
+    .option("--store " + storeOption, storeHelp)
+    .action(async (name: string, o: { store?: string }) => storageGet(name, o));
+  storage
+    .command("rm <name>")
+    .description("remove a stored dataset, and the pages no other dataset uses")
+    .option("--store " + storeOption, storeHelp)
+    .action(async (name: string, o: { store?: string }) => {
+      process.stderr.write(`bach: ${await storageRm(name, o)}\n`);
     });
 
   bach

@@ -23,6 +23,8 @@ export interface RunOptions {
   /** --data, in the order given (empty: stdin). */
   data: string[];
   dataList: string | null;
+  /** Where bach://NAME datasets are (--store; default $BACH_STORE, else the folder under Bach's home). */
+  store: string | null;
   parallelism: number | null;
   coordinator: string | null;
   token: string;
@@ -229,7 +231,7 @@ export async function taskRun(opts: RunOptions): Promise<void> {
   }
   if (opts.output && opts.detach) throw new InputError("--output with --detach: the output is written as it arrives; detach, then write it with bach task-output TASK --output DIR");
   if (opts.output && !opts.keepOrder) throw new InputError("--output writes parts in input order; it cannot be used with --no-keep-order");
-  const input = await resolveInput(opts.data, opts.dataList);
+  const input = await resolveInput(opts.data, opts.dataList, opts.store ?? undefined);
   const chunkSize = opts.chunkSize === "auto" ? null : parseSize(opts.chunkSize, "--chunk-size");
   const prepared = await prepareTask(opts.taskDir, undefined, localFiles(input), (line) => process.stderr.write(`bach: ${line}\n`));
   const { bachfile, bundle } = prepared;
