@@ -3,8 +3,9 @@
 // wall time, MB/s, the ratio to one process, and peak RSS of the CLI and the coordinator. With a Docker
 // Engine it adds the same task in containers, and the per-chunk cost of a container attempt. The
 // `mapreduce` rows count the same rows per country and year with examples/gdelt-per-country-year,
-// against its pipeline (map | sort | reduce) run once.
-// Usage: npm run bench -- [--bytes N] [--runs N] [--only name,...|mapreduce|recovery] [--network-workers]
+// against its pipeline (map | sort | reduce) run once. The `s3` rows read the same rows from a local S3
+// server (scripts/s3-server): one object, and 1,000 small objects by prefix, Bach against curl.
+// Usage: npm run bench -- [--bytes N] [--runs N] [--only name,...|mapreduce|recovery|s3] [--network-workers]
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -14,6 +15,7 @@ import { createHash } from "node:crypto";
 import net from "node:net";
 import Database from "better-sqlite3";
 import { BASE_IMAGE, connectDocker, dockerAnswers, imageId } from "../core/docker";
+import { S3Store } from "../core/s3";
 
 const root = path.resolve(__dirname, "..", "..");
 const shared = path.resolve(root, "..", "shared", "bench");
@@ -47,6 +49,16 @@ interface Row {
   sortedMd5?: string;
   /** A map-reduce task's `reduce` object from `bach task-report --json`; null where there is none. */
   reduce?: ReduceReport | null;
+  /** Bytes through the coordinator's ports, both ways (see portCounter); undefined where it is not a process of its own. */
+  coordBytes?: number;
+  /** CPU seconds the S3 server (radosgw) spent during the row. */
+  storeCpu?: number;
+  /** CPU seconds of Bach's own processes during the row (the CLI; the coordinator and workers on a cluster), not the programs they run. */
+  bachCpu?: number;
+  /** The task's chunks, from its report. */
+  chunks?: number;
+  /** The task's output bytes, from its report. */
+  outBytes?: number;
 }
 
 interface ReduceReport {
@@ -60,6 +72,21 @@ function peakRss(pid: number | undefined): number {
   if (!pid) return 0;
   try {
     return Number(/VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) * 1024;
+  } catch {
+    return 0; // it has exited; the last poll stands
+  }
+}
+
+/**
+ * CPU seconds a process has used itself (user and system, not its children's), from /proc; 0 once it
+ * has exited. Polled, it misses at most the last poll interval.
+ */
+function ownCpuSeconds(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ (100 on Linux)
   } catch {
     return 0; // it has exited; the last poll stands
   }
@@ -86,7 +113,7 @@ function busyCpuSeconds(): number {
  * `outFile` its stdout goes to that file instead (a small output, such as a reduce's), and md5 and
  * sortedMd5 are of the file, read after the clock stops.
  */
-async function timed(cmd: string, cmdArgs: string[], opts: { stdinFile?: string; catFile?: string; env?: NodeJS.ProcessEnv; cwd?: string; outFile?: string } = {}): Promise<{ wall: number; cpu: number; md5: string; sortedMd5?: string; rss: number }> {
+async function timed(cmd: string, cmdArgs: string[], opts: { stdinFile?: string; catFile?: string; env?: NodeJS.ProcessEnv; cwd?: string; outFile?: string } = {}): Promise<{ wall: number; cpu: number; md5: string; sortedMd5?: string; rss: number; ownCpu: number }> {
   const started = process.hrtime.bigint();
   const cpuBefore = busyCpuSeconds();
   // catFile: a real pipe from cat, as in `cat FILE | cmd`; stdinFile: a redirect, as in `cmd < FILE`.
@@ -99,7 +126,11 @@ async function timed(cmd: string, cmdArgs: string[], opts: { stdinFile?: string;
   cat?.stdout?.destroy();
   const md5 = proc.stdout ? spawn("md5sum", [], { stdio: [proc.stdout, "pipe", "inherit"] }) : null;
   let rss = 0;
-  const poll = setInterval(() => (rss = Math.max(rss, peakRss(proc.pid))), 50);
+  let own = 0;
+  const poll = setInterval(() => {
+    rss = Math.max(rss, peakRss(proc.pid));
+    own = Math.max(own, ownCpuSeconds(proc.pid));
+  }, 50);
   let sum = "";
   md5?.stdout?.on("data", (b: Buffer) => (sum += b.toString()));
   const summed = md5 ? once(md5, "close") : null;
@@ -109,9 +140,9 @@ async function timed(cmd: string, cmdArgs: string[], opts: { stdinFile?: string;
   if (code !== 0) throw new Error(`${cmd} ${cmdArgs.join(" ")} exited ${code}`);
   const wall = Number(process.hrtime.bigint() - started) / 1e9;
   const cpu = busyCpuSeconds() - cpuBefore;
-  if (!opts.outFile) return { wall, cpu, md5: sum.split(" ")[0], rss };
+  if (!opts.outFile) return { wall, cpu, md5: sum.split(" ")[0], rss, ownCpu: own };
   const out = fs.readFileSync(opts.outFile);
-  return { wall, cpu, md5: md5Of(out), sortedMd5: md5Of(sortedLines(out)), rss };
+  return { wall, cpu, md5: md5Of(out), sortedMd5: md5Of(sortedLines(out)), rss, ownCpu: own };
 }
 
 const md5Of = (b: Buffer) => createHash("md5").update(b).digest("hex");
@@ -129,6 +160,8 @@ function sh(script: string) {
 
 interface BenchCluster {
   address: string;
+  /** The coordinator's gRPC and data ports. */
+  ports: number[];
   coordinator: ChildProcess;
   workers: ChildProcess[];
   dataDir: string;
@@ -155,19 +188,20 @@ async function startCoordinator(dataDir: string, listen: string, dataListen: str
  * `coordinatorArgs`: flags of the coordinator's (--durable, TLS), kept across restarts; `clientArgs`:
  * flags its workers (and the row's CLI) take to reach it (--tls-ca).
  */
-async function startCluster(coordinatorArgs: string[] = [], clientArgs: string[] = []): Promise<BenchCluster> {
+async function startCluster(coordinatorArgs: string[] = [], clientArgs: string[] = [], workerEnv: NodeJS.ProcessEnv = {}): Promise<BenchCluster> {
   const dataDir = path.join(work, `coord-${Date.now()}`);
   const ports = await freePorts(2);
   let { proc: coordinator, address } = await startCoordinator(dataDir, `127.0.0.1:${ports[0]}`, `127.0.0.1:${ports[1]}`, coordinatorArgs);
   const workers = [1, 2].map((i) =>
     spawn(process.execPath, [path.join(root, "dist", "worker", "main.js"), "join", address, "--token", "bench", "--slots", "1", "--name", `bench-${i}`, "--data-dir", path.join(work, `w${i}`), ...clientArgs, ...(NETWORK_WORKERS ? ["--no-local-spool"] : [])], {
       stdio: "ignore",
-      env: { ...process.env, BACH_LOG_LEVEL: "warn" },
+      env: { ...process.env, BACH_LOG_LEVEL: "warn", ...workerEnv },
     }),
   );
   await new Promise((r) => setTimeout(r, 1500));
   const cluster: BenchCluster = {
     address,
+    ports,
     coordinator,
     workers,
     dataDir,
@@ -265,15 +299,18 @@ async function recovery(env: NodeJS.ProcessEnv, taskDir: string): Promise<string
   ];
 }
 
-/** The `reduce` object of the newest task's report (`bach task-report --json`), or null where it has none. */
-function reduceReport(cwd: string, env: NodeJS.ProcessEnv, extra: string[] = []): ReduceReport | null {
+/** The newest task's report (`bach task-report --json`), or null when it cannot be had. */
+function taskReport(cwd: string, env: NodeJS.ProcessEnv, extra: string[] = []): { reduce?: ReduceReport | null; bytesOut: number; chunks: { planned: number } } | null {
   const r = spawnSync(process.execPath, [bach, "task-report", "--json", ...extra], { cwd, env: { ...process.env, ...env }, maxBuffer: 1 << 28 });
   if (r.status !== 0) {
     process.stderr.write(`bench: bach task-report --json failed: ${r.stderr.toString().trim()}\n`);
     return null;
   }
-  return (JSON.parse(r.stdout.toString()) as { reduce?: ReduceReport }).reduce ?? null;
+  return JSON.parse(r.stdout.toString()) as { reduce?: ReduceReport | null; bytesOut: number; chunks: { planned: number } };
 }
+
+/** The `reduce` object of the newest task's report, or null where it has none. */
+const reduceReport = (cwd: string, env: NodeJS.ProcessEnv, extra: string[] = []): ReduceReport | null => taskReport(cwd, env, extra)?.reduce ?? null;
 
 /**
  * Map-reduce: the events of the file counted per country and year with examples/gdelt-per-country-year
@@ -378,6 +415,221 @@ async function perChunkCost(env: NodeJS.ProcessEnv): Promise<string> {
   return `per-chunk cost, ${chunks} chunks of 4 KiB through cat, -p 2: plain processes ${((plain * 2 * 1000) / chunks).toFixed(0)} ms of slot time per chunk, containers ${((contained * 2 * 1000) / chunks).toFixed(0)} ms: a container adds ${perChunk.toFixed(0)} ms per chunk`;
 }
 
+/**
+ * Bytes through the coordinator's ports (gRPC and data port), both ways, from nftables counters on the
+ * output hook: on loopback every packet passes there once, from whichever process sent it, so a packet
+ * from or to one of those ports is counted once, IP and TCP headers included. It counts all the
+ * coordinator serves: workers and the CLI (the task's output reaches the CLI through it). Null where
+ * nftables cannot be used (not root, no nft): the rows then say n/a.
+ */
+function portCounter(ports: number[]): { bytes(): number; remove(): void } | null {
+  const table = `bach_bench_${process.pid}_${ports[0]}`;
+  const set = ports.join(", ");
+  const rules = [`table inet ${table} {`, "chain out {", "type filter hook output priority 0; policy accept;", `tcp sport { ${set} } counter`, `tcp dport { ${set} } counter`, "}", "}"];
+  const made = spawnSync("nft", ["-f", "-"], { input: `${rules.join("\n")}\n` });
+  if (made.status !== 0) return null;
+  const remove = () => spawnSync("nft", ["delete", "table", "inet", table], { stdio: "ignore" });
+  process.on("exit", remove);
+  return {
+    bytes: () => {
+      const listed = spawnSync("nft", ["list", "table", "inet", table], { encoding: "utf8" }).stdout ?? "";
+      return [...listed.matchAll(/counter packets \d+ bytes (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+    },
+    remove: () => {
+      remove();
+      process.off("exit", remove);
+    },
+  };
+}
+
+interface BenchS3 {
+  endpoint: string;
+  /** The AWS variables of the server's user. */
+  env: NodeJS.ProcessEnv;
+  /** CPU seconds radosgw has used so far. */
+  cpu(): number;
+  stop(): void;
+}
+
+/** A local S3 server (scripts/s3-server) on free ports, its OSD's RAM room for `bytes`; null without radosgw. */
+async function startS3(bytes: number): Promise<BenchS3 | null> {
+  if (spawnSync("sh", ["-c", "command -v radosgw"]).status !== 0) return null;
+  const script = path.join(root, "scripts", "s3-server");
+  const dir = path.join(work, "s3");
+  const [s3Port, monPort] = await freePorts(2);
+  const memory = String(Math.max(4 * 2 ** 30, Math.ceil(bytes * 1.5)));
+  const started = spawnSync("bash", [script, "start", dir], { env: { ...process.env, S3_PORT: String(s3Port), MON_PORT: String(monPort), S3_MEMORY_BYTES: memory }, encoding: "utf8", timeout: 120_000 });
+  const stop = () => spawnSync("bash", [script, "stop", dir], { stdio: "ignore" });
+  if (started.status !== 0) {
+    stop();
+    throw new Error(`scripts/s3-server start failed: ${started.stderr}`);
+  }
+  process.on("exit", stop);
+  const env: NodeJS.ProcessEnv = {};
+  for (const m of fs.readFileSync(path.join(dir, "env"), "utf8").matchAll(/^export (\w+)=(.*)$/gm)) env[m[1]] = m[2];
+  const rgw = Number(fs.readFileSync(path.join(dir, "run", "client.rgw.pid"), "utf8"));
+  return {
+    endpoint: env.S3_ENDPOINT ?? "",
+    env: { AWS_ACCESS_KEY_ID: env.AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: env.AWS_SECRET_ACCESS_KEY, AWS_REGION: env.AWS_REGION, AWS_ENDPOINT_URL: env.S3_ENDPOINT },
+    cpu: () => ownCpuSeconds(rgw),
+    stop: () => {
+      stop();
+      process.off("exit", stop);
+    },
+  };
+}
+
+/** Puts the file's first `count` pieces of about `bytes`, each of whole lines, as PREFIX0000.tsv...; returns their total size. */
+async function putPieces(store: S3Store, bucket: string, prefix: string, file: string, count: number, bytes: number): Promise<number> {
+  const fd = fs.openSync(file, "r");
+  let at = 0;
+  try {
+    for (let i = 0; i < count; i += 16) {
+      const batch: Promise<void>[] = [];
+      for (let j = i; j < Math.min(count, i + 16); j++) {
+        const buf = Buffer.alloc(bytes);
+        const read = fs.readSync(fd, buf, 0, bytes, at);
+        const end = buf.lastIndexOf(10, read - 1) + 1;
+        if (end === 0) throw new Error(`${file} holds fewer than ${count} pieces of ${bytes} bytes`);
+        at += end;
+        batch.push(store.put(bucket, `${prefix}${String(j).padStart(4, "0")}.tsv`, buf.subarray(0, end)));
+      }
+      await Promise.all(batch);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return at;
+}
+
+/** The environment of a process that holds no AWS credentials (the cluster's workers and its CLI). */
+const noCredentials: NodeJS.ProcessEnv = { AWS_ACCESS_KEY_ID: "", AWS_SECRET_ACCESS_KEY: "", AWS_ENDPOINT_URL: "", AWS_PROFILE: "", AWS_SHARED_CREDENTIALS_FILE: "/nonexistent", AWS_CONFIG_FILE: "/nonexistent", AWS_EC2_METADATA_DISABLED: "true" };
+
+/**
+ * S3 input: the same rows as one object, and as 1,000 objects of about 1 MiB under a prefix, in a local
+ * S3 server. Bach reads them by ranges (embedded, and on a loopback cluster whose workers hold no
+ * credentials and read presigned URLs), against one process reading the object with curl, and against
+ * GNU parallel running `curl | mapper` once per small object.
+ */
+async function s3Tables(env: NodeJS.ProcessEnv, hasParallel: boolean): Promise<string[]> {
+  const size = fs.statSync(data).size;
+  // 1,000 objects of about 1 MiB from 1 GiB of rows; fewer from a smaller --bytes.
+  const SMALL = Math.max(1, Math.min(1000, Math.floor(size / 2 ** 20) - 2));
+  const s3 = await startS3(size * 2);
+  if (!s3) return ["", "s3: radosgw is not installed (apt-get install --no-install-recommends ceph-mon ceph-osd radosgw ceph-common curl): no s3 rows"];
+  // The bench's own process, the embedded rows and the coordinator hold the credentials; a cluster's
+  // workers and CLI hold none.
+  const saved = Object.fromEntries(Object.keys(s3.env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, s3.env);
+  try {
+    const store = await S3Store.open({ endpoint: s3.endpoint });
+    // S3Store makes no buckets: the SDK's own client does (after S3Store.open, which quiets its Node 20 warning).
+    const sdk = await import("@aws-sdk/client-s3");
+    const admin = new sdk.S3Client({ endpoint: s3.endpoint, region: s3.env.AWS_REGION, forcePathStyle: true });
+    await admin.send(new sdk.CreateBucketCommand({ Bucket: "bench" }));
+    admin.destroy();
+    process.stderr.write(`bench: putting ${size} bytes as one object and ${SMALL} objects of about 1 MiB into ${s3.endpoint}\n`);
+    await store.put("bench", "gdelt.tsv", fs.createReadStream(data), size);
+    const smallBytes = await putPieces(store, "bench", "small/", data, SMALL, 2 ** 20);
+    const urls = path.join(work, "small-urls.txt");
+    const signed: string[] = [];
+    for (let i = 0; i < SMALL; i++) signed.push(await store.presignGet("bench", `small/${String(i).padStart(4, "0")}.tsv`, 6 * 3600));
+    fs.writeFileSync(urls, `${signed.join("\n")}\n`);
+    const oneUrl = await store.presignGet("bench", "gdelt.tsv", 6 * 3600);
+    const mapper = path.join(taskDir, "mapper.js");
+
+    /** The row's measures, with radosgw's CPU time during it. */
+    const storeCpu = (run: () => Promise<Omit<Row, "name">>) => async () => {
+      const before = s3.cpu();
+      const r = await run();
+      return { ...r, storeCpu: s3.cpu() - before };
+    };
+    const shell = (script: string, vars: NodeJS.ProcessEnv = {}) =>
+      storeCpu(async () => ({ ...(await timed("bash", ["-c", `set -o pipefail; ${script}`], { env: vars })), cliRss: 0, coordRss: 0 }));
+    const embedded = (source: string) =>
+      storeCpu(async () => {
+        const r = await timed(process.execPath, [bach, "task-run", "-p", "2", "--data", source], { env, cwd: taskDir });
+        const report = taskReport(taskDir, env);
+        return { ...r, cliRss: r.rss, coordRss: r.rss, bachCpu: r.ownCpu, outBytes: report?.bytesOut, chunks: report?.chunks.planned };
+      });
+    const cluster = (source: string) =>
+      storeCpu(async () => {
+        const c = await startCluster(["--s3-endpoint", s3.endpoint], [], noCredentials);
+        const counter = portCounter(c.ports);
+        const on = ["--coordinator", c.address, "--token", "bench"];
+        const daemonsCpu = () => [c.coordinator, ...c.workers].reduce((n, p) => n + ownCpuSeconds(p.pid), 0);
+        try {
+          const before = daemonsCpu();
+          const r = await timed(process.execPath, [bach, "task-run", ...on, "--data", source], { env: { ...env, ...noCredentials }, cwd: taskDir });
+          const bachCpu = r.ownCpu + daemonsCpu() - before;
+          const coordBytes = counter?.bytes();
+          const report = taskReport(taskDir, { ...env, ...noCredentials }, on);
+          return { ...r, cliRss: r.rss, coordRss: peakRss(c.coordinator.pid), bachCpu, coordBytes, outBytes: report?.bytesOut, chunks: report?.chunks.planned };
+        } finally {
+          counter?.remove();
+          c.stop();
+        }
+      });
+    const clusterName = `cluster: coordinator + 2 workers on loopback, workers without credentials${NETWORK_WORKERS ? ", outputs over the network" : ""}`;
+    const objectRows: BenchRow[] = [
+      { name: "one process: curl -s URL | node mapper (a presigned URL)", run: shell(`curl -fsS "$URL" | node ${mapper}`, { URL: oneUrl }) },
+      { name: "bach task-run -p 2 --data s3://bench/gdelt.tsv (embedded)", run: embedded("s3://bench/gdelt.tsv") },
+      { name: `bach task-run --data s3://bench/gdelt.tsv (${clusterName})`, run: cluster("s3://bench/gdelt.tsv") },
+    ];
+    const prefixRows: BenchRow[] = [
+      ...(hasParallel ? [{ name: `parallel -j2 -k 'curl -s {} | node mapper' :::: ${SMALL} presigned URLs`, run: shell(`parallel -j2 -k --halt now,fail=1 'curl -fsS {} | node ${mapper}' :::: ${urls}`) }] : []),
+      { name: "bach task-run -p 2 --data s3://bench/small/ (embedded)", run: embedded("s3://bench/small/") },
+      { name: `bach task-run --data s3://bench/small/ (${clusterName})`, run: cluster("s3://bench/small/") },
+    ];
+    const one = await inRounds(objectRows);
+    const prefix = await inRounds(prefixRows);
+    const cores = os.availableParallelism();
+    const miB = (n: number | undefined) => (n === undefined ? "n/a" : (n / 2 ** 20).toFixed(1));
+    const table = (results: Result[], bytes: number) => [
+      "| run | wall s | MB/s | ratio to the first row | chunks | CPU s | radosgw | Bach | the rest | floor s | best ratio | same md5 | coordinator MiB moved | output MiB | CLI peak RSS MiB | coordinator peak RSS MiB |",
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+      ...results.map((r) => {
+        const coordinator = r.name.includes("(embedded)") ? "- (in the CLI)" : r.name.includes("cluster") ? miB(r.coordBytes) : "-";
+        const rest = r.cpu - (r.storeCpu ?? 0) - (r.bachCpu ?? 0);
+        return `| ${r.name.replace(/\|/g, "\\|")} | ${r.wall.toFixed(2)} | ${(bytes / 1e6 / r.wall).toFixed(0)} | ${r.ratio.toFixed(2)} | ${r.chunks ?? "-"} | ${r.cpu.toFixed(1)} | ${r.storeCpu?.toFixed(1) ?? "-"} | ${r.bachCpu?.toFixed(1) ?? "-"} | ${rest.toFixed(1)} | ${(r.cpu / cores).toFixed(2)} | ${(results[0].wall / (r.cpu / cores)).toFixed(2)} | ${r.md5 === results[0].md5 ? "yes" : "NO"} | ${coordinator} | ${miB(r.outBytes)} | ${mb(r.cliRss)} | ${mb(r.coordRss)} |`;
+      }),
+    ];
+    const target = (results: Result[], row: string, x: number, against: string) => {
+      const r = results.find((q) => q.name.startsWith(row));
+      return r ? `target: ${row} at least ${x}x ${against}: ${r.ratio.toFixed(2)}x (${r.ratio >= x ? "met" : "NOT met"})` : `target: ${row} against ${against}: no such row`;
+    };
+    return [
+      "",
+      `s3: ${path.basename(mapperFile)} over the same rows in a local S3 server (scripts/s3-server: one-node Ceph, radosgw on loopback, OSD in RAM); ${RUNS} rounds (every row once a round); wall: median; ratio: median of the ratios within a round; ${cores} cores`,
+      "CPU s: busy CPU time of the whole machine during the row (median), split from /proc into radosgw's own, Bach's own processes' (the CLI; on a cluster also the coordinator and workers: reading ranges, feeding programs, moving outputs) and the rest (the mappers, curl, parallel, md5sum, and anything else running on the machine); floor: CPU s / cores, the least wall time any schedule of that work could take here; best ratio: the first row's wall over that floor",
+      "coordinator MiB moved: bytes through the coordinator's gRPC and data ports, both ways, counted by nftables on loopback's output hook (each packet once, headers included) from the CLI's start to its exit: to and from the workers and the CLI, the task's output included (it reaches the CLI through the coordinator); not its own HEAD/LIST requests to the store. Embedded, the coordinator is inside the CLI, which also reads the ranges as a worker does.",
+      'not measured: the bachfile\'s "input": "objects" variant (each object whole to one attempt) is not built yet',
+      "",
+      `one object of ${(size / 2 ** 30).toFixed(2)} GiB (s3://bench/gdelt.tsv):`,
+      "",
+      ...table(one.results, size),
+      "",
+      target(one.results, "bach task-run -p 2 --data s3://bench/gdelt.tsv (embedded)", 1.6, "the one-process read"),
+      target(one.results, "bach task-run --data s3://bench/gdelt.tsv (cluster", 1.6, "the one-process read"),
+      "",
+      `${SMALL} objects of about 1 MiB, ${(smallBytes / 2 ** 20).toFixed(0)} MiB in all (s3://bench/small/, chunks cut across objects):`,
+      ...(hasParallel ? [] : ["(GNU parallel is not installed here: no parallel row; ratios are to the embedded row)"]),
+      "",
+      ...table(prefix.results, smallBytes),
+      "",
+      ...(hasParallel
+        ? [target(prefix.results, "bach task-run -p 2 --data s3://bench/small/ (embedded)", 1.5, "parallel -j2"), target(prefix.results, "bach task-run --data s3://bench/small/ (cluster", 1.5, "parallel -j2")]
+        : []),
+    ];
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    s3.stop();
+  }
+}
+
 async function main(): Promise<void> {
   process.stderr.write(`bench: generating ${BYTES} bytes with ${path.relative(root, gen)}\n`);
   spawnSync(process.execPath, [gen, String(BYTES), data], { stdio: "inherit" });
@@ -435,10 +687,11 @@ async function main(): Promise<void> {
 
   // Each table is printed as soon as it is done, so a later one that fails takes nothing with it.
   const print = (lines: string[]) => process.stdout.write(`${lines.join("\n")}\n`);
-  // `--only mapreduce` alone runs the map-reduce table only; any other name selects rows of this one.
-  if (!ONLY.length || ONLY.some((o) => o !== "mapreduce")) print(await mapOnly(rows, env, docker));
+  // `--only mapreduce` or `--only s3` alone runs that table only; any other name selects rows of this one.
+  if (!ONLY.length || ONLY.some((o) => o !== "mapreduce" && o !== "s3")) print(await mapOnly(rows, env, docker));
   if (!ONLY.length || ONLY.includes("mapreduce")) print(await mapReduce(env, hasParallel));
   if (!ONLY.length || ONLY.some((o) => "recovery".includes(o))) print(await recovery(env, taskDir));
+  if (!ONLY.length || ONLY.includes("s3")) print(await s3Tables(env, hasParallel));
   fs.rmSync(work, { recursive: true, force: true });
 }
 
@@ -470,11 +723,18 @@ async function inRounds(selected: BenchRow[]): Promise<{ results: Result[]; runs
     cliRss: Math.max(...runs[i].map((r) => r.cliRss)),
     coordRss: Math.max(...runs[i].map((r) => r.coordRss)),
     reduce: runs[i].at(-1)?.reduce,
+    coordBytes: middleOf(runs[i].map((r) => r.coordBytes)),
+    storeCpu: middleOf(runs[i].map((r) => r.storeCpu)),
+    bachCpu: middleOf(runs[i].map((r) => r.bachCpu)),
+    chunks: middleOf(runs[i].map((r) => r.chunks)),
+    outBytes: middleOf(runs[i].map((r) => r.outBytes)),
   }));
   return { results, runs };
 }
 
 const middle = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)];
+/** The median of measures a row may lack: undefined when any round lacks it. */
+const middleOf = (values: (number | undefined)[]) => (values.every((v): v is number => v !== undefined) ? middle(values) : undefined);
 const mb = (n: number) => (n ? `${(n / 2 ** 20).toFixed(0)}` : "-");
 
 /** The map-only table: mapper-military over the file, one process against parallel and Bach. */

@@ -3,6 +3,7 @@
 // the addresses made here are used (a /24 in 10.201.0.0/16 that no interface has yet, so two test
 // processes on one machine do not share a subnet); everything is removed afterwards.
 import { spawnSync } from "node:child_process";
+import fs from "node:fs";
 
 /** The first /24 of 10.201.0.0/16 (from a place the pid picks) that no interface here is in. */
 function freeSubnet(): string {
@@ -21,6 +22,8 @@ export interface Hosts {
   /** The command prefix that runs a program on host `i`. */
   exec(i: number): string[];
   address(i: number): string;
+  /** Bytes through host `i`'s link both ways so far, as this machine's end of it counts them (frames, headers included). */
+  linkBytes(i: number): number;
   cut(i: number): void;
   restore(i: number): void;
   remove(): void;
@@ -58,6 +61,7 @@ export function makeHosts(count: number): Hosts {
     count,
     exec: (i) => ["ip", "netns", "exec", ns(i)],
     address: (i) => `${SUBNET}.${11 + i}`,
+    linkBytes: (i) => ["rx_bytes", "tx_bytes"].reduce((n, f) => n + Number(fs.readFileSync(`/sys/class/net/${veth(i)}/statistics/${f}`, "utf8")), 0),
     cut: (i) => must(["link", "set", veth(i), "down"]),
     restore: (i) => must(["link", "set", veth(i), "up"]),
     remove() {
