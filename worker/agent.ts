@@ -72,6 +72,28 @@ export interface WorkerOptions {
   onGiveUp?(lastReason: string): void;
 }
 
+/**
+ * Bytes read from a store arrive in pieces of 16-64 KiB; written to a program's stdin one at a time,
+ * each write a round trip, feeding 1 GiB cost the embedded CLI's one thread 2.3 CPU-s. Gathered into
+ * writes of 1 MiB it costs about half (one copy of the bytes is cheaper than the writes it saves).
+ */
+const FEED_BYTES = 1024 * 1024;
+
+async function* coalesced(source: AsyncIterable<Buffer>, bytes: number): AsyncGenerator<Buffer> {
+  let held: Buffer[] = [];
+  let size = 0;
+  for await (const data of source) {
+    held.push(data);
+    size += data.length;
+    if (size >= bytes) {
+      yield held.length === 1 ? held[0] : Buffer.concat(held, size);
+      held = [];
+      size = 0;
+    }
+  }
+  if (size > 0) yield Buffer.concat(held, size);
+}
+
 /** A read that never got through to its store (refused, unreachable, unresolvable), not one cut short. */
 function cannotConnect(err: Error): boolean {
   return /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|UND_ERR_CONNECT_TIMEOUT/.test(err.message);
@@ -380,7 +402,7 @@ export class WorkerAgent {
     const programOutput = mapOfReduce ? path.join(attempts, `${a.attemptId}.map`) : outputFile;
     const input: ChunkInput =
       reduce && a.reduce ? reduceInput(reduce, a.reduce.runs.map((r) => () => (local ? filePieces(r.path, r.offset, r.offset + r.length) : this.fetchChunk(a.attemptId, a.key, r.chunk))), attempts)
-      : pieces.length > 0 ? { kind: "stream", frames: this.objectBytes(a, pieces, bachfile) }
+      : pieces.length > 0 ? { kind: "stream", frames: coalesced(this.objectBytes(a, pieces, bachfile), FEED_BYTES) }
       : local ? { kind: "range", path: a.source?.path ?? "", offset: a.source?.offset ?? 0, length: a.source?.length ?? 0 }
       : { kind: "stream", frames: this.fetchChunk(a.attemptId, a.key) };
     const env: Record<string, string> = { BACH_TASK: a.taskId, BACH_CHUNK: String(a.chunk), BACH_ATTEMPT: String(a.attemptId), BACH_WORKER: this.opts.name };
