@@ -73,16 +73,20 @@ export interface ObjectPiece {
 export function* planObjectCuts(objects: readonly InputObject[], whole: (o: InputObject) => boolean, sizeOf: (index: number) => number, from: { index: number; offset: number }): Generator<Cut> {
   const total = objects.reduce((n, o) => n + o.size, 0);
   let { index, offset } = from;
+  // Both walk forward once: a task of 100,000 objects is planned in one pass, not one per chunk.
+  let at = objectAt(objects, offset);
+  let nextWhole = at;
   while (offset < total) {
-    const at = objects.findIndex((o) => o.size > 0 && offset < o.base + o.size);
+    while (objects[at].size === 0 || offset >= objects[at].base + objects[at].size) at++;
     const o = objects[at];
     if (whole(o)) {
       yield { index, offset: o.base, length: o.size };
       offset = o.base + o.size;
     } else {
       // Up to the chunk's size, but not into an object read whole.
-      const next = objects.slice(at + 1).find((n) => n.size > 0 && whole(n));
-      const end = Math.min(offset + Math.max(1, sizeOf(index)), next?.base ?? total, total);
+      nextWhole = Math.max(nextWhole, at + 1);
+      while (nextWhole < objects.length && (objects[nextWhole].size === 0 || !whole(objects[nextWhole]))) nextWhole++;
+      const end = Math.min(offset + Math.max(1, sizeOf(index)), objects[nextWhole]?.base ?? total, total);
       yield { index, offset, length: end - offset };
       offset = end;
     }
@@ -94,13 +98,24 @@ export function* planObjectCuts(objects: readonly InputObject[], whole: (o: Inpu
 export function piecesOf(objects: readonly InputObject[], offset: number, length: number): ObjectPiece[] {
   const end = offset + length;
   const pieces: ObjectPiece[] = [];
-  for (let i = 0; i < objects.length; i++) {
+  for (let i = objectAt(objects, offset); i < objects.length && objects[i].base < end; i++) {
     const o = objects[i];
-    if (o.base + o.size <= offset || o.size === 0) continue;
-    if (o.base >= end) break;
+    if (o.size === 0 || o.base + o.size <= offset) continue;
     pieces.push({ object: i, start: Math.max(offset, o.base) - o.base, end: Math.min(end, o.base + o.size) - o.base });
   }
   return pieces;
+}
+
+/** The first object that ends after `offset` (binary search over the bases, which only grow). */
+function objectAt(objects: readonly InputObject[], offset: number): number {
+  let lo = 0;
+  let hi = objects.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (objects[mid].base + objects[mid].size <= offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** A piece as a worker gets it (the proto's Piece). */
