@@ -14,6 +14,7 @@ import { redactUrl } from "../core/ranged-read";
 import { compressionOf, CorruptInputError, decompress, type Compression } from "../core/decompress";
 import { isRemoteSource } from "../coordinator/input-sources";
 import { datasetSources } from "./storage";
+import { joinRecords } from "../core/input-objects";
 
 export type Input =
   | { kind: "stdin" }
@@ -116,20 +117,15 @@ export async function openInput(input: Input, delimiter: string): Promise<AsyncI
   return concatenated(input.sources, Buffer.from(delimiter, "utf8"));
 }
 
-async function* concatenated(sources: readonly string[], delimiter: Buffer): AsyncGenerator<Buffer> {
-  let tail = Buffer.alloc(0);
-  for (const source of sources) {
-    let first = true;
-    const compression = compressionOf(source);
-    const raw = await openOne(source);
-    for await (const data of compression ? decompressed(raw, compression, source) : raw) {
-      if (data.length === 0) continue;
-      if (first && tail.length > 0 && !tail.equals(delimiter)) yield Buffer.from(delimiter);
-      first = false;
-      tail = Buffer.from(Buffer.concat([tail, data.subarray(-delimiter.length)]).subarray(-delimiter.length));
-      yield data;
-    }
-  }
+function concatenated(sources: readonly string[], delimiter: Buffer): AsyncGenerator<Buffer> {
+  return joinRecords(
+    sources.map((source) => async () => {
+      const compression = compressionOf(source);
+      const raw = await openOne(source);
+      return compression ? decompressed(raw, compression, source) : raw;
+    }),
+    delimiter,
+  );
 }
 
 /** A local input that cannot be decoded is the user's to mend: one line, exit 2. */

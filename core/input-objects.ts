@@ -135,38 +135,52 @@ export interface PieceSource {
  * changed, a URL that expired) when a read cannot be finished; cut connections and 503s are retried
  * within the piece.
  */
-export async function* piecesBytes(pieces: readonly PieceSource[], delimiterText: string, whole: boolean, onRetry?: (why: string) => void): AsyncGenerator<Buffer> {
-  const delimiter = Buffer.from(delimiterText, "utf8");
-  // The last bytes given, to tell whether the records so far ended with the delimiter.
+export function piecesBytes(pieces: readonly PieceSource[], delimiterText: string, whole: boolean, onRetry?: (why: string) => void): AsyncGenerator<Buffer> {
+  return joinRecords(
+    pieces.map((p) => () => pieceBytes(p, Buffer.from(delimiterText, "utf8"), whole, onRetry)),
+    Buffer.from(delimiterText, "utf8"),
+  );
+}
+
+/**
+ * The inputs' bytes in order, the delimiter added between two where the first does not end with one:
+ * a record never spans two inputs (objects of a chunk, or files streamed through the CLI). Each input
+ * is opened when its turn comes.
+ */
+export async function* joinRecords(inputs: Iterable<() => AsyncIterable<Buffer> | Promise<AsyncIterable<Buffer>>>, delimiter: Buffer): AsyncGenerator<Buffer> {
+  // The last bytes given (copied: a source may reuse its buffers), to tell whether they end a record.
   let tail = Buffer.alloc(0);
-  let objectEnded = false;
-  for (const p of pieces) {
-    const compression = compressionOf(p.name);
-    const raw = whole || compression !== null;
-    const read = readAligned({
-      open: windowed(p.url.startsWith("file:") ? openFileRange(p.url, p.etag) : openHttpRange(p.url, { etag: p.etag || undefined }), p.start, p.end, p.size),
-      // Read whole, the range is the object, [0, size): the same bytes whatever the delimiter.
-      start: raw ? 0 : p.start,
-      end: raw ? p.size : p.end,
-      size: p.size,
-      delimiter: raw ? NEWLINE : delimiter,
-      onRetry: (why, at) => onRetry?.(`${p.name} at byte ${at}: ${why}`),
-    }) as AsyncIterable<Buffer>;
+  for (const open of inputs) {
     let first = true;
-    try {
-      for await (const data of compression ? decompress(read, compression, p.name) : read) {
-        if (data.length === 0) continue;
-        if (first && objectEnded && tail.length > 0 && !endsWith(tail, delimiter) && !whole) yield Buffer.from(delimiter);
-        first = false;
-        yield data;
-        tail = Buffer.from(Buffer.concat([tail, data.subarray(-delimiter.length)]).subarray(-delimiter.length));
-      }
-    } catch (err) {
-      if (err instanceof CorruptInputError) throw err;
-      const Kind = err instanceof ObjectChangedError ? ObjectChangedError : Error;
-      throw new Kind(`reading ${p.name} (bytes ${p.start}-${p.end}): ${(err as Error).message}`);
+    for await (const data of await open()) {
+      if (data.length === 0) continue;
+      if (first && tail.length > 0 && !tail.equals(delimiter)) yield Buffer.from(delimiter);
+      first = false;
+      tail = Buffer.from(Buffer.concat([tail, data.subarray(-delimiter.length)]).subarray(-delimiter.length));
+      yield data;
     }
-    objectEnded = p.end >= p.size;
+  }
+}
+
+/** One piece's bytes: its records (read whole, and decompressed, when so), failures naming it. */
+async function* pieceBytes(p: PieceSource, delimiter: Buffer, whole: boolean, onRetry?: (why: string) => void): AsyncGenerator<Buffer> {
+  const compression = compressionOf(p.name);
+  const raw = whole || compression !== null;
+  const read = readAligned({
+    open: windowed(p.url.startsWith("file:") ? openFileRange(p.url, p.etag) : openHttpRange(p.url, { etag: p.etag || undefined }), p.start, p.end, p.size),
+    // Read whole, the range is the object, [0, size): the same bytes whatever the delimiter.
+    start: raw ? 0 : p.start,
+    end: raw ? p.size : p.end,
+    size: p.size,
+    delimiter: raw ? NEWLINE : delimiter,
+    onRetry: (why, at) => onRetry?.(`${p.name} at byte ${at}: ${why}`),
+  }) as AsyncIterable<Buffer>;
+  try {
+    yield* compression ? decompress(read, compression, p.name) : read;
+  } catch (err) {
+    if (err instanceof CorruptInputError) throw err;
+    const Kind = err instanceof ObjectChangedError ? ObjectChangedError : Error;
+    throw new Kind(`reading ${p.name} (bytes ${p.start}-${p.end}): ${(err as Error).message}`);
   }
 }
 
@@ -185,8 +199,4 @@ function openFileRange(url: string, version: string): WindowOpener {
     if (version && fileVersion(stat) !== version) throw new ObjectChangedError(`${file}: the file changed during the task (size and time ${fileVersion(stat)}, planned ${version})`);
     return fs.createReadStream(file, { start: from, end: to });
   };
-}
-
-function endsWith(tail: Buffer, delimiter: Buffer): boolean {
-  return tail.length >= delimiter.length && tail.subarray(tail.length - delimiter.length).equals(delimiter);
 }
