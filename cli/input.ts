@@ -12,9 +12,10 @@ import { filePieces } from "../core/file-pieces";
 import { frames, pipeFrames } from "../core/frames";
 import { redactUrl } from "../core/ranged-read";
 import { compressionOf, CorruptInputError, decompress, type Compression } from "../core/decompress";
-import { isRemoteSource } from "../coordinator/input-sources";
+import { archivePieces, isRemoteSource } from "../coordinator/input-sources";
+import { isZip } from "../core/zip";
 import { datasetSources } from "./storage";
-import { joinRecords } from "../core/input-objects";
+import { joinRecords, piecesBytes } from "../core/input-objects";
 
 export type Input =
   | { kind: "stdin" }
@@ -71,8 +72,8 @@ export async function resolveInput(data: readonly string[], dataList: string | n
       if (size !== null) size += stat.size;
     }
   }
-  // A compressed file is not read in place by ranges: it is read whole, decompressed.
-  if (sources.length === 1 && !isRemoteSource(sources[0]) && compressionOf(sources[0]) === null) return { kind: "file", path: sources[0], size: size ?? 0 };
+  // A compressed file is not read in place by ranges: it is read whole, decompressed; an archive is its members.
+  if (sources.length === 1 && !isRemoteSource(sources[0]) && compressionOf(sources[0]) === null && !isZip(sources[0])) return { kind: "file", path: sources[0], size: size ?? 0 };
   return { kind: "sources", sources, size };
 }
 
@@ -120,6 +121,7 @@ export async function openInput(input: Input, delimiter: string): Promise<AsyncI
 function concatenated(sources: readonly string[], delimiter: Buffer): AsyncGenerator<Buffer> {
   return joinRecords(
     sources.map((source) => async () => {
+      if (isZip(source)) return members(source, delimiter);
       const compression = compressionOf(source);
       const raw = await openOne(source);
       return compression ? decompressed(raw, compression, source) : raw;
@@ -134,6 +136,17 @@ async function* decompressed(source: AsyncIterable<Buffer>, compression: Compres
     yield* decompress(source, compression, redactUrl(name));
   } catch (err) {
     if (err instanceof CorruptInputError) throw new InputError(`--data ${err.message}`, { path: redactUrl(name) });
+    throw err;
+  }
+}
+
+/** A zip archive's members, in order, read whole and checked; an archive or member that cannot be read is the user's to mend. */
+async function* members(source: string, delimiter: Buffer): AsyncGenerator<Buffer> {
+  try {
+    const s3 = async () => (await import("../core/s3")).S3Store.open({});
+    yield* piecesBytes(await archivePieces(source, s3), delimiter.toString("utf8"), true);
+  } catch (err) {
+    if (err instanceof CorruptInputError) throw new InputError(`--data ${err.message}`, { path: redactUrl(source) });
     throw err;
   }
 }

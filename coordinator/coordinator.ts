@@ -12,8 +12,7 @@ import { ChunkSizer } from "../core/chunk-size";
 import { fileSample } from "../core/file-sample";
 import { DiskFullError, diskFullMessage, InputError, isDiskFull } from "../core/errors";
 import type { AttemptFed, AttemptResult, Piece, WorkerHello } from "../core/generated/bach";
-import { piecesBytes, piecesOf, type InputObject } from "../core/input-objects";
-import { compressionOf } from "../core/decompress";
+import { chunkPieces, piecesBytes, readWhole, type InputObject } from "../core/input-objects";
 import type { S3Options, S3Store } from "../core/s3";
 import { PresignedUrls, presignSeconds, resolveSources } from "./input-sources";
 import { AttemptState, ChunkState, TaskState, WorkerState } from "../core/states";
@@ -144,7 +143,7 @@ export class Coordinator {
     this.data = new ChunkData(this.ledger, this.spool, (row, chunk) => {
       const t = this.live.get(row.id);
       if (!t?.objects) return null;
-      const pieces = this.piecesFor(t.objects, chunk);
+      const pieces = this.piecesFor(t.objects, chunk, t.bachfile.input !== "objects");
       return () => piecesBytes(pieces, t.bachfile.delimiter, t.bachfile.input === "objects");
     });
     this.changes.setMaxListeners(0);
@@ -225,7 +224,7 @@ export class Coordinator {
     );
     if (row.input_done === 1) return t;
     if (row.input_kind === "objects") {
-      intake.planObjects(list, (o) => bachfile.input === "objects" || compressionOf(o.name) !== null).catch((err: Error) => this.taskBroke(id, "planning its chunks", err));
+      intake.planObjects(list, (o) => bachfile.input === "objects" || readWhole(o)).catch((err: Error) => this.taskBroke(id, "planning its chunks", err));
     } else if (row.input_kind === "path") {
       intake.scanFile(row.input_path).catch((err: Error) => this.taskBroke(id, `reading ${row.input_path}`, err));
     } else if (resume) {
@@ -899,12 +898,10 @@ export class Coordinator {
   }
 
   /** The object ranges a chunk of input that workers read themselves is made of, with the URLs to read them by. */
-  private piecesFor(objects: NonNullable<LiveTask["objects"]>, chunk: ChunkRow): Piece[] {
-    return piecesOf(objects.list, chunk.offset, chunk.length).map((p) => {
-      const o = objects.list[p.object];
-      return { url: objects.urls.urlOf(p.object) ?? o.url, start: p.start, end: p.end, size: o.size, etag: o.etag, name: o.name };
-    });
+  private piecesFor(objects: NonNullable<LiveTask["objects"]>, chunk: ChunkRow, records: boolean): Piece[] {
+    return chunkPieces(objects.list, chunk.offset, chunk.length, { records, urlOf: (i) => objects.urls.urlOf(i) });
   }
+
 
   /** A reduce attempt's input: its partition's ranges of the committed map runs, in map chunk order (paths for a worker on this filesystem). */
   private reduceInput(task: string, seq: number, local: boolean): ReduceAssignment {
@@ -942,7 +939,7 @@ export class Coordinator {
       chunk: seq,
       bundleHash: t.row.bundle_hash,
       bachfileJson: t.row.bachfile,
-      source: t.objects && !reduce ? { path: "", offset: chunk.offset, length: chunk.length, pieces: this.piecesFor(t.objects, chunk) } : local && !reduce ? { ...this.data.bytesOf(t.row, chunk), pieces: [] } : { path: "", offset: chunk.offset, length: chunk.length, pieces: [] },
+      source: t.objects && !reduce ? { path: "", offset: chunk.offset, length: chunk.length, pieces: this.piecesFor(t.objects, chunk, t.bachfile.input !== "objects") } : local && !reduce ? { ...this.data.bytesOf(t.row, chunk), pieces: [] } : { path: "", offset: chunk.offset, length: chunk.length, pieces: [] },
       outputPath: local ? this.spool.attemptOutput(attemptId) : "",
       imageId: t.row.image_id,
       key: local ? "" : this.data.keyOf(attemptId),
@@ -992,3 +989,4 @@ async function syncToDisk(file: string): Promise<void> {
 function fileSize(file: string): number | null {
   return fs.statSync(file, { throwIfNoEntry: false })?.size ?? null;
 }
+

@@ -14,9 +14,10 @@ import {
 } from "../core/states";
 import { OutcomeKind } from "../core/outcome";
 import type { TaskTally } from "../core/report";
+import type { ZipCodec } from "../core/zip";
 import type { InputObject } from "../core/input-objects";
 
-export const SCHEMA_VERSION = 9;
+export const SCHEMA_VERSION = 10;
 
 const schemaV1 = `
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -128,6 +129,17 @@ CREATE TABLE inputs (
   etag TEXT NOT NULL, base INTEGER NOT NULL, PRIMARY KEY (task_id, idx));
 `;
 
+/**
+ * Version 10: an input object may be a member of a zip archive (core/zip.ts): `url` is the archive's,
+ * the member's bytes start at `zip_offset`, stored or deflated (`zip_codec`, '' for an object that is
+ * not a member), with the CRC-32 `zip_crc32` of its uncompressed bytes.
+ */
+const schemaV10 = `
+ALTER TABLE inputs ADD COLUMN zip_codec TEXT NOT NULL DEFAULT '';
+ALTER TABLE inputs ADD COLUMN zip_offset INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE inputs ADD COLUMN zip_crc32 INTEGER NOT NULL DEFAULT 0;
+`;
+
 /** Migrations by the version they produce; a later issue appends to this list, never edits it. */
 const migrations: { version: number; sql: string }[] = [
   { version: 1, sql: schemaV1 },
@@ -139,6 +151,7 @@ const migrations: { version: number; sql: string }[] = [
   { version: 7, sql: schemaV7 },
   { version: 8, sql: schemaV8 },
   { version: 9, sql: schemaV9 },
+  { version: 10, sql: schemaV10 },
 ];
 
 export interface TaskRow {
@@ -418,15 +431,16 @@ export class Ledger {
            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
         )
         .run(t.id, t.name, t.bachfile, t.bundleHash, t.imageId, TaskState.running, t.parallelism, t.chunkSize, t.inputKind, t.inputPath, t.dataStreams, this.now(), t.reduce ? 1 : 0, t.reduce?.partitions ?? 0);
-      const object = this.db.prepare("INSERT INTO inputs(task_id, idx, name, url, size, etag, base) VALUES (?,?,?,?,?,?,?)");
-      (t.objects ?? []).forEach((o, i) => object.run(t.id, i, o.name, o.url, o.size, o.etag, o.base));
+      const object = this.db.prepare("INSERT INTO inputs(task_id, idx, name, url, size, etag, base, zip_codec, zip_offset, zip_crc32) VALUES (?,?,?,?,?,?,?,?,?,?)");
+      (t.objects ?? []).forEach((o, i) => object.run(t.id, i, o.name, o.url, o.size, o.etag, o.base, o.zip?.codec ?? "", o.zip?.offset ?? 0, o.zip?.crc32 ?? 0));
       this.event("task-created", { task: t.id, detail: `${t.inputKind} ${t.inputPath}`.trim() });
     })();
   }
 
   /** An 'objects' task's input, in order. */
   inputs(task: string): InputObject[] {
-    return this.db.prepare("SELECT name, url, size, etag, base FROM inputs WHERE task_id=? ORDER BY idx").all(task) as InputObject[];
+    const rows = this.db.prepare("SELECT name, url, size, etag, base, zip_codec, zip_offset, zip_crc32 FROM inputs WHERE task_id=? ORDER BY idx").all(task) as (Omit<InputObject, "zip"> & { zip_codec: ZipCodec | ""; zip_offset: number; zip_crc32: number })[];
+    return rows.map(({ zip_codec, zip_offset, zip_crc32, ...o }) => (zip_codec ? { ...o, zip: { codec: zip_codec, offset: zip_offset, crc32: zip_crc32 } } : o));
   }
 
   task(id: string): TaskRow {

@@ -6,9 +6,10 @@
 import { spawn } from "node:child_process";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { createGunzip } from "node:zlib";
+import { createGunzip, createInflateRaw } from "node:zlib";
 
-export type Compression = "gzip" | "bzip2" | "xz" | "zstd";
+/** "deflate": raw deflate, as a zip archive's members are stored (core/zip.ts); no name says it. */
+export type Compression = "gzip" | "bzip2" | "xz" | "zstd" | "deflate";
 
 const SUFFIXES: [RegExp, Compression][] = [
   [/\.gz$/i, "gzip"],
@@ -18,7 +19,7 @@ const SUFFIXES: [RegExp, Compression][] = [
 ];
 
 /** The programs that decompress each format but gzip, with their arguments. */
-const PROGRAMS: Record<Exclude<Compression, "gzip">, [string, string[]]> = {
+const PROGRAMS: Record<Exclude<Compression, "gzip" | "deflate">, [string, string[]]> = {
   bzip2: ["bzip2", ["-dc"]],
   xz: ["xz", ["-dc"]],
   zstd: ["zstd", ["-dcq"]],
@@ -43,13 +44,13 @@ export async function* decompress(source: AsyncIterable<Buffer>, compression: Co
   // A failure to read the source (a cut connection) is its own error, not the data's fault.
   let sourceError = null as Error | null;
   const input = Readable.from(source).on("error", (err: Error) => (sourceError = err));
-  if (compression === "gzip") {
-    const gunzip = createGunzip();
+  if (compression === "gzip" || compression === "deflate") {
+    const gunzip = compression === "gzip" ? createGunzip() : createInflateRaw();
     const feeding = pipeline(input, gunzip).catch((err: Error) => gunzip.destroy(err));
     try {
       for await (const data of gunzip) yield data as Buffer;
     } catch (err) {
-      throw sourceError ?? new CorruptInputError(`${name}: not valid gzip data (${(err as Error).message})`);
+      throw sourceError ?? new CorruptInputError(`${name}: not valid ${compression} data (${(err as Error).message})`);
     } finally {
       gunzip.destroy();
       await feeding;

@@ -12,6 +12,8 @@ import { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import type { Cut } from "./chunker";
 import { compressionOf, CorruptInputError, decompress } from "./decompress";
+import type { Piece } from "./generated/bach";
+import { checkCrc, memberOpener, type ZipCodec } from "./zip";
 import { ObjectChangedError, openHttpRange, readAligned, RetryableReadError, type RangeOpener, type WindowOpener } from "./ranged-read";
 
 /**
@@ -57,6 +59,20 @@ export interface InputObject {
   etag: string;
   /** Where it starts on the line of all the task's objects. */
   base: number;
+  /** A member of a zip archive (core/zip.ts): `url` is the archive's, its bytes start at `offset`. */
+  zip?: ZipPlace;
+}
+
+/** Where a zip member's bytes are in its archive, how they are stored, and their CRC-32. */
+export interface ZipPlace {
+  offset: number;
+  codec: ZipCodec;
+  crc32: number;
+}
+
+/** An object read whole, as one chunk: compressed (by its name, or deflated in a zip archive). */
+export function readWhole(o: { name: string; zip?: ZipPlace }): boolean {
+  return compressionOf(o.name) !== null || o.zip?.codec === "deflate";
 }
 
 export interface ObjectPiece {
@@ -68,7 +84,7 @@ export interface ObjectPiece {
 /**
  * Chunks over the line of objects, from chunk `from.index` at `from.offset` on: byte ranges of about
  * `sizeOf(index)`, free to span objects, except that an object read whole (compressed, or any object
- * under "input": "objects") is a chunk of its own. Empty objects get no chunk.
+ * under "input": "objects", or a deflated zip member) is a chunk of its own. Empty objects get no chunk.
  */
 export function* planObjectCuts(objects: readonly InputObject[], whole: (o: InputObject) => boolean, sizeOf: (index: number) => number, from: { index: number; offset: number }): Generator<Cut> {
   const total = objects.reduce((n, o) => n + o.size, 0);
@@ -118,14 +134,35 @@ function objectAt(objects: readonly InputObject[], offset: number): number {
   return lo;
 }
 
-/** A piece as a worker gets it (the proto's Piece). */
-export interface PieceSource {
-  url: string;
-  start: number;
-  end: number;
-  size: number;
-  etag: string;
-  name: string;
+/** A piece as a worker gets it: the proto's Piece. */
+export type PieceSource = Piece;
+
+/** A zip member's place as a piece carries it (proto Piece's zip_ fields). */
+export function zipToWire(zip: ZipPlace | undefined): Pick<Piece, "zipCodec" | "zipOffset" | "zipCrc32"> {
+  return zip ? { zipCodec: zip.codec, zipOffset: zip.offset, zipCrc32: zip.crc32 } : { zipCodec: "", zipOffset: 0, zipCrc32: 0 };
+}
+
+/** Where a piece's zip member is, or undefined when it is not one; a codec this Bach does not know is refused. */
+function zipOf(p: PieceSource): ZipPlace | undefined {
+  if (p.zipCodec === "") return undefined;
+  if (p.zipCodec !== "stored" && p.zipCodec !== "deflate") throw new Error(`${p.name}: a zip member stored as ${JSON.stringify(p.zipCodec)}, which this worker does not know`);
+  return { codec: p.zipCodec, offset: p.zipOffset, crc32: p.zipCrc32 };
+}
+
+/**
+ * The pieces a worker reads for the line's range [offset, offset + length), read from `urlOf(i)` (a
+ * presigned URL) or the object's own URL. When the objects are records, a piece of an object other
+ * than the task's last ends with the delimiter, added when its bytes lack it, as they would were the
+ * objects one input. Only the piece that gives the object's last record can lack it: an aligned read
+ * that stops before its object's end stops where a record starts, just after a delimiter. That piece
+ * need not be the one that reaches the object's end (its last record may start in an earlier chunk).
+ */
+export function chunkPieces(objects: readonly InputObject[], offset: number, length: number, opts: { records: boolean; urlOf?: (i: number) => string | null }): PieceSource[] {
+  return piecesOf(objects, offset, length).map((p) => {
+    const o = objects[p.object];
+    const delimitEnd = opts.records && p.object < objects.length - 1;
+    return { url: opts.urlOf?.(p.object) ?? o.url, start: p.start, end: p.end, size: o.size, etag: o.etag, name: o.name, ...zipToWire(o.zip), delimitEnd };
+  });
 }
 
 /**
@@ -139,35 +176,38 @@ export function piecesBytes(pieces: readonly PieceSource[], delimiterText: strin
   return joinRecords(
     pieces.map((p) => () => pieceBytes(p, Buffer.from(delimiterText, "utf8"), whole, onRetry)),
     Buffer.from(delimiterText, "utf8"),
+    pieces.at(-1)?.delimitEnd === true,
   );
 }
 
 /**
- * The inputs' bytes in order, the delimiter added between two where the first does not end with one:
- * a record never spans two inputs (objects of a chunk, or files streamed through the CLI). Each input
- * is opened when its turn comes.
+ * The inputs' bytes in order, each but the last followed by the delimiter when it gave bytes that do
+ * not end with one: a record never spans two inputs (objects of a chunk, or files streamed through
+ * the CLI). With `delimitEnd` the last is delimited too: the chunk ends an input that is not the
+ * task's last. Each input is opened when its turn comes.
  */
-export async function* joinRecords(inputs: Iterable<() => AsyncIterable<Buffer> | Promise<AsyncIterable<Buffer>>>, delimiter: Buffer): AsyncGenerator<Buffer> {
-  // The last bytes given (copied: a source may reuse its buffers), to tell whether they end a record.
-  let tail = Buffer.alloc(0);
-  for (const open of inputs) {
-    let first = true;
+export async function* joinRecords(inputs: Iterable<() => AsyncIterable<Buffer> | Promise<AsyncIterable<Buffer>>>, delimiter: Buffer, delimitEnd = false): AsyncGenerator<Buffer> {
+  const list = [...inputs];
+  for (const [i, open] of list.entries()) {
+    // The input's last bytes (copied: a source may reuse its buffers), to tell whether they end a record.
+    let tail = Buffer.alloc(0);
     for await (const data of await open()) {
       if (data.length === 0) continue;
-      if (first && tail.length > 0 && !tail.equals(delimiter)) yield Buffer.from(delimiter);
-      first = false;
       tail = Buffer.from(Buffer.concat([tail, data.subarray(-delimiter.length)]).subarray(-delimiter.length));
       yield data;
     }
+    if (tail.length > 0 && !tail.equals(delimiter) && (i < list.length - 1 || delimitEnd)) yield Buffer.from(delimiter);
   }
 }
 
 /** One piece's bytes: its records (read whole, and decompressed, when so), failures naming it. */
 async function* pieceBytes(p: PieceSource, delimiter: Buffer, whole: boolean, onRetry?: (why: string) => void): AsyncGenerator<Buffer> {
   const compression = compressionOf(p.name);
-  const raw = whole || compression !== null;
+  const zip = zipOf(p);
+  const raw = whole || readWhole({ name: p.name, zip });
+  const archive = p.url.startsWith("file:") ? openFileRange(p.url, p.etag) : openHttpRange(p.url, { etag: p.etag || undefined });
   const read = readAligned({
-    open: windowed(p.url.startsWith("file:") ? openFileRange(p.url, p.etag) : openHttpRange(p.url, { etag: p.etag || undefined }), p.start, p.end, p.size),
+    open: windowed(zip ? memberOpener(archive, zip.offset) : archive, p.start, p.end, p.size),
     // Read whole, the range is the object, [0, size): the same bytes whatever the delimiter.
     start: raw ? 0 : p.start,
     end: raw ? p.size : p.end,
@@ -176,7 +216,11 @@ async function* pieceBytes(p: PieceSource, delimiter: Buffer, whole: boolean, on
     onRetry: (why, at) => onRetry?.(`${p.name} at byte ${at}: ${why}`),
   }) as AsyncIterable<Buffer>;
   try {
-    yield* compression ? decompress(read, compression, p.name) : read;
+    let bytes: AsyncIterable<Buffer> = read;
+    // A zip member: inflated when deflated, and checked against its CRC-32 when read whole.
+    if (zip?.codec === "deflate") bytes = decompress(bytes, "deflate", p.name);
+    if (zip && raw) bytes = checkCrc(bytes, zip.crc32, p.name, (message) => new CorruptInputError(message));
+    yield* compression ? decompress(bytes, compression, p.name) : bytes;
   } catch (err) {
     if (err instanceof CorruptInputError) throw err;
     const Kind = err instanceof ObjectChangedError ? ObjectChangedError : Error;
@@ -192,7 +236,7 @@ export function fileVersion(stat: fs.Stats): string {
 }
 
 /** Ranges of a file on this machine (an embedded run's input), refused when the file changed since planned. */
-function openFileRange(url: string, version: string): WindowOpener {
+export function openFileRange(url: string, version: string): WindowOpener {
   const file = fileURLToPath(url);
   return async (from, to) => {
     const stat = await fs.promises.stat(file);

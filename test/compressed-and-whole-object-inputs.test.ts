@@ -35,6 +35,7 @@ const bz2 = compressed("b.tsv.bz2", plainB, "bzip2");
 const xz = compressed("c.tsv.xz", plainC, "xz");
 const zst = compressed("d.tsv.zst", plainD, "zstd");
 const plain = write("e.tsv", lines("e", 3000));
+const unended = write("unended.tsv", Buffer.from("u\t1\nu\t2 without a newline"));
 const corrupt = write("bad.tsv.gz", Buffer.concat([fs.readFileSync(gz).subarray(0, 2000), randomBytes(3000)]));
 const all = Buffer.concat([plainA, plainB, plainC, plainD, fs.readFileSync(plain)]);
 const binary = [write("blob1.bin", randomBytes(70000)), write("blob2.bin", Buffer.from("no\nrecords\nhere")), write("blob3.bin", randomBytes(3))];
@@ -64,6 +65,15 @@ describe("embedded", () => {
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /goes through/);
     assert.ok(r.stdout.equals(all));
+  });
+
+  test("a file without a final newline before a compressed one: the newline is added between them, whichever chunk ends it", async () => {
+    const r = await runBach(["task-run", "-p", "2", "--chunk-size", "64k", "--data", unended, "--data", gz, "--data", unended], { cwd: cat });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.toString(), `${fs.readFileSync(unended)}\n${plainA}${fs.readFileSync(unended)}`);
+    const http = await runBach(["task-run", "-p", "2", "--chunk-size", "64k", ...[unended, gz, unended].flatMap((f) => ["--data", server.url(path.basename(f))])], { cwd: cat });
+    assert.equal(http.code, 0, http.stderr);
+    assert.equal(http.stdout.toString(), r.stdout.toString());
   });
 
   test("a corrupt .gz fails the task with one line naming it", async () => {

@@ -1,11 +1,18 @@
 // planObjectCuts and piecesOf, the pure planning of input made of objects: the chunks cover the line
 // of objects end to end, each byte once; an object read whole (compressed, or under "input": "objects")
 // is a chunk of its own and nothing else; empty objects get none; a restart from any recorded chunk
-// plans the same chunks after it; and a chunk's pieces are exactly its ranges of the objects.
+// plans the same chunks after it; and a chunk's pieces are exactly its ranges of the objects. Read by
+// piecesBytes from real files, the chunks give the objects' records, the delimiter added between two
+// objects where the first lacks it, wherever the chunk edges fall.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { piecesOf, planObjectCuts, type InputObject } from "../core/input-objects";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { gzipSync } from "node:zlib";
+import { chunkPieces, fileVersion, piecesBytes, piecesOf, planObjectCuts, readWhole, type InputObject } from "../core/input-objects";
 
 const objectsArb = fc
   .array(fc.record({ size: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 5000 })), whole: fc.boolean() }), { minLength: 1, maxLength: 30 })
@@ -50,3 +57,48 @@ test("chunks cover every byte once, whole objects alone, and a restart plans the
     { numRuns: 500 },
   );
 });
+
+/** Objects as files of records, some empty, some without a last delimiter. */
+const filesArb = fc.array(
+  fc.record({ records: fc.array(fc.stringMatching(/^[a-z]{0,30}$/), { maxLength: 40 }), ended: fc.boolean(), whole: fc.boolean() }),
+  { minLength: 1, maxLength: 8 },
+);
+
+test("a chunk's bytes, chunk after chunk, are the objects' records with the delimiter added between objects, however the chunks fall", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bach-pieces-"));
+  try {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(filesArb, fc.array(fc.integer({ min: 1, max: 400 }), { minLength: 1, maxLength: 4 }), async (specs, sizes) => {
+        run++;
+        let base = 0;
+        const texts = specs.map((spec) => spec.records.join("\n") + (spec.ended && spec.records.length > 0 ? "\n" : ""));
+        const objects: InputObject[] = specs.map((spec, i) => {
+          const text = texts[i];
+          const file = path.join(dir, `${run}-${i}${spec.whole ? ".gz" : ".tsv"}`);
+          fs.writeFileSync(file, spec.whole ? gzipSync(text) : text);
+          const stat = fs.statSync(file);
+          const o: InputObject = { name: file, url: pathToFileURL(file).href, size: stat.size, etag: fileVersion(stat), base };
+          base += stat.size;
+          return o;
+        });
+        // One input: the objects' texts, each but the last with a newline added when it has bytes and lacks one.
+        const one = texts.map((text, i) => text + (text !== "" && !text.endsWith("\n") && i < texts.length - 1 ? "\n" : "")).join("");
+        const chunks: Buffer[] = [];
+        for (const cut of planObjectCuts(objects, readWhole, (i) => sizes[i % sizes.length], { index: 0, offset: 0 })) {
+          chunks.push(await collect(piecesBytes(chunkPieces(objects, cut.offset, cut.length, { records: true }), "\n", false)));
+        }
+        assert.equal(Buffer.concat(chunks).toString(), one);
+      }),
+      { numRuns: 150 },
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+async function collect(source: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const b of source) parts.push(b);
+  return Buffer.concat(parts);
+}
