@@ -30,6 +30,9 @@ export function isZip(name: string): boolean {
   return /\.zip$/i.test(name.replace(/[?#].*$/s, ""));
 }
 
+/** The most entries an archive may have. */
+export const MAX_MEMBERS = 1_000_000;
+
 /** How many local headers are read at once (each one ranged read of the archive). */
 const HEADERS_AT_ONCE = 16;
 
@@ -38,7 +41,7 @@ const HEADERS_AT_ONCE = 16;
  * folders are left out. An archive that is not one, or holds a member Bach cannot read (encrypted, or
  * compressed by another method than deflate), is an InputError naming it.
  */
-export async function zipMembers(name: string, size: number, open: WindowOpener): Promise<ZipMember[]> {
+export async function zipMembers(name: string, size: number, open: WindowOpener, maxMembers = MAX_MEMBERS): Promise<ZipMember[]> {
   const fail = (why: string) => new InputError(`--data ${name}: ${why}`, { path: name });
   let zip: yauzl.ZipFile;
   try {
@@ -46,6 +49,8 @@ export async function zipMembers(name: string, size: number, open: WindowOpener)
   } catch (err) {
     throw err instanceof ArchiveReadError ? fail(`reading it: ${err.message}`) : fail(`not a zip archive that Bach can read (${(err as Error).message})`);
   }
+  // A hostile archive's directory may claim millions of entries: the coordinator holds each as an object.
+  if (zip.entryCount > maxMembers) throw fail(`${zip.entryCount} entries, more than the ${maxMembers} Bach reads from one archive`);
   const entries: yauzl.Entry[] = [];
   try {
     await new Promise<void>((resolve, reject) => {

@@ -94,6 +94,11 @@ describe("the members of an archive", () => {
     assert.ok(bytes.subarray(b.offset, b.offset + b.size).equals(plain["dir/b.tsv"]));
   });
 
+  test("an archive with more entries than the limit is refused before its directory is read", async () => {
+    const stat = fs.statSync(archive);
+    await assert.rejects(zipMembers(archive, stat.size, openFileRange(`file://${archive}`, ""), 3), /data\.zip: 6 entries, more than the 3 Bach reads from one archive/);
+  });
+
   test("a zip64 entry written from a pipe", async () => {
     const [m] = await list(streamed);
     assert.equal(m.name, `${streamed}!/-`);
