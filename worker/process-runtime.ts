@@ -69,21 +69,27 @@ async function groupGone(pid: number | undefined, ms: number): Promise<void> {
  * A chunk's bytes: a range of a file this machine can read, or frames from the coordinator, each
  * valid only until the next is asked for (they may be one buffer read into over and over).
  */
-export type ChunkInput = { kind: "range"; path: string; offset: number; length: number } | { kind: "stream"; frames: AsyncIterable<Buffer> };
+export type ChunkInput = { kind: "range"; path: string; offset: number; length: number } | { kind: "stream"; frames: AsyncIterable<Buffer | readonly Buffer[]> };
 
 /**
- * Writes each frame into `into` (a program's stdin, or dd's) and waits until it is written before
+ * Writes each frame (a buffer, or a group of them) into `into` (a program's stdin, or dd's) and waits until it is written before
  * asking for the next; then ends it. A program that stops reading (EPIPE) ends the feeding quietly:
  * its exit status decides. Rejects when the frames fail (the chunk could not be read).
  */
-export async function feedFrames(frames: AsyncIterable<Buffer>, into: Writable, counted: (bytes: number) => void): Promise<void> {
+export async function feedFrames(frames: AsyncIterable<Buffer | readonly Buffer[]>, into: Writable, counted: (bytes: number) => void): Promise<void> {
   let closed = false;
   into.on("error", () => (closed = true));
   for await (const frame of frames) {
     if (closed) break;
-    const written = await new Promise<boolean>((resolve) => into.write(frame, (err) => resolve(!err)));
-    if (!written) break;
-    counted(frame.length);
+    const group = Buffer.isBuffer(frame) ? [frame] : frame;
+    if (group.length === 0) continue;
+    // A group of buffers goes as one writev: no copy into one buffer, one system call for as much as the pipe takes.
+    into.cork();
+    for (const b of group.slice(0, -1)) into.write(b);
+    const written = new Promise<boolean>((resolve) => into.write(group[group.length - 1], (err) => resolve(!err)));
+    into.uncork();
+    if (!(await written)) break;
+    counted(group.reduce((n, b) => n + b.length, 0));
   }
   if (!closed) into.end();
 }
