@@ -10,6 +10,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
+import fc from "fast-check";
 import { InputError } from "../core/errors";
 import { openFileRange } from "../core/input-objects";
 import { zipMembers } from "../core/zip";
@@ -102,6 +103,26 @@ describe("the members of an archive", () => {
   test("a zip64 entry written from a pipe", async () => {
     const [m] = await list(streamed);
     assert.equal(m.name, `${streamed}!/-`);
+  });
+
+  test("an archive damaged anywhere lists its members or fails with an InputError naming it, never anything else", async () => {
+    const bytes = fs.readFileSync(archive);
+    const file = path.join(dir, "src", "fuzzed.zip");
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.tuple(fc.nat({ max: bytes.length - 1 }), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }), fc.nat({ max: bytes.length }), async (flips, cut) => {
+        const damagedBytes = Buffer.from(bytes.subarray(0, Math.max(cut, bytes.length - 200)));
+        for (const [at, value] of flips) if (at < damagedBytes.length) damagedBytes[at] = value;
+        fs.writeFileSync(file, damagedBytes);
+        try {
+          const members = await list(file);
+          for (const m of members) assert.ok(m.offset + m.size <= damagedBytes.length, "every member inside the archive");
+        } catch (err) {
+          assert.ok(err instanceof InputError, `not an InputError: ${(err as Error).stack}`);
+          assert.match(err.message, /^--data \S*fuzzed\.zip: /);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 
   for (const [what, file, why] of [
