@@ -376,11 +376,13 @@ async function mapReduce(env: NodeJS.ProcessEnv, hasParallel: boolean): Promise<
     "same output: a total-order output (and parallel -k's) must be the pipeline's bytes; a hash-order output is sorted per partition only, so its lines are compared sorted",
     ...(hasParallel ? [] : ["(GNU parallel is not installed here: no parallel row)"]),
     "",
-    "| run | wall s | ratio to the pipeline | CPU s | shuffled | partitions | attempts (map + reduce) | same output | CLI peak RSS MiB | coordinator peak RSS MiB |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| run | wall s | ratio to the pipeline | CPU s | floor s | best ratio | shuffled | partitions | attempts (map + reduce) | same output | CLI peak RSS MiB | coordinator peak RSS MiB |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ...results.map((r, i) =>
-      `| ${r.name.replace(/\|/g, "\\|")} | ${r.wall.toFixed(2)} | ${r.ratio.toFixed(2)} | ${r.cpu.toFixed(1)} | ${shuffled(r)} | ${r.reduce?.partitions ?? "-"} | ${r.reduce ? `${r.reduce.mapAttempts} + ${r.reduce.reduceAttempts}` : "-"} | ${i === 0 ? "(reference)" : same(r, rows[i].order)} | ${mb(r.cliRss)} | ${mb(r.coordRss)} |`,
+      `| ${r.name.replace(/\|/g, "\\|")} | ${r.wall.toFixed(2)} | ${r.ratio.toFixed(2)} | ${r.cpu.toFixed(1)} | ${(r.cpu / cores).toFixed(2)} | ${(results[0].wall / (r.cpu / cores)).toFixed(2)} | ${shuffled(r)} | ${r.reduce?.partitions ?? "-"} | ${r.reduce ? `${r.reduce.mapAttempts} + ${r.reduce.reduceAttempts}` : "-"} | ${i === 0 ? "(reference)" : same(r, rows[i].order)} | ${mb(r.cliRss)} | ${mb(r.coordRss)} |`,
     ),
+    "",
+    "floor: the row's CPU s over the cores, the least wall time any schedule of that work could take here; best ratio: the pipeline's wall over that floor, the most the row could reach without doing less work",
   ];
 }
 
