@@ -53,6 +53,13 @@ export function oneLineUsageErrors(program: Command): Command {
 /** Runs a program's main and turns what it throws into an exit status. */
 export function runMain(program: string, main: () => Promise<void>, address?: () => string): void {
   hideTokenFlag();
+  // Output into a pipe whose reader has gone (`--help | head -1`) ends the program quietly, as SIGPIPE
+  // would; a command that handles it itself (task-run cancels its task first) adds its own listener.
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (process.stdout.listenerCount("error") > 1) return;
+    if (err.code === "EPIPE") process.exit(141);
+    throw err;
+  });
   main().then(
     // Exit only once stdout has taken everything written to it.
     () => process.stdout.write("", () => process.exit(ExitStatus.done)),
