@@ -138,6 +138,8 @@ class RangeReader extends yauzl.RandomAccessReader {
   }
 
   private async bytes(start: number, end: number): Promise<Buffer> {
+    // A broken or hostile archive, not a failed read.
+    if (end > this.size) throw new Error(`it points to bytes ${start}-${end - 1}, past its end (${this.size} bytes)`);
     const b = this.block;
     if (start >= b.start && end <= b.start + b.data.length) return b.data.subarray(start - b.start, end - b.start);
     const sequential = start === b.start + b.data.length;

@@ -100,6 +100,16 @@ describe("the members of an archive", () => {
     await assert.rejects(zipMembers(archive, stat.size, openFileRange(`file://${archive}`, ""), 3), /data\.zip: 6 entries, more than the 3 Bach reads from one archive/);
   });
 
+  test("a member whose local header lies past the archive's end: a broken archive, said so", async () => {
+    const bytes = fs.readFileSync(archive);
+    // The first central directory entry's offset of its local header (46-byte header, offset at 42).
+    const central = bytes.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]));
+    bytes.writeUInt32LE(bytes.length + 1000, central + 42);
+    const file = path.join(dir, "src", "past-end.zip");
+    fs.writeFileSync(file, bytes);
+    await assert.rejects(list(file), (err: Error) => err instanceof InputError && /past-end\.zip: member a\.tsv: a broken local header \(.*past its end/.test(err.message));
+  });
+
   test("a zip64 entry written from a pipe", async () => {
     const [m] = await list(streamed);
     assert.equal(m.name, `${streamed}!/-`);
