@@ -23,6 +23,11 @@ import { encodeEvent, encodeFailure, type OutputRequest } from "../core/output-w
 import type { Coordinator } from "./coordinator";
 
 const MAX_HEADER = 4096;
+/**
+ * A client sends its header line as it connects: one that has not within this long is not a Bach
+ * client (or is stuck) and is closed, as is a refused one that goes on sending this long after.
+ */
+const HEADER_MS = 10_000;
 
 export interface DataHeader {
   token: string;
@@ -199,7 +204,8 @@ async function serve(c: Coordinator, token: string, socket: net.Socket, frames: 
   let readsMessages = false;
   let refused = false;
   try {
-    const { header: raw, rest } = await readHeader(frames);
+    const late = setTimeout(() => socket.destroy(), HEADER_MS);
+    const { header: raw, rest } = await readHeader(frames).finally(() => clearTimeout(late));
     readsMessages = raw.output !== undefined || raw.chunk !== undefined;
     if (!sameSecret(raw.token, token)) {
       refused = true;
@@ -215,8 +221,14 @@ async function serve(c: Coordinator, token: string, socket: net.Socket, frames: 
     const message = (err as Error).message;
     if (!(err instanceof InputError)) log.warn({ err: message }, "data stream failed");
     socket.end(readsMessages ? encodeFailure({ error: message, refused }) : `${JSON.stringify({ error: message })}\n`);
-    // What the client still sends is read and dropped, so the connection closes when it closes.
-    for await (const frame of { [Symbol.asyncIterator]: () => frames }) void frame;
+    // What the client still sends is read and dropped, so the connection closes when it closes, or,
+    // for a client that goes on and on, a while later.
+    const enough = setTimeout(() => socket.destroy(), HEADER_MS);
+    try {
+      for await (const frame of { [Symbol.asyncIterator]: () => frames }) void frame;
+    } finally {
+      clearTimeout(enough);
+    }
   }
 }
 

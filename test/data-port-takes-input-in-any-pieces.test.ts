@@ -2,7 +2,8 @@
 // reused buffers and cuts its blocks out of them: whatever pieces the bytes arrive in (a header line
 // split in two, a block's 4-byte length split across reads, blocks of any size), the input arrives
 // whole, and `bach task-output` reads it back whole over the same port; a connection it refuses gets
-// one answer and closes when its client does.
+// one answer and closes when its client does, or after 10 s if its client goes on sending; one that
+// does not send its header within 10 s is closed.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
@@ -130,6 +131,31 @@ test("data port: input in awkward pieces arrives whole; a wrong token is refused
     const failure = await readerRefused({ token: "not-the-token", task, offset: 0, output: { fromChunk: 0, keepOrder: true, skipBytes: 0 } });
     assert.equal(failure?.refused, true);
     assert.match(failure?.error ?? "", /wrong token/);
+  });
+
+  await t.test("a connection that never finishes its header is closed after 10 s, and one refused is not held open by a client that keeps sending", async () => {
+    const silent = net.connect({ host: "127.0.0.1", port });
+    const half = net.connect({ host: "127.0.0.1", port });
+    await Promise.all([once(silent, "connect"), once(half, "connect")]);
+    half.write('{"token":"');
+    const started = Date.now();
+    await Promise.all([once(silent, "close"), once(half, "close")]);
+    const took = Date.now() - started;
+    assert.ok(took >= 9000 && took < 15_000, `closed after ${took} ms`);
+    // A refused client that goes on sending forever is cut off, not drained for as long as it sends.
+    const endless = net.connect({ host: "127.0.0.1", port });
+    await once(endless, "connect");
+    endless.on("error", () => undefined);
+    endless.write(`${JSON.stringify({ token: "not-the-token", task: "x", offset: 0 })}\n`);
+    const feed = setInterval(() => endless.writable && endless.write(randomBytes(64 * 1024), () => undefined), 50);
+    try {
+      const refusedAt = Date.now();
+      // Not once(): the client's writes meet the closed connection, and once() would reject on that error.
+      await new Promise((resolve) => endless.once("close", resolve));
+      assert.ok(Date.now() - refusedAt < 15_000);
+    } finally {
+      clearInterval(feed);
+    }
   });
 
   await t.test("a worker asking for the chunk of an attempt that is not running gets a failure, not bytes", async () => {
