@@ -20,15 +20,23 @@ import https from "node:https";
 import { Readable } from "node:stream";
 import { delimiterOverlapsItself } from "./chunker";
 
+/**
+ * Bytes read from a store: a Readable, or frames of reused buffers (core/http-frames.ts), each valid
+ * only until the next is asked for. destroy() stops a read at once, a pending one included.
+ */
+export interface ByteSource extends AsyncIterable<Buffer> {
+  destroy(): void;
+}
+
 /** Opens the object's bytes from `from` to its end; the stream may end early or fail (a cut connection). */
-export type RangeOpener = (from: number) => Promise<Readable>;
+export type RangeOpener = (from: number) => Promise<ByteSource>;
 /** The object is not the version the task planned: no retry can read that version again. */
 export class ObjectChangedError extends Error {
   readonly outcome = "changed";
 }
 
 /** Opens the bytes [from, to] of an object (to inclusive, as Range has it; absent: to its end). */
-export type WindowOpener = (from: number, to?: number) => Promise<Readable>;
+export type WindowOpener = (from: number, to?: number) => Promise<ByteSource>;
 
 /** A failure that may pass if the same bytes are asked for again (a 503, a refused connection). */
 export class RetryableReadError extends Error {
@@ -159,13 +167,34 @@ interface AlignedReadOptions {
  * whenever a byte arrives, so a long read over a flaky link goes on while a dead one fails.
  */
 export function readAligned(opts: AlignedReadOptions): Readable {
-  const { start, end, size, delimiter } = opts;
+  checkAligned(opts);
+  return pullStream((signal) => alignedPieces(opts, signal));
+}
+
+function checkAligned({ start, end, size, delimiter }: AlignedReadOptions): void {
   if (delimiter.length === 0) throw new Error("readAligned: empty delimiter");
   if (delimiterHasBorder(delimiter)) throw new Error(`readAligned: delimiter ${JSON.stringify(delimiter.toString("latin1"))} overlaps itself; only a scan from byte 0 can cut its records`);
   if (![start, end, size].every(Number.isSafeInteger) || !(0 <= start && start <= end && end <= size)) {
     throw new Error(`readAligned: bad range [${start}, ${end}) of ${size} bytes`);
   }
-  return pullStream((signal) => alignedPieces(opts, signal));
+}
+
+/**
+ * The same bytes as readAligned, as the opener's own buffers, unbuffered: when those are reused frames,
+ * each piece given is valid only until the next is asked for. Stopped by `return()` between pieces.
+ */
+export function alignedBytes(opts: AlignedReadOptions): AsyncGenerator<Buffer> {
+  checkAligned(opts);
+  return stoppable((signal) => alignedPieces(opts, signal));
+}
+
+async function* stoppable(make: (signal: AbortSignal) => AsyncGenerator<Buffer>): AsyncGenerator<Buffer> {
+  const stop = new AbortController();
+  try {
+    yield* make(stop.signal);
+  } finally {
+    stop.abort();
+  }
 }
 
 async function* alignedPieces(opts: AlignedReadOptions, signal: AbortSignal): AsyncGenerator<Buffer> {
@@ -186,7 +215,7 @@ async function* alignedPieces(opts: AlignedReadOptions, signal: AbortSignal): As
 /** One open of the object at the next byte the scan needs: yields the range's bytes, and returns why it stopped short. */
 async function* readOnce(open: RangeOpener, scan: RangeScan, signal: AbortSignal): AsyncGenerator<Buffer, { why: string; progressed: boolean }> {
   let progressed = false;
-  let source: Readable;
+  let source: ByteSource;
   try {
     source = await open(scan.next);
   } catch (err) {
@@ -307,40 +336,63 @@ interface HttpRangeOptions {
  */
 export function openHttpRange(url: string, opts: HttpRangeOptions = {}): WindowOpener {
   const where = checkedUrl(url);
-  const etag = opts.etag === undefined ? undefined : /^".*"$/.test(opts.etag) ? opts.etag : `"${opts.etag}"`;
+  const etag = quotedEtag(opts.etag);
   return async (from, to) => {
-    // The bytes as stored: a server may encode a body for a request that does not say (RFC 9110 12.5.3).
-    const headers: Record<string, string> = { ...lowerCased(opts.headers), range: `bytes=${from}-${to ?? ""}`, "accept-encoding": "identity" };
-    if (etag) headers["if-match"] = etag;
-    const res = await get(url, headers, opts.signal);
-    const status = res.statusCode ?? 0;
-    const fail = (message: string, Kind: new (m: string) => Error = Error): never => {
+    const res = await get(url, rangeHeaders(opts.headers, from, to, etag), opts.signal);
+    const fault = rangeAnswerFault(where, { status: res.statusCode ?? 0, statusMessage: res.statusMessage ?? "", headers: res.headers }, from, etag);
+    if (fault) {
       res.destroy();
-      throw new Kind(`${where}: ${message}`);
-    };
-    const seen = res.headers.etag;
-    if (status === 412 || (status >= 200 && status < 300 && etag && seen && !seen.startsWith("W/") && seen !== etag)) {
-      return fail(`the object changed during the task (HTTP ${status}: its ETag is no longer ${etag ?? "the one asked for"})`, ObjectChangedError);
-    }
-    if (status === 403) return fail("HTTP 403: access denied (a presigned URL may have expired)");
-    if (status === 416) return fail(`no bytes at ${from} (HTTP 416): the object is shorter than it was; it changed during the task`, ObjectChangedError);
-    if (status >= 500 || status === 429) return fail(`HTTP ${status} ${res.statusMessage ?? ""}`.trim(), RetryableReadError);
-    if (status === 200 && from > 0) return fail(`the server does not honour Range (HTTP 200 to bytes=${from}-)`);
-    if (status !== 200 && status !== 206) return fail(`HTTP ${status} ${res.statusMessage ?? ""}`.trim());
-    const encoding = res.headers["content-encoding"];
-    if (encoding && encoding !== "identity") return fail(`served encoded (Content-Encoding: ${encoding}): its byte ranges are not the object's bytes`);
-    if (status === 206) {
-      const range = contentRange(res.headers["content-range"] ?? null);
-      if (range?.first !== from) return fail(`asked for bytes=${from}-, got Content-Range ${res.headers["content-range"] ?? "(none)"}`);
+      throw fault;
     }
     return res;
   };
 }
 
+/** An ETag as If-Match wants it: quoted. */
+export function quotedEtag(etag: string | undefined): string | undefined {
+  return etag === undefined ? undefined : /^".*"$/.test(etag) ? etag : `"${etag}"`;
+}
+
+/** The headers of a GET of bytes [from, to] (to absent: to the end), lower-cased. */
+export function rangeHeaders(extra: Record<string, string> | undefined, from: number, to: number | undefined, etag: string | undefined): Record<string, string> {
+  // The bytes as stored: a server may encode a body for a request that does not say (RFC 9110 12.5.3).
+  const headers: Record<string, string> = { ...lowerCased(extra), range: `bytes=${from}-${to ?? ""}`, "accept-encoding": "identity" };
+  if (etag) headers["if-match"] = etag;
+  return headers;
+}
+
+/**
+ * What is wrong with an answer to a GET of bytes from `from` on, as the error to throw, or null when
+ * its body is those bytes: only a 206 whose Content-Range starts at FROM (or a 200 for FROM = 0) is.
+ * 5xx, 429 are RetryableReadErrors; 412 (the ETag no longer matches) and 416 are ObjectChangedErrors;
+ * 403 and the rest are final.
+ */
+export function rangeAnswerFault(where: string, answer: { status: number; statusMessage: string; headers: http.IncomingHttpHeaders }, from: number, etag: string | undefined): Error | null {
+  const { status, headers } = answer;
+  const fault = (message: string, Kind: new (m: string) => Error = Error) => new Kind(`${where}: ${message}`);
+  const statusLine = `HTTP ${status} ${answer.statusMessage}`.trim();
+  const seen = headers.etag;
+  if (status === 412 || (status >= 200 && status < 300 && etag && seen && !seen.startsWith("W/") && seen !== etag)) {
+    return fault(`the object changed during the task (HTTP ${status}: its ETag is no longer ${etag ?? "the one asked for"})`, ObjectChangedError);
+  }
+  if (status === 403) return fault("HTTP 403: access denied (a presigned URL may have expired)");
+  if (status === 416) return fault(`no bytes at ${from} (HTTP 416): the object is shorter than it was; it changed during the task`, ObjectChangedError);
+  if (status >= 500 || status === 429) return fault(statusLine, RetryableReadError);
+  if (status === 200 && from > 0) return fault(`the server does not honour Range (HTTP 200 to bytes=${from}-)`);
+  if (status !== 200 && status !== 206) return fault(statusLine);
+  const encoding = headers["content-encoding"];
+  if (encoding && encoding !== "identity") return fault(`served encoded (Content-Encoding: ${encoding}): its byte ranges are not the object's bytes`);
+  if (status === 206) {
+    const range = contentRange(headers["content-range"] ?? null);
+    if (range?.first !== from) return fault(`asked for bytes=${from}-, got Content-Range ${headers["content-range"] ?? "(none)"}`);
+  }
+  return null;
+}
+
 const agents = { http: new http.Agent({ keepAlive: true }), https: new https.Agent({ keepAlive: true }) };
 
 /** How long a GET may wait to connect, then for its response's head. */
-const ANSWER_MS = 30_000;
+export const ANSWER_MS = 30_000;
 
 /** A GET of `url`, its response once its head has come; a network failure is a one-line RetryableReadError. */
 function get(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<http.IncomingMessage> {

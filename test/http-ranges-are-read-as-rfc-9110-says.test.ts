@@ -8,8 +8,11 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import { createHash } from "node:crypto";
 import type { AddressInfo } from "node:net";
-import type { Readable } from "node:stream";
-import { openHttpRange, probeHttp, readAligned, recordStart, redactUrl } from "../core/ranged-read";
+import net from "node:net";
+import { once } from "node:events";
+import fc from "fast-check";
+import { alignedBytes, openHttpRange, probeHttp, readAligned, recordStart, redactUrl, type WindowOpener } from "../core/ranged-read";
+import { openHttpFrames } from "../core/http-frames";
 
 const SECRET = "secret";
 const QUERY = `?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=${SECRET}`;
@@ -30,6 +33,8 @@ interface Behaviour {
   status?: number;
   /** Says its bodies are encoded so (ignoring Accept-Encoding: identity). */
   encoding?: string;
+  /** Sends bodies without a Content-Length (Transfer-Encoding: chunked). */
+  chunked?: boolean;
 }
 
 interface Served {
@@ -50,7 +55,9 @@ async function serve(object: Buffer, b: Behaviour = {}): Promise<Served> {
     const answer = (status: number, headers: http.OutgoingHttpHeaders = {}, body?: Buffer) => {
       seen.status = status;
       const encoded = b.encoding && status < 300 ? { "content-encoding": b.encoding } : {};
-      res.writeHead(status, { "accept-ranges": "bytes", etag: etagOf(current), ...encoded, ...headers });
+      const sent: http.OutgoingHttpHeaders = { "accept-ranges": "bytes", etag: etagOf(current), ...encoded, ...headers };
+      if (b.chunked) delete sent["content-length"];
+      res.writeHead(status, sent);
       if (!body || req.method === "HEAD") return res.end();
       if (b.cutAfter === undefined || body.length <= b.cutAfter) return res.end(body);
       res.write(body.subarray(0, b.cutAfter), () => res.socket?.destroy());
@@ -114,11 +121,21 @@ function cutsOf(object: Buffer, seed: number, n: number): number[] {
   return cuts.sort((x, y) => x - y);
 }
 
-async function collect(stream: Readable): Promise<Buffer> {
+/** Each part copied as it comes: reused frames are valid only until the next is asked for. */
+async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for await (const part of stream) parts.push(part as Buffer);
+  for await (const part of stream) parts.push(Buffer.from(part));
   return Buffer.concat(parts);
 }
+
+/**
+ * Both ways a worker reads ranges: Node's http client into a Readable, and reused frames
+ * (core/http-frames.ts) passed on unbuffered; each opener test runs with both.
+ */
+const READERS: [string, (url: string, opts?: { etag?: string }) => WindowOpener, typeof readAligned | typeof alignedBytes][] = [
+  ["node's http client", openHttpRange, readAligned],
+  ["reused frames", openHttpFrames, alignedBytes],
+];
 
 /** Every message a test sees passes through here: none may show the URL's query. */
 const seenMessages: string[] = [];
@@ -158,121 +175,131 @@ test("probeHttp learns the size, the ETag, and whether Range truly works", async
   }
 });
 
-test("ranged reads over HTTP equal the reference's slices, through 503s and cut connections", async (t) => {
-  const object = recordsObject(7, 150);
-  const kinds: [string, Behaviour][] = [
-    ["rfc", {}],
-    ["busy every other request", { busyEveryOther: true }],
-    ["cuts every body after 1000 bytes", { cutAfter: 1000 }],
-  ];
-  for (const [kind, behaviour] of kinds) {
-    const server = await serve(object, behaviour);
+for (const [label, opener, aligned] of READERS) {
+  test(`ranged reads over HTTP equal the reference's slices, through 503s and cut connections (${label})`, async (t) => {
+    const object = recordsObject(7, 150);
+    const kinds: [string, Behaviour][] = [
+      ["rfc", {}],
+      ["busy every other request", { busyEveryOther: true }],
+      ["cuts every body after 1000 bytes", { cutAfter: 1000 }],
+    ];
+    for (const [kind, behaviour] of kinds) {
+      const server = await serve(object, behaviour);
+      try {
+        const { size: known, etag } = await probeHttp(server.url);
+        const size = known ?? assert.fail("the probe learns the size");
+        assert.ok(etag);
+        const open = opener(server.url, { etag });
+        let retries = 0;
+        let ranges = 0;
+        const whole: Buffer[] = [];
+        for (const seed of [1, 2, 3]) {
+          const bounds = cutsOf(object, seed * 31 + kind.length, 6);
+          const parts: Buffer[] = [];
+          for (let i = 0; i + 1 < bounds.length; i++) {
+            const [s, e] = [bounds[i], bounds[i + 1]];
+            const got = await collect(
+              aligned({ open, start: s, end: e, size, delimiter: D, backoffMs: () => 1, onRetry: (why) => (retries++, message(new Error(why))) }),
+            );
+            assert.deepEqual(got, object.subarray(recordStart(object, s, D), Math.max(recordStart(object, s, D), recordStart(object, e, D))), `${kind}: range [${s}, ${e})`);
+            parts.push(got);
+            ranges++;
+          }
+          whole.push(Buffer.concat(parts));
+        }
+        for (const w of whole) assert.deepEqual(w, object, `${kind}: the ranges concatenate to the object`);
+        const reads = server.requests.filter((r) => r.method === "GET" && r.range !== "bytes=0-0");
+        assert.ok(reads.every((r) => /^bytes=\d+-$/.test(r.range ?? "") && r.ifMatch === etag), "every read asks bytes=FROM- with If-Match");
+        t.diagnostic(`${kind}: ${ranges} ranges, ${reads.length} requests, ${retries} retries`);
+        if (kind === "rfc") assert.equal(retries, 0);
+        else assert.ok(retries > 0, `${kind}: the reads were retried`);
+      } finally {
+        await server.close();
+      }
+    }
+  });
+}
+
+for (const [label, opener, aligned] of READERS) {
+  test(`an object that changes during the task fails the read with 'changed', not mixed bytes (${label})`, async () => {
+    const object = recordsObject(3, 80);
+    // The probe takes 2 requests, the read's first 1; that one is cut, and the object changes before the next.
+    const server = await serve(object, { cutAfter: 2000, changeAfter: 3 });
     try {
       const { size: known, etag } = await probeHttp(server.url);
       const size = known ?? assert.fail("the probe learns the size");
-      assert.ok(etag);
-      const open = openHttpRange(server.url, { etag });
-      let retries = 0;
-      let ranges = 0;
-      const whole: Buffer[] = [];
-      for (const seed of [1, 2, 3]) {
-        const bounds = cutsOf(object, seed * 31 + kind.length, 6);
-        const parts: Buffer[] = [];
-        for (let i = 0; i + 1 < bounds.length; i++) {
-          const [s, e] = [bounds[i], bounds[i + 1]];
-          const got = await collect(
-            readAligned({ open, start: s, end: e, size, delimiter: D, backoffMs: () => 1, onRetry: (why) => (retries++, message(new Error(why))) }),
-          );
-          assert.deepEqual(got, object.subarray(recordStart(object, s, D), Math.max(recordStart(object, s, D), recordStart(object, e, D))), `${kind}: range [${s}, ${e})`);
-          parts.push(got);
-          ranges++;
-        }
-        whole.push(Buffer.concat(parts));
-      }
-      for (const w of whole) assert.deepEqual(w, object, `${kind}: the ranges concatenate to the object`);
-      const reads = server.requests.filter((r) => r.method === "GET" && r.range !== "bytes=0-0");
-      assert.ok(reads.every((r) => /^bytes=\d+-$/.test(r.range ?? "") && r.ifMatch === etag), "every read asks bytes=FROM- with If-Match");
-      t.diagnostic(`${kind}: ${ranges} ranges, ${reads.length} requests, ${retries} retries`);
-      if (kind === "rfc") assert.equal(retries, 0);
-      else assert.ok(retries > 0, `${kind}: the reads were retried`);
+      const whys: string[] = [];
+      const text = await failure(
+        collect(aligned({ open: opener(server.url, { etag: etag ?? undefined }), start: 0, end: size, size, delimiter: D, backoffMs: () => 1, onRetry: (why) => whys.push(why) })),
+      );
+      assert.match(text, /the object changed during the task \(HTTP 412/);
+      assert.ok(text.includes(redactUrl(server.url)), "names the object");
+      assert.equal(whys.length, 1, "the cut was retried, the 412 was not");
+      assert.deepEqual(server.requests.map((r) => r.status), [200, 206, 206, 412]);
     } finally {
       await server.close();
     }
-  }
-});
+  });
+}
 
-test("an object that changes during the task fails the read with 'changed', not mixed bytes", async () => {
-  const object = recordsObject(3, 80);
-  // The probe takes 2 requests, the read's first 1; that one is cut, and the object changes before the next.
-  const server = await serve(object, { cutAfter: 2000, changeAfter: 3 });
-  try {
-    const { size: known, etag } = await probeHttp(server.url);
-    const size = known ?? assert.fail("the probe learns the size");
+for (const [label, opener, aligned] of READERS) {
+  test(`a server that ignores Range serves a read from byte 0 and fails one from further on (${label})`, async () => {
+    const object = recordsObject(4, 40);
+    const server = await serve(object, { ignoreRange: true });
+    try {
+      const open = opener(server.url);
+      const first = recordStart(object, 100, D);
+      assert.deepEqual(await collect(aligned({ open, start: 0, end: 100, size: object.length, delimiter: D })), object.subarray(0, first));
+      const text = await failure(collect(aligned({ open, start: 100, end: object.length, size: object.length, delimiter: D })));
+      assert.match(text, /does not honour Range/);
+      assert.equal(server.requests.length, 2, "not retried");
+    } finally {
+      await server.close();
+    }
+  });
+}
+
+for (const [label, opener, aligned] of READERS) {
+  test(`a server that encodes its bodies anyway has no usable byte ranges (${label})`, async () => {
+    const object = recordsObject(8, 20);
+    const server = await serve(object, { encoding: "gzip" });
+    try {
+      assert.deepEqual(await probeHttp(server.url), { size: object.length, etag: etagOf(object), ranges: false });
+      const text = await failure(collect(aligned({ open: opener(server.url), start: 10, end: 20, size: object.length, delimiter: D })));
+      assert.match(text, /served encoded \(Content-Encoding: gzip\)/);
+      assert.ok(server.requests.every((r) => r.acceptEncoding === "identity"), "every request asked for the bytes as stored");
+    } finally {
+      await server.close();
+    }
+  });
+}
+
+for (const [label, opener, aligned] of READERS) {
+  test(`403 says a presigned URL may have expired; a refused connection names its cause (${label})`, async () => {
+    const server = await serve(recordsObject(5, 10), { status: 403 });
+    try {
+      assert.match(await failure(probeHttp(server.url)), /: HTTP 403 Forbidden$/);
+      const text = await failure(collect(aligned({ open: opener(server.url), start: 0, end: 10, size: 100, delimiter: D })));
+      assert.match(text, /access denied \(a presigned URL may have expired\)/);
+    } finally {
+      await server.close();
+    }
+    // A port nobody listens on (not the one just closed: fetch may hold a pooled connection to it).
+    const idle = http.createServer();
+    await new Promise<void>((resolve) => idle.listen(0, "127.0.0.1", resolve));
+    const { port } = idle.address() as AddressInfo;
+    await new Promise((resolve) => idle.close(resolve));
+    const url = `http://127.0.0.1:${port}/bucket/events.tsv${QUERY}`;
+    const probe = await failure(probeHttp(url));
+    assert.match(probe, /^\w+: http:\/\/127\.0\.0\.1:\d+\/bucket\/events\.tsv: connect ECONNREFUSED/);
     const whys: string[] = [];
-    const text = await failure(
-      collect(readAligned({ open: openHttpRange(server.url, { etag: etag ?? undefined }), start: 0, end: size, size, delimiter: D, backoffMs: () => 1, onRetry: (why) => whys.push(why) })),
+    const read = await failure(
+      collect(aligned({ open: opener(url), start: 50, end: 60, size: 100, delimiter: D, retries: 2, backoffMs: () => 1, onRetry: (why) => whys.push(message(new Error(why))) })),
     );
-    assert.match(text, /the object changed during the task \(HTTP 412/);
-    assert.ok(text.includes(redactUrl(server.url)), "names the object");
-    assert.equal(whys.length, 1, "the cut was retried, the 412 was not");
-    assert.deepEqual(server.requests.map((r) => r.status), [200, 206, 206, 412]);
-  } finally {
-    await server.close();
-  }
-});
-
-test("a server that ignores Range serves a read from byte 0 and fails one from further on", async () => {
-  const object = recordsObject(4, 40);
-  const server = await serve(object, { ignoreRange: true });
-  try {
-    const open = openHttpRange(server.url);
-    const first = recordStart(object, 100, D);
-    assert.deepEqual(await collect(readAligned({ open, start: 0, end: 100, size: object.length, delimiter: D })), object.subarray(0, first));
-    const text = await failure(collect(readAligned({ open, start: 100, end: object.length, size: object.length, delimiter: D })));
-    assert.match(text, /does not honour Range/);
-    assert.equal(server.requests.length, 2, "not retried");
-  } finally {
-    await server.close();
-  }
-});
-
-test("a server that encodes its bodies anyway has no usable byte ranges", async () => {
-  const object = recordsObject(8, 20);
-  const server = await serve(object, { encoding: "gzip" });
-  try {
-    assert.deepEqual(await probeHttp(server.url), { size: object.length, etag: etagOf(object), ranges: false });
-    const text = await failure(collect(readAligned({ open: openHttpRange(server.url), start: 10, end: 20, size: object.length, delimiter: D })));
-    assert.match(text, /served encoded \(Content-Encoding: gzip\)/);
-    assert.ok(server.requests.every((r) => r.acceptEncoding === "identity"), "every request asked for the bytes as stored");
-  } finally {
-    await server.close();
-  }
-});
-
-test("403 says a presigned URL may have expired; a refused connection names its cause", async () => {
-  const server = await serve(recordsObject(5, 10), { status: 403 });
-  try {
-    assert.match(await failure(probeHttp(server.url)), /: HTTP 403 Forbidden$/);
-    const text = await failure(collect(readAligned({ open: openHttpRange(server.url), start: 0, end: 10, size: 100, delimiter: D })));
-    assert.match(text, /access denied \(a presigned URL may have expired\)/);
-  } finally {
-    await server.close();
-  }
-  // A port nobody listens on (not the one just closed: fetch may hold a pooled connection to it).
-  const idle = http.createServer();
-  await new Promise<void>((resolve) => idle.listen(0, "127.0.0.1", resolve));
-  const { port } = idle.address() as AddressInfo;
-  await new Promise((resolve) => idle.close(resolve));
-  const url = `http://127.0.0.1:${port}/bucket/events.tsv${QUERY}`;
-  const probe = await failure(probeHttp(url));
-  assert.match(probe, /^\w+: http:\/\/127\.0\.0\.1:\d+\/bucket\/events\.tsv: connect ECONNREFUSED/);
-  const whys: string[] = [];
-  const read = await failure(
-    collect(readAligned({ open: openHttpRange(url), start: 50, end: 60, size: 100, delimiter: D, retries: 2, backoffMs: () => 1, onRetry: (why) => whys.push(message(new Error(why))) })),
-  );
-  assert.match(read, /could not read byte 48 of 100 \(3 tries in a row\): .*ECONNREFUSED/);
-  assert.equal(whys.length, 2);
-});
+    assert.match(read, /could not read byte 48 of 100 \(3 tries in a row\): .*ECONNREFUSED/);
+    assert.equal(whys.length, 2);
+  });
+}
 
 test("an aborted read stops without retrying", async () => {
   const object = recordsObject(6, 20);
@@ -286,6 +313,152 @@ test("an aborted read stops without retrying", async () => {
     assert.deepEqual(whys, []);
   } finally {
     await server.close();
+  }
+});
+
+/** Deterministic bytes of any value, records of up to 200 bytes ended by "\n". */
+function bytesOf(seed: number, length: number): Buffer {
+  const b = Buffer.alloc(length);
+  let a = seed >>> 0;
+  for (let i = 0; i < length; i++) {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    b[i] = a % 200 === 0 ? 0x0a : a >>> 24;
+  }
+  return b;
+}
+
+/**
+ * A server speaking HTTP by hand, to write an answer in the pieces a test chooses (a head a byte at a
+ * time, a body in odd sizes), or answers no library would send. `answer` gets the request's Range.
+ */
+async function rawServer(answer: (first: number, last: number | null) => Buffer[]): Promise<{ url: string; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => {});
+    let got = Buffer.alloc(0);
+    const onData = (b: Buffer) => {
+      got = Buffer.concat([got, b]);
+      if (got.indexOf("\r\n\r\n") < 0) return;
+      socket.off("data", onData);
+      const m = /\r\nrange: bytes=(\d+)-(\d*)\r\n/i.exec(got.toString("latin1"));
+      void (async () => {
+        for (const piece of answer(Number(m?.[1] ?? 0), m?.[2] ? Number(m[2]) : null)) {
+          if (socket.destroyed) return;
+          if (!socket.write(piece)) await once(socket, "drain");
+          // A turn of the event loop between pieces: each tends to arrive as a read of its own.
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        socket.end();
+      })().catch(() => socket.destroy());
+    };
+    socket.on("data", onData);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/bucket/events.tsv${QUERY}`,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** Cuts `b` into pieces of the given sizes (cycled), the rest in one. */
+function cut(b: Buffer, sizes: number[]): Buffer[] {
+  const pieces: Buffer[] = [];
+  let at = 0;
+  for (let i = 0; at < b.length && sizes.length > 0 && i < 64; i++) {
+    const n = sizes[i % sizes.length];
+    pieces.push(b.subarray(at, at + n));
+    at += n;
+  }
+  if (at < b.length) pieces.push(b.subarray(at));
+  return pieces;
+}
+
+test("reused frames: a head in one-byte pieces, a body in odd ones, several frames long, give exactly the range's bytes", async () => {
+  let answer: (first: number, last: number | null) => Buffer[] = () => [];
+  const server = await rawServer((first, last) => answer(first, last));
+  try {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 3 * 2 ** 20 }),
+        fc.integer(),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.option(fc.double({ min: 0, max: 1, noNaN: true })),
+        fc.boolean(),
+        fc.array(fc.integer({ min: 1, max: 300_000 }), { maxLength: 8 }),
+        async (size, seed, f, t, byteHead, sizes) => {
+          const object = bytesOf(seed, size);
+          const from = Math.floor(f * (size - 1));
+          const to = t === null ? undefined : from + Math.floor(t * (size - 1 - from));
+          answer = (first, last) => {
+            const end = last ?? size - 1;
+            const head = Buffer.from(`HTTP/1.1 206 Partial Content\r\nContent-Range: bytes ${first}-${end}/${size}\r\nContent-Length: ${end - first + 1}\r\nETag: "v1"\r\n\r\n`);
+            return [...(byteHead ? cut(head, [1]) : [head]), ...cut(object.subarray(first, end + 1), sizes)];
+          };
+          const got = await collect(await openHttpFrames(server.url, { etag: "v1" })(from, to));
+          assert.deepEqual(got, object.subarray(from, to === undefined ? size : to + 1));
+          // And aligned to records, as a worker reads its range.
+          const start = Math.floor(f * size);
+          const end = start + Math.floor((t ?? 1) * (size - start));
+          const aligned = await collect(alignedBytes({ open: openHttpFrames(server.url), start, end, size, delimiter: Buffer.from("\n") }));
+          const d = Buffer.from("\n");
+          assert.deepEqual(aligned, object.subarray(recordStart(object, start, d), Math.max(recordStart(object, start, d), recordStart(object, end, d))));
+        },
+      ),
+      { numRuns: 25 },
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test("reused frames: an answer without a Content-Length is read by Node's client instead", async () => {
+  const object = recordsObject(9, 60);
+  const server = await serve(object, { chunked: true });
+  try {
+    const got = await collect(alignedBytes({ open: openHttpFrames(server.url, { etag: etagOf(object) }), start: 100, end: 2000, size: object.length, delimiter: D }));
+    assert.deepEqual(got, object.subarray(recordStart(object, 100, D), recordStart(object, 2000, D)));
+    const gets = server.requests.filter((r) => r.method === "GET");
+    assert.equal(gets.length, 2, "one read by frames, then the same by Node's client");
+    assert.ok(gets.every((r) => r.range === gets[0].range && r.ifMatch === etagOf(object) && r.acceptEncoding === "identity"));
+  } finally {
+    await server.close();
+  }
+});
+
+test("reused frames: a body cut short is retried; a head too long, or not HTTP, is one line", async () => {
+  const object = bytesOf(5, 5000);
+  const head = (first: number, end: number) => Buffer.from(`HTTP/1.1 206 Partial Content\r\nContent-Range: bytes ${first}-${end}/${object.length}\r\nContent-Length: ${end - first + 1}\r\n\r\n`);
+  let answers = 0;
+  const shortThenWhole = await rawServer((first, last) => {
+    const end = last ?? object.length - 1;
+    // The first answer says its length and sends half of it.
+    return answers++ === 0 ? [head(first, end), object.subarray(first, first + (end - first + 1) / 2)] : [head(first, end), object.subarray(first, end + 1)];
+  });
+  const tooLong = await rawServer(() => [Buffer.from(`HTTP/1.1 206 Partial Content\r\nX-Padding: ${"x".repeat(70_000)}\r\n\r\n`)]);
+  const notHttp = await rawServer(() => [Buffer.from("SSH-2.0-OpenSSH_9.2\r\n\r\n")]);
+  try {
+    const cutShort = await failure(collect(await openHttpFrames(shortThenWhole.url)(0, 999)));
+    assert.match(cutShort, /^RetryableReadError: http:\/\/127\.0\.0\.1:\d+\/bucket\/events\.tsv: the connection closed 500 bytes before the end of the answer$/);
+    const whys: string[] = [];
+    const got = await collect(alignedBytes({ open: openHttpFrames(shortThenWhole.url), start: 0, end: object.length, size: object.length, delimiter: D, backoffMs: () => 1, onRetry: (why) => whys.push(message(new Error(why))) }));
+    assert.deepEqual(got, object);
+    assert.equal(whys.length, 0, "the second server answer was whole");
+    answers = 0;
+    const retried = await collect(alignedBytes({ open: openHttpFrames(shortThenWhole.url), start: 0, end: object.length, size: object.length, delimiter: D, backoffMs: () => 1, onRetry: (why) => whys.push(message(new Error(why))) }));
+    assert.deepEqual(retried, object, "read on from where the cut answer stopped");
+    assert.equal(whys.length, 1);
+    const where = redactUrl(tooLong.url);
+    assert.equal(await failure(openHttpFrames(tooLong.url)(0, 10)), `Error: ${where}: an answer whose head is over 65536 bytes`);
+    assert.equal(await failure(openHttpFrames(notHttp.url)(0, 10)), `Error: ${redactUrl(notHttp.url)}: not an HTTP/1.1 answer ("SSH-2.0-OpenSSH_9.2")`);
+  } finally {
+    await shortThenWhole.close();
+    await tooLong.close();
+    await notHttp.close();
   }
 });
 

@@ -23,7 +23,7 @@ import type { ClientTls } from "../core/tls";
 import { BadBundleError } from "../core/bundle";
 import { readEvents, sendBlocks, type DataPort } from "../core/data-client";
 import { isOutcome, mapOutputToRun, reduceInput, reducerBachfile, runFailed, type Run } from "./map-reduce";
-import { piecesBytes } from "../core/input-objects";
+import { piecesFrames, type Frame } from "../core/input-objects";
 
 
 /** auto: containers when a Docker Engine answers; docker: an engine is required; process: never containers. */
@@ -70,28 +70,6 @@ export interface WorkerOptions {
   giveUpMs?: number;
   /** Called once the worker has given up (it has stopped), with why the last try failed. */
   onGiveUp?(lastReason: string): void;
-}
-
-/**
- * Bytes read from a store arrive in pieces of 16-64 KiB; written to a program's stdin one at a time,
- * each write a round trip, feeding 1 GiB cost the embedded CLI's one thread 2.3 CPU-s. Gathered into
- * groups of 1 MiB, each written with one writev (no copy into one buffer), it costs far less.
- */
-const FEED_BYTES = 1024 * 1024;
-
-async function* coalesced(source: AsyncIterable<Buffer>, bytes: number): AsyncGenerator<Buffer[]> {
-  let held: Buffer[] = [];
-  let size = 0;
-  for await (const data of source) {
-    held.push(data);
-    size += data.length;
-    if (size >= bytes) {
-      yield held;
-      held = [];
-      size = 0;
-    }
-  }
-  if (size > 0) yield held;
 }
 
 /** A read that never got through to its store (refused, unreachable, unresolvable), not one cut short. */
@@ -402,7 +380,7 @@ export class WorkerAgent {
     const programOutput = mapOfReduce ? path.join(attempts, `${a.attemptId}.map`) : outputFile;
     const input: ChunkInput =
       reduce && a.reduce ? reduceInput(reduce, a.reduce.runs.map((r) => () => (local ? filePieces(r.path, r.offset, r.offset + r.length) : this.fetchChunk(a.attemptId, a.key, r.chunk))), attempts)
-      : pieces.length > 0 ? { kind: "stream", frames: coalesced(this.objectBytes(a, pieces, bachfile), FEED_BYTES) }
+      : pieces.length > 0 ? { kind: "stream", frames: this.objectBytes(a, pieces, bachfile) }
       : local ? { kind: "range", path: a.source?.path ?? "", offset: a.source?.offset ?? 0, length: a.source?.length ?? 0 }
       : { kind: "stream", frames: this.fetchChunk(a.attemptId, a.key) };
     const env: Record<string, string> = { BACH_TASK: a.taskId, BACH_CHUNK: String(a.chunk), BACH_ATTEMPT: String(a.attemptId), BACH_WORKER: this.opts.name };
@@ -470,11 +448,11 @@ export class WorkerAgent {
    * task's objects fails to connect), from the coordinator instead, for the rest of that task too. It
    * says so once a task.
    */
-  private async *objectBytes(a: Assign, pieces: Piece[], bachfile: Bachfile): AsyncGenerator<Buffer> {
+  private async *objectBytes(a: Assign, pieces: Piece[], bachfile: Bachfile): AsyncGenerator<Frame> {
     if (!this.unreachableObjects.has(a.taskId)) {
       let given = false;
       try {
-        for await (const data of piecesBytes(pieces, bachfile.delimiter, bachfile.input === "objects", (why) => this.opts.log.warn({ attempt: a.attemptId, why }, "a read of the input was cut: reading on"))) {
+        for await (const data of piecesFrames(pieces, bachfile.delimiter, bachfile.input === "objects", (why) => this.opts.log.warn({ attempt: a.attemptId, why }, "a read of the input was cut: reading on"))) {
           given = true;
           yield data;
         }
