@@ -38,7 +38,8 @@ export function openHttpFrames(url: string, opts: { etag?: string; headers?: Rec
   const extra = Object.entries(opts.headers ?? {});
   if (extra.some(([k, v]) => /[\r\n:]/.test(k) || /[\r\n]/.test(v))) throw new Error(`${where}: a header with a line break`);
   return async (from, to) => {
-    const frameBytes = Math.min(FRAME_BYTES, Math.max(64 * 1024, to === undefined ? FRAME_BYTES : to - from + 1));
+    // The ring holds four frames: a read of one small object needs no 4 MiB of fresh memory.
+    const frameBytes = Math.min(FRAME_BYTES, Math.max(64 * 1024, to === undefined ? FRAME_BYTES : Math.ceil((to - from + 1) / 4)));
     const { socket, frames } = ringReader((onread) => net.connect({ host: u.hostname, port: Number(u.port || 80), onread }), frameBytes, 0);
     const lines = Object.entries({ host: u.host, ...rangeHeaders(opts.headers, from, to, etag), connection: "close" }).map(([k, v]) => `${k}: ${v}\r\n`);
     socket.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\n${lines.join("")}\r\n`);
@@ -72,18 +73,24 @@ export function openHttpFrames(url: string, opts: { etag?: string; headers?: Rec
 
 /** The answer's head, and the first bytes of its body (in the ring: valid until the next frame is asked for). */
 async function readHead(frames: AsyncGenerator<Buffer>, where: string): Promise<{ head: Head; rest: Buffer }> {
+  /** The head's bytes in the frames before this one (only those are copied: a frame may hold the whole body). */
   let seen = Buffer.alloc(0);
   for (;;) {
     const r = await frames.next();
     if (r.done) throw new RetryableReadError(`${where}: the connection closed before the answer's head (after ${seen.length} bytes)`);
-    const searchFrom = Math.max(0, seen.length - 3);
-    seen = Buffer.concat([seen, r.value]);
-    const end = seen.indexOf("\r\n\r\n", searchFrom);
-    if (end > MAX_HEAD || (end < 0 && seen.length > MAX_HEAD)) throw new BadAnswerError(`${where}: an answer whose head is over ${MAX_HEAD} bytes`);
-    if (end >= 0) {
-      const rest = r.value.subarray(end + 4 - (seen.length - r.value.length));
-      return { head: parseHead(seen.subarray(0, end).toString("latin1"), where), rest };
+    const frame = r.value;
+    // Where the blank line ends, counted in this frame: it may have begun in the last frame's bytes.
+    const carried = Math.min(3, seen.length);
+    const joint = carried > 0 ? Buffer.concat([seen.subarray(-carried), frame.subarray(0, 3)]).indexOf("\r\n\r\n") : -1;
+    const inFrame = joint >= 0 ? -1 : frame.indexOf("\r\n\r\n");
+    const end = joint >= 0 ? joint + 4 - carried : inFrame >= 0 ? inFrame + 4 : -1;
+    if ((end < 0 ? seen.length + frame.length : seen.length + end - 4) > MAX_HEAD) throw new BadAnswerError(`${where}: an answer whose head is over ${MAX_HEAD} bytes`);
+    if (end < 0) {
+      seen = Buffer.concat([seen, frame]);
+      continue;
     }
+    const head = Buffer.concat([seen, frame.subarray(0, Math.max(0, end - 4))]).subarray(0, seen.length + end - 4);
+    return { head: parseHead(head.toString("latin1"), where), rest: frame.subarray(end) };
   }
 }
 

@@ -218,10 +218,19 @@ export function piecesFrames(pieces: readonly PieceSource[], delimiterText: stri
   );
 }
 
-/** A piece read as reused frames: plain http, neither a zip member nor compressed (nothing between the socket and the program holds a buffer). */
+/**
+ * A piece read as reused frames: plain http, neither a zip member nor compressed (nothing between the
+ * socket and the program holds a buffer), and big. A small one (1 MiB objects by a prefix) is read
+ * faster by Node's client, whose kept-alive connection and pooled memory serve one object after another:
+ * measured here, 200 objects of 1 MiB took 4.8 s as frames (a connection and a ring each) and 4.1-4.5 s so.
+ */
 function framed(p: PieceSource, whole: boolean): boolean {
-  return p.url.startsWith("http:") && p.zipCodec === "" && compressionOf(p.name) === null && (whole || !readWhole({ name: p.name }));
+  const plain = p.url.startsWith("http:") && p.zipCodec === "" && compressionOf(p.name) === null;
+  return plain && (whole ? p.size : p.end - p.start) >= FRAMED_BYTES;
 }
+
+/** The least range worth a connection and a ring of its own. */
+const FRAMED_BYTES = 16 * 1024 * 1024;
 
 async function* grouped(source: AsyncIterable<Buffer>, bytes: number): AsyncGenerator<Buffer[]> {
   let held: Buffer[] = [];
