@@ -34,12 +34,14 @@ export function windowed(open: WindowOpener, start: number, end: number, size: n
     let at = from;
     let to = Math.min(size, Math.max(end, from) + slack);
     let window = slack;
-    let current: ByteSource | null = null;
+    // The first window is opened here, so that its failure is the opener's: a 403 or a changed object
+    // fails the read at once, where a failure while reading is a cut connection, read again.
+    let current: ByteSource | null = at < size ? await open(at, to - 1) : null;
     let destroyed = false;
     // Unbuffered: each window's pieces pass on as they come, so reused frames stay valid until the next is asked for.
     async function* windows(): AsyncGenerator<Buffer> {
       while (at < size) {
-        const source = await open(at, to - 1);
+        const source = current ?? (await open(at, to - 1));
         if (destroyed) return source.destroy();
         current = source;
         for await (const data of source) {

@@ -231,6 +231,8 @@ async function* readOnce(open: RangeOpener, scan: RangeScan, signal: AbortSignal
       try {
         r = await pieces.next();
       } catch (err) {
+        // A later window's answer saying the object changed: no read of it can give the planned version.
+        if (err instanceof ObjectChangedError) throw err;
         // An error of the source itself: a cut connection, worth reading again from here.
         return { why: describe(err), progressed };
       }

@@ -13,6 +13,7 @@ import { once } from "node:events";
 import fc from "fast-check";
 import { alignedBytes, openHttpRange, probeHttp, readAligned, recordStart, redactUrl, type WindowOpener } from "../core/ranged-read";
 import { openHttpFrames } from "../core/http-frames";
+import { windowed } from "../core/input-objects";
 
 const SECRET = "secret";
 const QUERY = `?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=${SECRET}`;
@@ -459,6 +460,28 @@ test("reused frames: a body cut short is retried; a head too long, or not HTTP, 
     await shortThenWhole.close();
     await tooLong.close();
     await notHttp.close();
+  }
+});
+
+test("a piece read in windows fails at once on a changed object or a 403, and retries a 503", async () => {
+  const object = recordsObject(11, 60);
+  const changed = await serve(object, { changeAfter: 0 });
+  const denied = await serve(object, { status: 403 });
+  const busy = await serve(object, { busyEveryOther: true });
+  try {
+    const read = (url: string, whys: string[]) =>
+      collect(readAligned({ open: windowed(openHttpRange(url, { etag: etagOf(object) }), 100, 900, object.length), start: 100, end: 900, size: object.length, delimiter: D, backoffMs: () => 1, onRetry: (why) => whys.push(why) }));
+    const whys: string[] = [];
+    assert.match(await failure(read(changed.url, whys)), /^Error: .*: the object changed during the task \(HTTP 412/);
+    assert.match(await failure(read(denied.url, whys)), /access denied \(a presigned URL may have expired\)$/);
+    assert.deepEqual(whys, [], "neither is retried");
+    assert.equal(changed.requests.length + denied.requests.length, 2);
+    assert.deepEqual(await read(busy.url, whys), object.subarray(recordStart(object, 100, D), recordStart(object, 900, D)));
+    assert.equal(whys.length, 1, "the 503 is");
+  } finally {
+    await changed.close();
+    await denied.close();
+    await busy.close();
   }
 });
 
