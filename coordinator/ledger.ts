@@ -350,6 +350,8 @@ export type AttemptFinish =
 export class Ledger {
   readonly db: Database.Database;
   private readonly now: () => number;
+  /** Each statement prepared once: preparing one per call cost a task of 1,000 one-object chunks 1.2 CPU-s. */
+  private readonly statements = new Map<string, Database.Statement>();
 
   /**
    * `durable`: every transaction is on disk when it returns (synchronous = FULL: the WAL is fsynced at
@@ -371,9 +373,9 @@ export class Ledger {
   }
 
   schemaVersion(): number {
-    const hasMeta = this.db.prepare("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").get();
+    const hasMeta = this.sql("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").get();
     if (!hasMeta) return 0;
-    const row = this.db.prepare("SELECT value FROM meta WHERE key='schema_version'").get() as { value: string } | undefined;
+    const row = this.sql("SELECT value FROM meta WHERE key='schema_version'").get() as { value: string } | undefined;
     return row ? Number(row.value) : 0;
   }
 
@@ -385,14 +387,13 @@ export class Ledger {
     for (const m of migrations.filter((m) => m.version > current)) {
       this.db.transaction(() => {
         this.db.exec(m.sql);
-        this.db.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)").run(String(m.version));
+        this.sql("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)").run(String(m.version));
       })();
     }
   }
 
   private event(kind: string, e: { task?: string; seq?: number; attempt?: number; worker?: string; detail?: string }): void {
-    this.db
-      .prepare("INSERT INTO events(at, task_id, seq, attempt_id, worker_id, kind, detail) VALUES (?,?,?,?,?,?,?)")
+    this.sql("INSERT INTO events(at, task_id, seq, attempt_id, worker_id, kind, detail) VALUES (?,?,?,?,?,?,?)")
       .run(this.now(), e.task ?? null, e.seq ?? null, e.attempt ?? null, e.worker ?? null, kind, e.detail ?? null);
   }
 
@@ -401,21 +402,20 @@ export class Ledger {
   private moveTask(id: string, to: TaskState, error: string | null = null): void {
     const from = this.task(id).state;
     if (!canMoveTask(from, to)) throw new IllegalTransition("task", id, from, to);
-    this.db.prepare("UPDATE tasks SET state=?, error=COALESCE(?, error), finished_at=? WHERE id=?").run(to, error, this.now(), id);
+    this.sql("UPDATE tasks SET state=?, error=COALESCE(?, error), finished_at=? WHERE id=?").run(to, error, this.now(), id);
     this.event(`task-${to}`, { task: id, detail: error ?? undefined });
   }
 
   private moveChunk(task: string, seq: number, to: ChunkState): void {
     const from = this.chunk(task, seq).state;
     if (!canMoveChunk(from, to)) throw new IllegalTransition("chunk", `${task}/${seq}`, from, to);
-    this.db.prepare("UPDATE chunks SET state=? WHERE task_id=? AND seq=?").run(to, task, seq);
+    this.sql("UPDATE chunks SET state=? WHERE task_id=? AND seq=?").run(to, task, seq);
   }
 
   private moveAttempt(id: number, to: AttemptState, end?: AttemptEnd): void {
     const from = this.attempt(id).state;
     if (!canMoveAttempt(from, to)) throw new IllegalTransition("attempt", String(id), from, to);
-    this.db
-      .prepare(
+    this.sql(
         `UPDATE attempts SET state=?, ended_at=?, kind=?, exit_code=?, reason=?, stderr=?, bytes_in=?, bytes_out=?, seconds=? WHERE id=?`,
       )
       .run(to, this.now(), end?.kind ?? null, end?.exitCode ?? null, end?.reason ?? null, end?.stderr ?? null, end?.bytesIn ?? null, end?.bytesOut ?? null, end?.seconds ?? null, id);
@@ -425,13 +425,12 @@ export class Ledger {
 
   createTask(t: NewTask): void {
     this.db.transaction(() => {
-      this.db
-        .prepare(
+      this.sql(
           `INSERT INTO tasks(id, name, bachfile, bundle_hash, image_id, state, parallelism, chunk_size, input_kind, input_path, data_streams, created_at, reduce, partitions)
            VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
         )
         .run(t.id, t.name, t.bachfile, t.bundleHash, t.imageId, TaskState.running, t.parallelism, t.chunkSize, t.inputKind, t.inputPath, t.dataStreams, this.now(), t.reduce ? 1 : 0, t.reduce?.partitions ?? 0);
-      const object = this.db.prepare("INSERT INTO inputs(task_id, idx, name, url, size, etag, base, zip_codec, zip_offset, zip_crc32) VALUES (?,?,?,?,?,?,?,?,?,?)");
+      const object = this.sql("INSERT INTO inputs(task_id, idx, name, url, size, etag, base, zip_codec, zip_offset, zip_crc32) VALUES (?,?,?,?,?,?,?,?,?,?)");
       (t.objects ?? []).forEach((o, i) => object.run(t.id, i, o.name, o.url, o.size, o.etag, o.base, o.zip?.codec ?? "", o.zip?.offset ?? 0, o.zip?.crc32 ?? 0));
       this.event("task-created", { task: t.id, detail: `${t.inputKind} ${t.inputPath}`.trim() });
     })();
@@ -439,60 +438,58 @@ export class Ledger {
 
   /** An 'objects' task's input, in order. */
   inputs(task: string): InputObject[] {
-    const rows = this.db.prepare("SELECT name, url, size, etag, base, zip_codec, zip_offset, zip_crc32 FROM inputs WHERE task_id=? ORDER BY idx").all(task) as (Omit<InputObject, "zip"> & { zip_codec: ZipCodec | ""; zip_offset: number; zip_crc32: number })[];
+    const rows = this.sql("SELECT name, url, size, etag, base, zip_codec, zip_offset, zip_crc32 FROM inputs WHERE task_id=? ORDER BY idx").all(task) as (Omit<InputObject, "zip"> & { zip_codec: ZipCodec | ""; zip_offset: number; zip_crc32: number })[];
     return rows.map(({ zip_codec, zip_offset, zip_crc32, ...o }) => (zip_codec ? { ...o, zip: { codec: zip_codec, offset: zip_offset, crc32: zip_crc32 } } : o));
   }
 
   task(id: string): TaskRow {
-    const row = this.db.prepare("SELECT * FROM tasks WHERE id=?").get(id) as TaskRow | undefined;
+    const row = this.sql("SELECT * FROM tasks WHERE id=?").get(id) as TaskRow | undefined;
     if (!row) throw new Error(`no task ${id} in the ledger`);
     return row;
   }
 
   findTask(id: string): TaskRow | undefined {
-    return this.db.prepare("SELECT * FROM tasks WHERE id=?").get(id) as TaskRow | undefined;
+    return this.sql("SELECT * FROM tasks WHERE id=?").get(id) as TaskRow | undefined;
   }
 
   latestTask(): TaskRow | undefined {
-    return this.db.prepare("SELECT * FROM tasks ORDER BY created_at DESC, rowid DESC LIMIT 1").get() as TaskRow | undefined;
+    return this.sql("SELECT * FROM tasks ORDER BY created_at DESC, rowid DESC LIMIT 1").get() as TaskRow | undefined;
   }
 
   tasks(limit = 50): TaskRow[] {
-    return this.db.prepare("SELECT * FROM tasks ORDER BY created_at DESC, rowid DESC LIMIT ?").all(limit) as TaskRow[];
+    return this.sql("SELECT * FROM tasks ORDER BY created_at DESC, rowid DESC LIMIT ?").all(limit) as TaskRow[];
   }
 
   /** Ended tasks whose output is still in the spool and ended before `before` (ms since the epoch). */
   tasksEndedBefore(before: number): TaskRow[] {
-    return this.db
-      .prepare("SELECT * FROM tasks WHERE state!='running' AND finished_at<? AND output_removed_at IS NULL ORDER BY finished_at")
+    return this.sql("SELECT * FROM tasks WHERE state!='running' AND finished_at<? AND output_removed_at IS NULL ORDER BY finished_at")
       .all(before) as TaskRow[];
   }
 
   /** Records that a task's output left the spool; the task, its chunks and attempts stay for reports. */
   markOutputRemoved(id: string): void {
     this.db.transaction(() => {
-      this.db.prepare("UPDATE tasks SET output_removed_at=? WHERE id=?").run(this.now(), id);
+      this.sql("UPDATE tasks SET output_removed_at=? WHERE id=?").run(this.now(), id);
       this.event("task-output-removed", { task: id });
     })();
   }
 
   /** Bundles and images of tasks that still run or still keep their output. */
   artifactsInUse(): { bundles: Set<string>; images: Set<string> } {
-    const rows = this.db.prepare("SELECT DISTINCT bundle_hash, image_id FROM tasks WHERE output_removed_at IS NULL").all() as { bundle_hash: string; image_id: string }[];
+    const rows = this.sql("SELECT DISTINCT bundle_hash, image_id FROM tasks WHERE output_removed_at IS NULL").all() as { bundle_hash: string; image_id: string }[];
     return { bundles: new Set(rows.map((r) => r.bundle_hash)), images: new Set(rows.map((r) => r.image_id).filter(Boolean)) };
   }
 
   runningTasks(): TaskRow[] {
-    return this.db.prepare("SELECT * FROM tasks WHERE state='running' ORDER BY created_at, rowid").all() as TaskRow[];
+    return this.sql("SELECT * FROM tasks WHERE state='running' ORDER BY created_at, rowid").all() as TaskRow[];
   }
 
   /** Chunks cut from the input, recorded together with how far the input has come. */
   addChunks(task: string, cuts: { seq: number; offset: number; length: number }[], bytesIn: number, inputDone: boolean): void {
     this.db.transaction(() => {
-      const insert = this.db.prepare("INSERT INTO chunks(task_id, seq, offset, length, state) VALUES (?,?,?,?,'pending')");
+      const insert = this.sql("INSERT INTO chunks(task_id, seq, offset, length, state) VALUES (?,?,?,?,'pending')");
       for (const c of cuts) insert.run(task, c.seq, c.offset, c.length);
-      this.db
-        .prepare("UPDATE tasks SET bytes_in=?, input_done=?, chunks_planned=chunks_planned+? WHERE id=?")
+      this.sql("UPDATE tasks SET bytes_in=?, input_done=?, chunks_planned=chunks_planned+? WHERE id=?")
         .run(bytesIn, inputDone ? 1 : 0, cuts.length, task);
       if (inputDone) this.event("input-done", { task, detail: `${bytesIn} bytes` });
     })();
@@ -500,21 +497,21 @@ export class Ledger {
 
   /** Every streamed byte before `offset` is in complete spool writes. */
   setSpooled(task: string, offset: number): void {
-    this.db.prepare("UPDATE tasks SET spooled=? WHERE id=?").run(offset, task);
+    this.sql("UPDATE tasks SET spooled=? WHERE id=?").run(offset, task);
   }
 
   setOpenChunkSize(task: string, size: number): void {
-    this.db.prepare("UPDATE tasks SET open_chunk_size=? WHERE id=?").run(size, task);
+    this.sql("UPDATE tasks SET open_chunk_size=? WHERE id=?").run(size, task);
   }
 
   /** Where the last recorded chunk ends (0 before the first). */
   plannedEnd(task: string): number {
-    const row = this.db.prepare("SELECT MAX(offset + length) AS e FROM chunks WHERE task_id=? AND phase='map'").get(task) as { e: number | null };
+    const row = this.sql("SELECT MAX(offset + length) AS e FROM chunks WHERE task_id=? AND phase='map'").get(task) as { e: number | null };
     return row.e ?? 0;
   }
 
   runningAttemptsOfTask(task: string): AttemptRow[] {
-    return this.db.prepare("SELECT * FROM attempts WHERE task_id=? AND state='running'").all(task) as AttemptRow[];
+    return this.sql("SELECT * FROM attempts WHERE task_id=? AND state='running'").all(task) as AttemptRow[];
   }
 
   /** Ends a task: succeeded, failed or cancelled. Returns the attempts still running, to be cancelled on their workers. */
@@ -524,9 +521,9 @@ export class Ledger {
 
   /** The body of finishTask, for transactions that end a task among other changes. */
   private endTaskNow(id: string, to: TaskState, error: string | null): AttemptRow[] {
-    const running = this.db.prepare("SELECT * FROM attempts WHERE task_id=? AND state='running'").all(id) as AttemptRow[];
+    const running = this.sql("SELECT * FROM attempts WHERE task_id=? AND state='running'").all(id) as AttemptRow[];
     for (const a of running) this.moveAttempt(a.id, AttemptState.cancelled, { ...noEnd, kind: OutcomeKind.cancelled, reason: `task ${to}` });
-    const open = this.db.prepare("SELECT seq FROM chunks WHERE task_id=? AND state IN ('pending','running')").all(id) as { seq: number }[];
+    const open = this.sql("SELECT seq FROM chunks WHERE task_id=? AND state IN ('pending','running')").all(id) as { seq: number }[];
     for (const c of open) this.moveChunk(id, c.seq, ChunkState.cancelled);
     this.moveTask(id, to, error);
     return running;
@@ -535,32 +532,31 @@ export class Ledger {
   // --- chunks and attempts ---
 
   chunk(task: string, seq: number): ChunkRow {
-    const row = this.db.prepare("SELECT * FROM chunks WHERE task_id=? AND seq=?").get(task, seq) as ChunkRow | undefined;
+    const row = this.sql("SELECT * FROM chunks WHERE task_id=? AND seq=?").get(task, seq) as ChunkRow | undefined;
     if (!row) throw new Error(`no chunk ${task}/${seq} in the ledger`);
     return row;
   }
 
   chunks(task: string): ChunkRow[] {
-    return this.db.prepare("SELECT * FROM chunks WHERE task_id=? ORDER BY seq").all(task) as ChunkRow[];
+    return this.sql("SELECT * FROM chunks WHERE task_id=? ORDER BY seq").all(task) as ChunkRow[];
   }
 
   /** Input bytes of the task's committed chunks. */
   committedBytes(task: string): number {
-    return (this.db.prepare("SELECT COALESCE(SUM(length), 0) AS n FROM chunks WHERE task_id=? AND state='committed' AND phase='map'").get(task) as { n: number }).n;
+    return (this.sql("SELECT COALESCE(SUM(length), 0) AS n FROM chunks WHERE task_id=? AND state='committed' AND phase='map'").get(task) as { n: number }).n;
   }
 
   /** The first committed chunk at or after `seq`, if any: where a partial reader's gap ends. */
   nextCommitted(task: string, seq: number): number | null {
-    return (this.db.prepare("SELECT MIN(seq) AS s FROM chunks WHERE task_id=? AND seq>=? AND state='committed'").get(task, seq) as { s: number | null }).s;
+    return (this.sql("SELECT MIN(seq) AS s FROM chunks WHERE task_id=? AND seq>=? AND state='committed'").get(task, seq) as { s: number | null }).s;
   }
 
   /** What a task did: its chunks, committed bytes and ranges, failed attempts and time (see TaskTally). */
   tally(task: string): TaskTally {
     const t = this.task(task);
-    const ranges = this.db
-      .prepare("SELECT MIN(seq) AS a, MAX(seq) AS b FROM (SELECT seq, seq - ROW_NUMBER() OVER (ORDER BY seq) AS g FROM chunks WHERE task_id=? AND state='committed') GROUP BY g ORDER BY a")
+    const ranges = this.sql("SELECT MIN(seq) AS a, MAX(seq) AS b FROM (SELECT seq, seq - ROW_NUMBER() OVER (ORDER BY seq) AS g FROM chunks WHERE task_id=? AND state='committed') GROUP BY g ORDER BY a")
       .all(task) as { a: number; b: number }[];
-    const failed = (this.db.prepare("SELECT COUNT(*) AS n FROM attempts WHERE task_id=? AND state IN ('failed','lost')").get(task) as { n: number }).n;
+    const failed = (this.sql("SELECT COUNT(*) AS n FROM attempts WHERE task_id=? AND state IN ('failed','lost')").get(task) as { n: number }).n;
     return {
       planned: t.chunks_planned,
       committed: t.commits,
@@ -571,36 +567,44 @@ export class Ledger {
     };
   }
 
+  private sql(text: string): Database.Statement {
+    let statement = this.statements.get(text);
+    if (!statement) {
+      statement = this.db.prepare(text);
+      this.statements.set(text, statement);
+    }
+    return statement;
+  }
+
   findChunk(task: string, seq: number): ChunkRow | undefined {
-    return this.db.prepare("SELECT * FROM chunks WHERE task_id=? AND seq=?").get(task, seq) as ChunkRow | undefined;
+    return this.sql("SELECT * FROM chunks WHERE task_id=? AND seq=?").get(task, seq) as ChunkRow | undefined;
   }
 
   pendingChunks(task: string, limit: number): ChunkRow[] {
-    return this.db.prepare("SELECT * FROM chunks WHERE task_id=? AND state='pending' ORDER BY seq LIMIT ?").all(task, limit) as ChunkRow[];
+    return this.sql("SELECT * FROM chunks WHERE task_id=? AND state='pending' ORDER BY seq LIMIT ?").all(task, limit) as ChunkRow[];
   }
 
   chunkByCommitOrder(task: string, order: number): ChunkRow | undefined {
-    return this.db.prepare("SELECT * FROM chunks WHERE task_id=? AND commit_order=?").get(task, order) as ChunkRow | undefined;
+    return this.sql("SELECT * FROM chunks WHERE task_id=? AND commit_order=?").get(task, order) as ChunkRow | undefined;
   }
 
   findAttempt(id: number): AttemptRow | undefined {
-    return this.db.prepare("SELECT * FROM attempts WHERE id=?").get(id) as AttemptRow | undefined;
+    return this.sql("SELECT * FROM attempts WHERE id=?").get(id) as AttemptRow | undefined;
   }
 
   attempt(id: number): AttemptRow {
-    const row = this.db.prepare("SELECT * FROM attempts WHERE id=?").get(id) as AttemptRow | undefined;
+    const row = this.sql("SELECT * FROM attempts WHERE id=?").get(id) as AttemptRow | undefined;
     if (!row) throw new Error(`no attempt ${id} in the ledger`);
     return row;
   }
 
   attempts(task: string): AttemptRow[] {
-    return this.db.prepare("SELECT * FROM attempts WHERE task_id=? ORDER BY id").all(task) as AttemptRow[];
+    return this.sql("SELECT * FROM attempts WHERE task_id=? ORDER BY id").all(task) as AttemptRow[];
   }
 
   /** Workers on which this chunk's attempts failed, so a retry can go elsewhere. */
   failedOn(task: string, seq: number): string[] {
-    const rows = this.db
-      .prepare("SELECT DISTINCT worker_id FROM attempts WHERE task_id=? AND seq=? AND state IN ('failed','lost')")
+    const rows = this.sql("SELECT DISTINCT worker_id FROM attempts WHERE task_id=? AND seq=? AND state IN ('failed','lost')")
       .all(task, seq) as { worker_id: string }[];
     return rows.map((r) => r.worker_id);
   }
@@ -609,10 +613,9 @@ export class Ledger {
     return this.db.transaction(() => {
       const session = this.workerEpoch(worker);
       this.moveChunk(task, seq, ChunkState.running);
-      this.db.prepare("UPDATE chunks SET attempts=attempts+1 WHERE task_id=? AND seq=?").run(task, seq);
+      this.sql("UPDATE chunks SET attempts=attempts+1 WHERE task_id=? AND seq=?").run(task, seq);
       const id = Number(
-        this.db
-          .prepare("INSERT INTO attempts(task_id, seq, worker_id, session, state, started_at) VALUES (?,?,?,?,'running',?)")
+        this.sql("INSERT INTO attempts(task_id, seq, worker_id, session, state, started_at) VALUES (?,?,?,?,'running',?)")
           .run(task, seq, worker, session, this.now()).lastInsertRowid,
       );
       this.event("attempt-started", { task, seq, attempt: id, worker });
@@ -629,8 +632,7 @@ export class Ledger {
       const c = this.chunk(task, seq);
       if (c.state !== ChunkState.running) throw new Error(`chunk ${task}/${seq} is ${c.state}, not running: no backup`);
       const id = Number(
-        this.db
-          .prepare("INSERT INTO attempts(task_id, seq, worker_id, session, state, started_at, backup) VALUES (?,?,?,?,'running',?,1)")
+        this.sql("INSERT INTO attempts(task_id, seq, worker_id, session, state, started_at, backup) VALUES (?,?,?,?,'running',?,1)")
           .run(task, seq, worker, this.workerEpoch(worker), this.now()).lastInsertRowid,
       );
       this.event("backup-started", { task, seq, attempt: id, worker });
@@ -657,10 +659,10 @@ export class Ledger {
       this.moveAttempt(a.id, e.to, e.end);
       this.event(`attempt-${e.to}`, { task: a.task_id, seq: a.seq, attempt: a.id, worker: a.worker_id, detail: e.end.reason });
       const counted = e.to === "lost" && !e.blameless;
-      if (counted) this.db.prepare("UPDATE chunks SET losses=losses+1 WHERE task_id=? AND seq=?").run(a.task_id, a.seq);
+      if (counted) this.sql("UPDATE chunks SET losses=losses+1 WHERE task_id=? AND seq=?").run(a.task_id, a.seq);
       const losses = c.losses + (counted ? 1 : 0);
       const ended = { kind: "ended" as const, task: a.task_id, seq: a.seq, stop: [] as AttemptRow[], taskEnd: null };
-      const othersRunning = this.db.prepare("SELECT COUNT(*) AS n FROM attempts WHERE task_id=? AND seq=? AND state='running'").get(a.task_id, a.seq) as { n: number };
+      const othersRunning = this.sql("SELECT COUNT(*) AS n FROM attempts WHERE task_id=? AND seq=? AND state='running'").get(a.task_id, a.seq) as { n: number };
       if (c.state !== ChunkState.running || othersRunning.n > 0) return { ...ended, chunk: "unchanged" };
       const why =
         e.to === "failed" && (!e.end.retryable || c.attempts > e.limits.retries) ? null
@@ -668,7 +670,7 @@ export class Ledger {
         : undefined;
       if (why === undefined) {
         // A lost attempt is not the program's fault: it does not use up a retry.
-        if (e.to !== "failed") this.db.prepare("UPDATE chunks SET attempts=attempts-1 WHERE task_id=? AND seq=?").run(a.task_id, a.seq);
+        if (e.to !== "failed") this.sql("UPDATE chunks SET attempts=attempts-1 WHERE task_id=? AND seq=?").run(a.task_id, a.seq);
         this.moveChunk(a.task_id, a.seq, ChunkState.pending);
         return { ...ended, chunk: "pending" };
       }
@@ -685,13 +687,13 @@ export class Ledger {
     if (c.state !== ChunkState.running) return { kind: "refused", why: `chunk ${a.task_id}/${a.seq} is ${c.state}`, dropOutput: true };
     this.moveAttempt(a.id, AttemptState.succeeded, end);
     this.moveChunk(a.task_id, a.seq, ChunkState.committed);
-    const order = (this.db.prepare("SELECT commits FROM tasks WHERE id=?").get(a.task_id) as { commits: number }).commits;
+    const order = (this.sql("SELECT commits FROM tasks WHERE id=?").get(a.task_id) as { commits: number }).commits;
     const run = c.phase === "map" && end.run ? JSON.stringify(end.run) : null;
-    this.db.prepare("UPDATE chunks SET committed_attempt=?, commit_order=?, bytes_out=?, run_index=? WHERE task_id=? AND seq=?").run(a.id, order, end.bytesOut, run, a.task_id, a.seq);
-    this.db.prepare("UPDATE tasks SET commits=commits+1 WHERE id=?").run(a.task_id);
+    this.sql("UPDATE chunks SET committed_attempt=?, commit_order=?, bytes_out=?, run_index=? WHERE task_id=? AND seq=?").run(a.id, order, end.bytesOut, run, a.task_id, a.seq);
+    this.sql("UPDATE tasks SET commits=commits+1 WHERE id=?").run(a.task_id);
     this.event("chunk-committed", { task: a.task_id, seq: a.seq, attempt: a.id, worker: a.worker_id });
     // A straggler and its backup: the one that lost the race is stopped.
-    const stop = this.db.prepare("SELECT * FROM attempts WHERE task_id=? AND seq=? AND state='running'").all(a.task_id, a.seq) as AttemptRow[];
+    const stop = this.sql("SELECT * FROM attempts WHERE task_id=? AND seq=? AND state='running'").all(a.task_id, a.seq) as AttemptRow[];
     for (const r of stop) this.moveAttempt(r.id, AttemptState.cancelled, { ...noEnd, kind: OutcomeKind.cancelled, reason: `attempt ${a.id} committed the chunk first` });
     const t = this.task(a.task_id);
     // A map-reduce task's map phase ending is not its end: its reduce phase is planned next (planReduce).
@@ -712,15 +714,15 @@ export class Ledger {
       const t = this.task(task);
       if (t.state !== TaskState.running || t.reduce !== 1 || t.phase !== "map" || t.input_done !== 1 || t.commits !== t.chunks_planned) return false;
       const first = t.chunks_planned;
-      const insert = this.db.prepare("INSERT INTO shuffle(task_id, part, seq, offset, length) VALUES (?,?,?,?,?)");
+      const insert = this.sql("INSERT INTO shuffle(task_id, part, seq, offset, length) VALUES (?,?,?,?,?)");
       const bytes = new Array<number>(partitions.length).fill(0);
       for (const r of ranges) {
         insert.run(task, r.part, r.seq, r.offset, r.length);
         bytes[r.part] += r.length;
       }
-      const chunk = this.db.prepare("INSERT INTO chunks(task_id, seq, offset, length, state, phase, key_range) VALUES (?,?,0,?,'pending','reduce',?)");
+      const chunk = this.sql("INSERT INTO chunks(task_id, seq, offset, length, state, phase, key_range) VALUES (?,?,0,?,'pending','reduce',?)");
       partitions.forEach((p, i) => chunk.run(task, first + i, bytes[i], p.keyRange));
-      this.db.prepare("UPDATE tasks SET phase='reduce', partitions=?, map_chunks=?, chunks_planned=chunks_planned+? WHERE id=?").run(partitions.length, first, partitions.length, task);
+      this.sql("UPDATE tasks SET phase='reduce', partitions=?, map_chunks=?, chunks_planned=chunks_planned+? WHERE id=?").run(partitions.length, first, partitions.length, task);
       this.event("reduce-planned", { task, detail: `${partitions.length} partitions, ${bytes.reduce((a, b) => a + b, 0)} bytes shuffled` });
       return true;
     })();
@@ -728,21 +730,21 @@ export class Ledger {
 
   /** A reduce partition's ranges of the map chunks' runs, in map chunk order (empty ones left out). */
   shuffleOf(task: string, part: number): ShuffleRange[] {
-    return this.db.prepare("SELECT part, seq, offset, length FROM shuffle WHERE task_id=? AND part=? AND length>0 ORDER BY seq").all(task, part) as ShuffleRange[];
+    return this.sql("SELECT part, seq, offset, length FROM shuffle WHERE task_id=? AND part=? AND length>0 ORDER BY seq").all(task, part) as ShuffleRange[];
   }
 
   /** One map chunk's range for a reduce partition, if it has one. */
   shuffleRange(task: string, part: number, seq: number): ShuffleRange | undefined {
-    return this.db.prepare("SELECT part, seq, offset, length FROM shuffle WHERE task_id=? AND part=? AND seq=?").get(task, part, seq) as ShuffleRange | undefined;
+    return this.sql("SELECT part, seq, offset, length FROM shuffle WHERE task_id=? AND part=? AND seq=?").get(task, part, seq) as ShuffleRange | undefined;
   }
 
   /** Bytes moved from map runs to reducers (every partition's ranges). */
   bytesShuffled(task: string): number {
-    return (this.db.prepare("SELECT COALESCE(SUM(length), 0) AS n FROM shuffle WHERE task_id=?").get(task) as { n: number }).n;
+    return (this.sql("SELECT COALESCE(SUM(length), 0) AS n FROM shuffle WHERE task_id=?").get(task) as { n: number }).n;
   }
 
   runningAttemptsOf(worker: string): AttemptRow[] {
-    return this.db.prepare("SELECT * FROM attempts WHERE worker_id=? AND state='running'").all(worker) as AttemptRow[];
+    return this.sql("SELECT * FROM attempts WHERE worker_id=? AND state='running'").all(worker) as AttemptRow[];
   }
 
   // --- workers ---
@@ -750,8 +752,7 @@ export class Ledger {
   /** A worker said hello: returns the number of its new session (one more than its last). */
   workerJoined(w: Omit<WorkerRow, "state" | "joined_at" | "last_seen" | "epoch">): number {
     return this.db.transaction(() => {
-      this.db
-        .prepare(
+      this.sql(
           `INSERT INTO workers(id, name, host, slots, cpus, memory_mb, disk_mb, gpus, docker, interruptible, state, joined_at, last_seen, epoch)
            VALUES (@id, @name, @host, @slots, @cpus, @memory_mb, @disk_mb, @gpus, @docker, @interruptible, 'connected', @now, @now, 1)
            ON CONFLICT(id) DO UPDATE SET name=@name, host=@host, slots=@slots, cpus=@cpus, memory_mb=@memory_mb,
@@ -764,12 +765,12 @@ export class Ledger {
   }
 
   private workerEpoch(id: string): number {
-    const row = this.db.prepare("SELECT epoch FROM workers WHERE id=?").get(id) as { epoch: number } | undefined;
+    const row = this.sql("SELECT epoch FROM workers WHERE id=?").get(id) as { epoch: number } | undefined;
     return row?.epoch ?? 0;
   }
 
   workerSeen(id: string, at: number): void {
-    this.db.prepare("UPDATE workers SET last_seen=MAX(last_seen, ?) WHERE id=?").run(at, id);
+    this.sql("UPDATE workers SET last_seen=MAX(last_seen, ?) WHERE id=?").run(at, id);
   }
 
   /**
@@ -778,22 +779,22 @@ export class Ledger {
    */
   workerGone(id: string, state: "left" | "lost", reason: string, lastSeen: number | null): void {
     this.db.transaction(() => {
-      this.db.prepare("UPDATE workers SET state=?, last_seen=MAX(last_seen, COALESCE(?, last_seen)) WHERE id=?").run(state, lastSeen, id);
+      this.sql("UPDATE workers SET state=?, last_seen=MAX(last_seen, COALESCE(?, last_seen)) WHERE id=?").run(state, lastSeen, id);
       this.event(`worker-${state}`, { worker: id, detail: reason });
     })();
   }
 
   workers(): WorkerRow[] {
-    return this.db.prepare("SELECT * FROM workers ORDER BY joined_at, id").all() as WorkerRow[];
+    return this.sql("SELECT * FROM workers ORDER BY joined_at, id").all() as WorkerRow[];
   }
 
   nextWorkerId(): string {
-    const row = this.db.prepare("SELECT COUNT(*) AS n FROM workers").get() as { n: number };
+    const row = this.sql("SELECT COUNT(*) AS n FROM workers").get() as { n: number };
     return `w${row.n + 1}`;
   }
 
   events(task: string): EventRow[] {
-    return this.db.prepare("SELECT at, seq, attempt_id, worker_id, kind, detail FROM events WHERE task_id=? ORDER BY id").all(task) as EventRow[];
+    return this.sql("SELECT at, seq, attempt_id, worker_id, kind, detail FROM events WHERE task_id=? ORDER BY id").all(task) as EventRow[];
   }
 }
 
