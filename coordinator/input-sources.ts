@@ -117,7 +117,8 @@ function streamed(why: string, input: "records" | "objects"): Resolved {
 
 /**
  * Presigned GET URLs for a task's s3 objects, made afresh every quarter of their lifetime, so a URL
- * handed to an attempt stays valid for at least three quarters of it. An attempt that outlives its URL
+ * handed to an attempt stays valid for at least three quarters of it, less up to a second (a signature's
+ * time counts whole seconds). An attempt that outlives its URL
  * fails its read (403) and its retry gets a fresh one.
  */
 export class PresignedUrls {

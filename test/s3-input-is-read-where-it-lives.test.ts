@@ -150,9 +150,9 @@ describe("presigned URLs expire", () => {
     const proxy = await startFaultProxy(s3.endpoint, (req) => {
       if (req.method !== "GET" || !/one\.tsv/.test(req.url ?? "") || !first) return { kind: "pass" };
       first = false;
-      return { kind: "delay", ms: 2500 };
+      return { kind: "delay", ms: 6500 };
     });
-    const cluster = await startCluster({ slots: 1, coordinatorArgs: ["--s3-endpoint", proxy.endpoint], coordinatorEnv: { ...env(), BACH_PRESIGN_SECONDS: "1" } });
+    const cluster = await startCluster({ slots: 1, coordinatorArgs: ["--s3-endpoint", proxy.endpoint], coordinatorEnv: { ...env(), BACH_PRESIGN_SECONDS: "4" } });
     try {
       await cluster.addWorker({ env: noCredentials });
       const r = await runBach(["task-run", "--coordinator", cluster.address, "--token", cluster.token, "--chunk-size", "64k", "--data", "s3://bach-in/one.tsv"], { cwd: cat, env: noCredentials });
