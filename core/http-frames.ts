@@ -2,7 +2,8 @@
 // ring of reused buffers (core/frames.ts) rather than through Node's http client, which allocates a
 // fresh buffer for every 64 KiB read: measured here, 1 GiB through http.get cost 1.9 CPU-s, through
 // the ring 0.45. The answer's head is read and checked as openHttpRange checks it; its body is passed
-// on as the ring's frames, each valid only until the next is asked for.
+// on as the ring's frames, each valid only until the next is asked for. The connection, with its
+// ring, is kept alive for the next GET to the same server.
 //
 // Only the plain case comes this way: an http: URL answered with a Content-Length. https, or an answer
 // without a length (chunked), goes through openHttpRange, so nothing here has to speak more of HTTP
@@ -19,15 +20,73 @@ const MAX_HEAD = 64 * 1024;
 class BadAnswerError extends Error {}
 
 interface Head {
+  version: string;
   status: number;
   statusMessage: string;
   headers: Record<string, string>;
 }
 
 /**
+ * A kept-alive connection to a server and the ring it reads into, both used again by the next GET to
+ * that server: reading 1 MiB objects one after another, a connection and a ring each cost more than
+ * Node's client with its pooled connections, and Node's client copies every piece of a body into a
+ * fresh buffer.
+ */
+interface Connection {
+  key: string;
+  socket: net.Socket;
+  frames: AsyncGenerator<Buffer>;
+  idleTimer?: NodeJS.Timeout;
+}
+
+/** Resting connections by host:port, the one used last at the end. */
+const resting = new Map<string, Connection[]>();
+/** A connection that rested this long is closed: servers close theirs after 5 s or more. */
+const REST_MS = 4000;
+/** At most this many resting connections to one server. */
+const MAX_RESTING = 8;
+
+function connect(key: string, host: string, port: number): Connection {
+  const { socket, frames } = ringReader((onread) => net.connect({ host, port, onread }), FRAME_BYTES, 0);
+  socket.on("timeout", () => socket.destroy(new Error(socket.connecting ? `connect ETIMEDOUT: no connection in ${ANSWER_MS / 1000} s` : `no answer in ${ANSWER_MS / 1000} s`)));
+  return { key, socket, frames };
+}
+
+function close(c: Connection): void {
+  c.socket.destroy();
+  void c.frames.return(undefined);
+}
+
+/** A resting connection to the server that is still open, or null. */
+function takeResting(key: string): Connection | null {
+  const list = resting.get(key) ?? [];
+  for (let c = list.pop(); c; c = list.pop()) {
+    clearTimeout(c.idleTimer);
+    if (!c.socket.destroyed && !c.socket.readableEnded) {
+      c.socket.ref();
+      return c;
+    }
+    close(c);
+  }
+  return null;
+}
+
+/** Keeps a connection whose answer was read to its last byte for the next GET; it holds no process open. */
+function putToRest(c: Connection): void {
+  const list = resting.get(c.key) ?? [];
+  resting.set(c.key, list);
+  if (list.length >= MAX_RESTING) return close(c);
+  c.socket.unref();
+  c.idleTimer = setTimeout(() => {
+    list.splice(list.indexOf(c), 1);
+    close(c);
+  }, REST_MS).unref();
+  list.push(c);
+}
+
+/**
  * Opens ranges of `url` as openHttpRange does, with the same checks and failures, each read as frames
- * of reused buffers when the URL is plain http; `frameBytes` at most per frame (a read of a few KiB
- * needs no MiB of ring).
+ * of reused buffers over kept-alive connections when the URL is plain http.
  */
 export function openHttpFrames(url: string, opts: { etag?: string; headers?: Record<string, string> } = {}): WindowOpener {
   const fallback = openHttpRange(url, opts);
@@ -37,37 +96,43 @@ export function openHttpFrames(url: string, opts: { etag?: string; headers?: Rec
   const etag = quotedEtag(opts.etag);
   const extra = Object.entries(opts.headers ?? {});
   if (extra.some(([k, v]) => /[\r\n:]/.test(k) || /[\r\n]/.test(v))) throw new Error(`${where}: a header with a line break`);
+  const port = Number(u.port || 80);
+  const key = `${u.hostname}:${port}`;
   return async (from, to) => {
-    // The ring holds four frames: a read of one small object needs no 4 MiB of fresh memory.
-    const frameBytes = Math.min(FRAME_BYTES, Math.max(64 * 1024, to === undefined ? FRAME_BYTES : Math.ceil((to - from + 1) / 4)));
-    const { socket, frames } = ringReader((onread) => net.connect({ host: u.hostname, port: Number(u.port || 80), onread }), frameBytes, 0);
-    const lines = Object.entries({ host: u.host, ...rangeHeaders(opts.headers, from, to, etag), connection: "close" }).map(([k, v]) => `${k}: ${v}\r\n`);
-    socket.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\n${lines.join("")}\r\n`);
-    socket.setTimeout(ANSWER_MS, () => socket.destroy(new Error(socket.connecting ? `connect ETIMEDOUT: no connection in ${ANSWER_MS / 1000} s` : `no answer in ${ANSWER_MS / 1000} s`)));
-    let head: Head;
-    let rest: Buffer;
-    try {
-      ({ head, rest } = await readHead(frames, where));
-    } catch (err) {
-      socket.destroy();
-      await frames.return(undefined);
-      // As openHttpRange's: a network failure may pass on another try, its message without the query.
-      if (err instanceof RetryableReadError || err instanceof BadAnswerError || !(err instanceof Error)) throw err;
-      throw new RetryableReadError(`${where}: ${err.message.split(url).join(where)}`);
+    const lines = Object.entries({ host: u.host, ...rangeHeaders(opts.headers, from, to, etag) }).map(([k, v]) => `${k}: ${v}\r\n`);
+    const request = `GET ${u.pathname}${u.search} HTTP/1.1\r\n${lines.join("")}\r\n`;
+    for (let again = false; ; again = true) {
+      const reused = again ? null : takeResting(key);
+      const c = reused ?? connect(key, u.hostname, port);
+      c.socket.write(request);
+      c.socket.setTimeout(ANSWER_MS);
+      let head: Head;
+      let rest: Buffer;
+      try {
+        ({ head, rest } = await readHead(c.frames, where));
+      } catch (err) {
+        close(c);
+        // A kept-alive connection the server closed (or spoiled) while it rested: ask once more on a new
+        // one, as browsers do for a GET.
+        if (reused) continue;
+        // As openHttpRange's: a network failure may pass on another try, its message without the query.
+        if (err instanceof RetryableReadError || err instanceof BadAnswerError || !(err instanceof Error)) throw err;
+        throw new RetryableReadError(`${where}: ${err.message.split(url).join(where)}`);
+      }
+      // From here the socket may rest for as long as the program takes to read what came.
+      c.socket.setTimeout(0);
+      const fault = head.status >= 200 ? rangeAnswerFault(where, head, from, etag) : null;
+      const length = Number(head.headers["content-length"] ?? NaN);
+      const plain = head.status >= 200 && head.headers["transfer-encoding"] === undefined && Number.isSafeInteger(length) && length >= 0;
+      if (fault || !plain) {
+        close(c);
+        if (fault) throw fault;
+        // Not the plain case (an interim answer, a body without a length): Node's own client speaks the rest of HTTP.
+        return fallback(from, to);
+      }
+      const keepAlive = head.version === "1.1" && !/(^|,)\s*close\s*($|,)/i.test(head.headers.connection ?? "");
+      return countedBody(c, rest, length, where, keepAlive);
     }
-    // From here the socket may rest for as long as the program takes to read what came.
-    socket.setTimeout(0);
-    const fault = head.status >= 200 ? rangeAnswerFault(where, head, from, etag) : null;
-    const length = Number(head.headers["content-length"] ?? NaN);
-    const plain = head.status >= 200 && head.headers["transfer-encoding"] === undefined && Number.isSafeInteger(length) && length >= 0;
-    if (fault || !plain) {
-      socket.destroy();
-      await frames.return(undefined);
-      if (fault) throw fault;
-      // Not the plain case (an interim answer, a body without a length): Node's own client speaks the rest of HTTP.
-      return fallback(from, to);
-    }
-    return countedBody(socket, frames, rest, length, where);
   };
 }
 
@@ -96,7 +161,7 @@ async function readHead(frames: AsyncGenerator<Buffer>, where: string): Promise<
 
 function parseHead(text: string, where: string): Head {
   const [statusLine = "", ...lines] = text.split("\r\n");
-  const m = /^HTTP\/1\.[01] (\d{3})(?: (.*))?$/.exec(statusLine);
+  const m = /^HTTP\/(1\.[01]) (\d{3})(?: (.*))?$/.exec(statusLine);
   if (!m) throw new BadAnswerError(`${where}: not an HTTP/1.1 answer (${JSON.stringify(statusLine.slice(0, 40))})`);
   const headers: Record<string, string> = {};
   for (const line of lines) {
@@ -108,28 +173,40 @@ function parseHead(text: string, where: string): Head {
     if (name === "content-length" && headers[name] !== undefined && headers[name] !== value) throw new BadAnswerError(`${where}: two different Content-Lengths in its answer`);
     headers[name] = headers[name] === undefined || name === "content-length" ? value : `${headers[name]}, ${value}`;
   }
-  return { status: Number(m[1]), statusMessage: m[2] ?? "", headers };
+  return { version: m[1], status: Number(m[2]), statusMessage: m[3] ?? "", headers };
 }
 
-/** Exactly `length` bytes of body, `first` of them already read; fewer is a cut connection, which a reader retries. */
-function countedBody(socket: net.Socket, frames: AsyncGenerator<Buffer>, first: Buffer, length: number, where: string): ByteSource {
+/**
+ * Exactly `length` bytes of body, `first` of them already read; fewer is a cut connection, which a
+ * reader retries. The connection rests for the next GET once the body was read to its last byte and
+ * nothing came after it; a read stopped before that closes it.
+ */
+function countedBody(c: Connection, first: Buffer, length: number, where: string, keepAlive: boolean): ByteSource {
+  let left = length;
+  let overrun = false;
+  let owned = true;
+  const release = () => {
+    if (!owned) return;
+    owned = false;
+    if (keepAlive && left === 0 && !overrun) putToRest(c);
+    else close(c);
+  };
   async function* body(): AsyncGenerator<Buffer> {
-    let left = length;
     try {
       let piece = first;
       for (;;) {
         const b = piece.subarray(0, left);
         left -= b.length;
+        overrun ||= b.length < piece.length;
         if (b.length > 0) yield b;
         if (left === 0) return;
-        const r = await frames.next();
+        const r = await c.frames.next();
         if (r.done) throw new RetryableReadError(`${where}: the connection closed ${left} bytes before the end of the answer`);
         piece = r.value;
       }
     } finally {
-      socket.destroy();
-      await frames.return(undefined);
+      release();
     }
   }
-  return { [Symbol.asyncIterator]: body, destroy: () => socket.destroy() };
+  return { [Symbol.asyncIterator]: body, destroy: release };
 }

@@ -41,6 +41,8 @@ interface Behaviour {
 interface Served {
   url: string;
   requests: { method: string; range?: string; ifMatch?: string; acceptEncoding?: string; status: number }[];
+  /** How many connections the server was opened so far. */
+  connections(): number;
   close(): Promise<void>;
 }
 
@@ -80,11 +82,14 @@ async function serve(object: Buffer, b: Behaviour = {}): Promise<Served> {
     }
     answer(200, { "content-length": current.length }, current);
   });
+  let connections = 0;
+  server.on("connection", () => connections++);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}/bucket/events.tsv${QUERY}`,
     requests,
+    connections: () => connections,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.close((err) => (err ? reject(err) : resolve()));
@@ -414,6 +419,35 @@ test("reused frames: a head in one-byte pieces, a body in odd ones, several fram
     );
   } finally {
     await server.close();
+  }
+});
+
+test("reused frames: one kept-alive connection serves read after read; one the server closed while it rested is replaced, not failed", async () => {
+  // Over 1 MiB: a read stopped after its first frame stops before its answer's end.
+  const object = recordsObject(13, 20_000);
+  const keeps = await serve(object);
+  // Answers once on each connection, then closes it: the resting connection is gone when the next GET comes.
+  const closes = await rawServer((first, last) => {
+    const end = last ?? object.length - 1;
+    return [Buffer.from(`HTTP/1.1 206 Partial Content\r\nContent-Range: bytes ${first}-${end}/${object.length}\r\nContent-Length: ${end - first + 1}\r\n\r\n`), object.subarray(first, end + 1)];
+  });
+  try {
+    assert.ok(object.length > 2 ** 21);
+    for (const [i, server] of [keeps, closes, keeps, closes, keeps, closes].entries()) {
+      for (const from of [i * 100, i * 100 + 7]) {
+        const read = await collect(await openHttpFrames(server.url, { etag: server === keeps ? etagOf(object) : undefined })(from, from + 9999));
+        assert.deepEqual(read, object.subarray(from, from + 10_000));
+      }
+      // A read stopped before its answer's end (the reader found its record's end) closes its connection.
+      const source = await openHttpFrames(server.url)(i);
+      for await (const frame of source) if (frame.length > 0) break;
+      source.destroy();
+    }
+    assert.equal(keeps.requests.filter((r) => r.method === "GET").length, 9);
+    assert.equal(keeps.connections(), 3, "each connection served two whole reads and one stopped early");
+  } finally {
+    await keeps.close();
+    await closes.close();
   }
 });
 
