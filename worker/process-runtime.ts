@@ -1,7 +1,6 @@
 // The process runtime: one attempt is one fresh program process, its chunk on stdin, its stdout written
 // aside to a file. The verdict comes from the exit status (and stderr, under "stderr": "fail"), never
 // from a write error: a program may stop reading early (EPIPE) and still succeed.
-import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import type { Writable } from "node:stream";
@@ -9,6 +8,7 @@ import type { Bachfile } from "../core/bachfile";
 import { feedFailureKind, notFoundHint, OutcomeKind } from "../core/outcome";
 import { AttemptSupervisor } from "./attempt-supervisor";
 import { rangeFed } from "./fed-bytes";
+import { startProgram } from "./spawner";
 
 
 /**
@@ -44,6 +44,15 @@ function killGroup(pid: number | undefined): void {
   if (!pid) return;
   try {
     process.kill(-pid, "SIGKILL");
+  } catch (err) {
+    if (!NOTHING_TO_KILL.has((err as NodeJS.ErrnoException).code ?? "")) throw err;
+  }
+}
+
+/** SIGKILLs one process (a range's feeder, which has no group of its own). */
+function killProcess(pid: number): void {
+  try {
+    process.kill(pid, "SIGKILL");
   } catch (err) {
     if (!NOTHING_TO_KILL.has((err as NodeJS.ErrnoException).code ?? "")) throw err;
   }
@@ -127,95 +136,65 @@ export interface RunningAttempt {
   fed(): number;
 }
 
-/**
- * Copies a file range into a pipe in a process of its own, so feeding several programs at once uses
- * every core instead of this event loop (a pipe costs ~1 s of CPU per GiB on the machines measured).
- */
-function rangeFeeder(input: { path: string; offset: number; length: number }): ChildProcess {
-  return spawn("dd", [`if=${input.path}`, "bs=1M", "iflag=skip_bytes,count_bytes", `skip=${input.offset}`, `count=${input.length}`, "status=none"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-}
-
-/**
- * A range that is a whole file (a streamed chunk's own spool file) becomes the program's stdin as it
- * is: it reads the page cache directly, with no copy into a pipe at all. Returns the open file, or null.
- */
-function openWholeFile(input: { path: string; offset: number; length: number }): number | null {
-  if (input.offset !== 0) return null;
-  let fd: number;
-  try {
-    fd = fs.openSync(input.path, "r");
-  } catch {
-    return null; // dd reports what is wrong with it
-  }
-  if (fs.fstatSync(fd).size === input.length) return fd;
-  fs.closeSync(fd);
-  return null;
+/** A range that is a whole file (a streamed chunk's own spool file) is the program's stdin as it is: no copy into a pipe. */
+function isWholeFile(input: { path: string; offset: number; length: number }): boolean {
+  return input.offset === 0 && fs.statSync(input.path, { throwIfNoEntry: false })?.size === input.length;
 }
 
 export function runProcess(run: AttemptRun): RunningAttempt {
   const { bachfile, input } = run;
-  const out = fs.openSync(run.outputFile, "w");
   const binary = bachfile.binary.includes("/") ? path.resolve(run.cwd, bachfile.binary) : bachfile.binary;
-  const whole = input.kind === "range" ? openWholeFile(input) : null;
-  const feeder = input.kind === "range" && whole === null ? rangeFeeder(input) : null;
-  const child = spawn(binary, bachfile.args, {
+  const whole = input.kind === "range" && isWholeFile(input);
+  const child = startProgram({
+    binary,
+    args: bachfile.args,
     cwd: run.cwd,
     env: programEnv(process.env, bachfile.env, run.env),
-    stdio: [whole ?? feeder?.stdout ?? "pipe", out, bachfile.stderr === "ignore" ? "ignore" : "pipe"],
-    // Its own process group, so a kill reaches whatever the program started (sh -c "a | b").
-    detached: true,
+    // A range is copied into a pipe by a feeder process, so feeding several programs at once uses every
+    // core instead of this event loop (a pipe costs ~1 s of CPU per GiB on the machines measured).
+    stdin: input.kind === "stream" ? { kind: "pipe" } : whole ? { kind: "file", path: input.path } : { kind: "range", path: input.path, offset: input.offset, length: input.length },
+    stdoutPath: run.outputFile,
+    stderr: bachfile.stderr === "ignore" ? "ignore" : "pipe",
   });
-  fs.closeSync(out);
-  if (whole !== null) fs.closeSync(whole);
-  // The program has its own copy of the pipe; this process must never read from it.
-  feeder?.stdout?.destroy();
   let bytesIn = input.kind === "range" ? input.length : 0;
-  /** A range's bytes fed so far, from its reader's place in the file: the program's own, or dd's. */
+  /** A range's bytes fed so far, from its reader's place in the file: the program's own, or the feeder's. */
   let rangeSoFar = 0;
   const fed = (): number => {
     if (input.kind === "stream") return bytesIn;
     if (exitedAlready) return input.length;
-    rangeSoFar = rangeFed(whole !== null ? child.pid : feeder?.pid, input.offset, input.length, rangeSoFar);
+    rangeSoFar = rangeFed(whole ? child.pid : child.feederPid, input.offset, input.length, rangeSoFar);
     return rangeSoFar;
   };
   let feedError = "";
   let spawnError: NodeJS.ErrnoException | null = null;
   let exitedAlready = false;
+  let killed = false;
   const supervisor = new AttemptSupervisor(bachfile, () => {
     if (exitedAlready) return;
+    killed = true;
     killGroup(child.pid);
-    feeder?.kill("SIGKILL");
+    if (child.feederPid) killProcess(child.feederPid);
   });
 
-  if (input.kind === "stream") {
-    const stdin = child.stdin;
-    if (!stdin) throw new Error("spawn gave no stdin pipe");
-    feedFrames(input.frames, stdin, (n) => (bytesIn += n)).catch((err: Error) => {
+  child.on("spawn", () => {
+    // A kill asked for before the program ran reaches it now.
+    if (killed) {
+      killGroup(child.pid);
+      if (child.feederPid) killProcess(child.feederPid);
+    }
+    child.stderr?.on("data", (b: Buffer) => supervisor.stderr(b));
+    if (input.kind !== "stream") return;
+    // No stdin: the program is gone already, and its exit status decides.
+    if (!child.stdin) return;
+    feedFrames(input.frames, child.stdin, (n) => (bytesIn += n)).catch((err: Error) => {
       feedError = err.message;
       supervisor.kill(`reading the chunk failed: ${err.message}`, feedFailureKind(err));
     });
-  }
-  let feederDone: Promise<void> = Promise.resolve();
-  if (feeder) {
-    let feederStderr = "";
-    feeder.stderr?.on("data", (b: Buffer) => (feederStderr += b.toString()));
-    feederDone = new Promise((resolve) => {
-      feeder.on("error", (err) => {
-        feedError = `could not start dd: ${err.message}`;
-        supervisor.kill(`reading the chunk failed: ${feedError}`, OutcomeKind.input);
-        resolve();
-      });
-      feeder.on("close", (code, signal) => {
-        // SIGPIPE: the program stopped reading early, which is its right.
-        if (code !== 0 && signal !== "SIGPIPE" && !supervisor.stoppedFor) feedError = `dd: ${feederStderr.trim() || `exit ${code ?? signal}`}`;
-        resolve();
-      });
-    });
-  }
+  });
+  const feederDone = child.fed.then((why) => {
+    if (why && !supervisor.stoppedFor) feedError = why;
+  });
 
-  child.stderr?.on("data", (b: Buffer) => supervisor.stderr(b));
   supervisor.arm();
 
   type Status = { code: number | null; signal: NodeJS.Signals | null };
@@ -254,7 +233,7 @@ export function runProcess(run: AttemptRun): RunningAttempt {
     return supervisor.verdict(
       {
         startFailure: failure
-          ? failure.code === "ENOENT"
+          ? failure.code === "ENOENT" && /^(spawn|exec)\b/.test(failure.syscall ?? "")
             ? [OutcomeKind.notFound, `program not found on worker ${run.workerName}: ${bachfile.binary} (bachfile field binary)${notFoundHint(bachfile.binary, fs.existsSync(path.join(run.cwd, bachfile.binary)))}`]
             : [OutcomeKind.worker, `could not start ${bachfile.binary} on worker ${run.workerName}: ${failure.message}`]
           : null,
