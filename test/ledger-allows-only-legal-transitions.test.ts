@@ -37,6 +37,13 @@ test("the schema has a version", () => {
   l.close();
 });
 
+test("a task's first pending chunks are found without reading its committed ones", () => {
+  const l = freshLedger();
+  const plan = l.db.prepare("EXPLAIN QUERY PLAN SELECT * FROM chunks WHERE task_id=? AND state='pending' ORDER BY seq LIMIT ?").all("t1", 5) as { detail: string }[];
+  assert.ok(plan.some((row) => /USING INDEX chunks_pending/.test(row.detail)), JSON.stringify(plan));
+  l.close();
+});
+
 const limits = { retries: 3, maxLost: 3 };
 const by = { worker: "w1", session: 1 };
 
