@@ -864,7 +864,8 @@ export class Coordinator {
       if (room <= 0 || (t.objects && !t.objects.urls.ready)) continue;
       // A few more than the free slots: a retry waiting for another worker must not hold back the rest.
       const pending = this.ledger.pendingChunks(t.row.id, Math.min(room, free) + 16);
-      tasks.push({ id: t.row.id, room, needs: t.needs, pending: pending.map((c) => ({ seq: c.seq, avoid: this.ledger.failedOn(t.row.id, c.seq) })) });
+      // A chunk never tried failed nowhere: no query for it (this runs at every turn, for every pending chunk).
+      tasks.push({ id: t.row.id, room, needs: t.needs, pending: pending.map((c) => ({ seq: c.seq, avoid: c.attempts > 0 ? this.ledger.failedOn(t.row.id, c.seq) : [] })) });
     }
     const placed = placeChunks(workers, tasks);
     for (const p of placed) this.assign(p.worker, p.task, p.seq);
