@@ -52,7 +52,7 @@ export function startProgram(spec: ProgramSpec): StartedProgram {
     // Node's spawn refuses these too; the spawner's fields end at a NUL.
     if (s.includes("\0")) throw Object.assign(new Error(`an argument or variable of ${spec.binary} holds a NUL byte`), { code: "ERR_INVALID_ARG_VALUE" });
   }
-  if (process.env.BACH_SPAWNER !== "node" && fs.existsSync(SPAWNER)) return Spawner.shared().start(spec);
+  if (process.env.BACH_SPAWNER !== "node" && !Spawner.unusable && fs.existsSync(SPAWNER)) return Spawner.shared().start(spec);
   return startByNode(spec);
 }
 
@@ -139,6 +139,8 @@ function errnoError(step: string, errno: number): NodeJS.ErrnoException {
 /** The spawner this process uses: started at the first program, started again if it is lost. */
 class Spawner {
   private static current: Spawner | null = null;
+  /** Set when the spawner could not be started at all (a binary this machine cannot run): Node starts programs from then on. */
+  static unusable = false;
 
   static shared(): Spawner {
     if (!Spawner.current) Spawner.current = new Spawner();
@@ -155,7 +157,10 @@ class Spawner {
     this.child.stdout?.setEncoding("latin1");
     this.child.stdout?.on("data", (text: string) => this.heard(text));
     this.child.stdin?.on("error", () => {});
-    this.child.on("error", () => this.lost("could not be started"));
+    this.child.on("error", (err) => {
+      Spawner.unusable = true;
+      this.lost(`could not be started (${err.message})`);
+    });
     this.child.on("exit", (code, signal) => this.lost(`exited (${code ?? signal})`));
     this.idle();
   }
