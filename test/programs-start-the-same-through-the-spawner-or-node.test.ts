@@ -4,7 +4,7 @@
 // else; a session of its own; and an error naming what failed when it could not start. Real processes.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { SPAWNER, startProgram, type ProgramSpec, type StartedProgram } from "../worker/spawner";
@@ -137,4 +137,31 @@ test("a lost spawner fails the programs it was running; the next program gets a 
   if (lost.pid) process.kill(-lost.pid, "SIGKILL");
   const next = await run({ ...spec(), binary: "echo", args: ["again"] });
   assert.deepEqual([next.code, next.stdout], [0, "again\n"]);
+});
+
+test("where the spawner's pipes cannot be reopened (no /proc), the program is killed, not left without its input, and Node starts the next", async (t) => {
+  if (!fs.existsSync(SPAWNER)) return t.skip("bach-spawner was not built (no C compiler)");
+  if (spawnSync("unshare", ["-m", "true"]).status !== 0) return t.skip("unshare -m is not permitted here: no private mount to hide /proc");
+  const dir = tempDir();
+  const script = path.join(dir, "two-programs.js");
+  fs.writeFileSync(
+    script,
+    `const { startProgram } = require(${JSON.stringify(path.join(__dirname, "..", "worker", "spawner.js"))});
+const spec = { binary: "cat", args: [], cwd: ${JSON.stringify(dir)}, env: { PATH: "/usr/bin:/bin" }, stdin: { kind: "pipe" }, stdoutPath: ${JSON.stringify(path.join(dir, "out"))}, stderr: "pipe" };
+const first = startProgram(spec);
+first.on("error", (e) => console.log("first: " + e.message));
+first.on("spawn", () => first.stdin.end("lost\\n"));
+first.on("close", (code, signal) => {
+  console.log("first closed: " + signal);
+  const next = startProgram(spec);
+  next.on("spawn", () => next.stdin.end("fed\\n"));
+  next.on("close", (code) => console.log("next closed: " + code + " " + require("fs").readFileSync(spec.stdoutPath, "utf8").trim()));
+});
+`,
+  );
+  const r = spawnSync("unshare", ["-m", "sh", "-c", 'mount -t tmpfs none /proc && exec "$0" "$1"', process.execPath, script], { encoding: "utf8", timeout: 20_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split("\n");
+  assert.match(lines[0] ?? "", /^first: the program's pipes could not be opened: ENOENT/);
+  assert.deepEqual(lines.slice(1), ["first closed: SIGKILL", "next closed: 0 fed"]);
 });

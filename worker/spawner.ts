@@ -199,10 +199,30 @@ class Spawner {
       const [pid, inFd, errFd, feederPid] = numbers;
       program.pid = pid;
       program.feederPid = feederPid > 0 ? feederPid : undefined;
-      program.stdin = inFd >= 0 ? this.openEnd(inFd, fs.constants.O_WRONLY) : null;
-      program.stderr = errFd >= 0 ? this.openEnd(errFd, fs.constants.O_RDONLY) : null;
+      let failure: NodeJS.ErrnoException | null = null;
+      try {
+        program.stdin = inFd >= 0 ? this.openEnd(inFd, fs.constants.O_WRONLY) : null;
+        program.stderr = errFd >= 0 ? this.openEnd(errFd, fs.constants.O_RDONLY) : null;
+      } catch (err) {
+        // The pipes cannot be reopened here (no /proc?): the program must not run on without its input,
+        // and no later one is started so.
+        failure = err as NodeJS.ErrnoException;
+        Spawner.unusable = true;
+        program.stdin?.destroy();
+        for (const [target, signal] of [[-pid, "SIGKILL"], [feederPid > 0 ? feederPid : 0, "SIGKILL"]] as const) {
+          try {
+            if (target !== 0) process.kill(target, signal);
+          } catch {
+            // gone already
+          }
+        }
+      }
       // The spawner may now let go of its ends: the program's pipes are ours.
       if (inFd >= 0 || errFd >= 0) this.send(["O", program.id]);
+      if (failure) {
+        program.emit("error", Object.assign(new Error(`the program's pipes could not be opened: ${failure.message}`), { code: failure.code, syscall: "open" }));
+        return;
+      }
       if (program.stderr) {
         program.stderrOpen = true;
         program.stderr.on("close", () => {
@@ -224,14 +244,18 @@ class Spawner {
     }
   }
 
-  /** The spawner's end of a program's pipe, reopened here as the same pipe: null when the program is gone already. */
+  /**
+   * The spawner's end of a program's pipe, reopened here as the same pipe: null when the program is
+   * gone already; throws when it cannot be reopened.
+   */
   private openEnd(fd: number, mode: number): net.Socket | null {
     let opened: number;
     try {
       opened = fs.openSync(`/proc/${this.child.pid}/fd/${fd}`, mode | fs.constants.O_NONBLOCK);
-    } catch {
+    } catch (err) {
       // ENXIO: a stdin pipe whose reader, the program, has exited already: its exit tells the rest.
-      return null;
+      if ((err as NodeJS.ErrnoException).code === "ENXIO") return null;
+      throw err;
     }
     const write = mode === fs.constants.O_WRONLY;
     return new net.Socket({ fd: opened, readable: !write, writable: write });
