@@ -32,8 +32,10 @@ describe("failure loops end", () => {
   after(() => c.stop());
 
   test("a chunk that kills its worker fails the task after --max-lost losses, though a supervisor restarts the worker", async () => {
-    // $PPID of the program's shell is the worker itself.
-    const task = taskFolder({ binary: "sh", args: ["-c", "kill -9 $PPID; sleep 3"] });
+    // The program's parent is the worker's program spawner, whose parent is the worker (or, without a
+    // spawner, the worker itself).
+    const killWorker = 'p=$PPID; [ "$(cat /proc/$p/comm)" = bach-spawner ] && p=$(ps -o ppid= -p $p); kill -9 $p; sleep 3';
+    const task = taskFolder({ binary: "sh", args: ["-c", killWorker] });
     const run = runBach(["task-run", "--data", lines(10), "--coordinator", c.address, "--token", c.token], { cwd: task, timeoutMs: 120_000 });
     let ended = false;
     // Ended either way; a rejected run fails the test at `await run` below.

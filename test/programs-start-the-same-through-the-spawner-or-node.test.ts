@@ -132,7 +132,7 @@ test("a lost spawner fails the programs it was running; the next program gets a 
   process.kill(Number(spawners[0]), "SIGKILL");
   const lost = await running;
   assert.equal(lost.error?.code, "ESPAWNER");
-  assert.match(lost.error?.message ?? "", /the program spawner exited/);
+  assert.match(lost.error?.message ?? "", /^the worker's program spawner exited \(SIGKILL\) while the program ran$/);
   // Its program is an orphan now; the process runtime kills its group on exit, as here.
   if (lost.pid) process.kill(-lost.pid, "SIGKILL");
   const next = await run({ ...spec(), binary: "echo", args: ["again"] });

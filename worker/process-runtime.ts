@@ -141,6 +141,15 @@ function isWholeFile(input: { path: string; offset: number; length: number }): b
   return input.offset === 0 && fs.statSync(input.path, { throwIfNoEntry: false })?.size === input.length;
 }
 
+/** What a program that did not start (or whose spawner was lost) is judged as. */
+function startFailure(failure: NodeJS.ErrnoException, binary: string, run: AttemptRun): [OutcomeKind, string] {
+  if (failure.code === "ESPAWNER") return [OutcomeKind.worker, `${binary} on worker ${run.workerName}: ${failure.message}`];
+  if (failure.code === "ENOENT" && /^(spawn|exec)\b/.test(failure.syscall ?? "")) {
+    return [OutcomeKind.notFound, `program not found on worker ${run.workerName}: ${binary} (bachfile field binary)${notFoundHint(binary, fs.existsSync(path.join(run.cwd, binary)))}`];
+  }
+  return [OutcomeKind.worker, `could not start ${binary} on worker ${run.workerName}: ${failure.message}`];
+}
+
 export function runProcess(run: AttemptRun): RunningAttempt {
   const { bachfile, input } = run;
   const binary = bachfile.binary.includes("/") ? path.resolve(run.cwd, bachfile.binary) : bachfile.binary;
@@ -232,11 +241,7 @@ export function runProcess(run: AttemptRun): RunningAttempt {
     const failure: NodeJS.ErrnoException | null = spawnError;
     return supervisor.verdict(
       {
-        startFailure: failure
-          ? failure.code === "ENOENT" && /^(spawn|exec)\b/.test(failure.syscall ?? "")
-            ? [OutcomeKind.notFound, `program not found on worker ${run.workerName}: ${bachfile.binary} (bachfile field binary)${notFoundHint(bachfile.binary, fs.existsSync(path.join(run.cwd, bachfile.binary)))}`]
-            : [OutcomeKind.worker, `could not start ${bachfile.binary} on worker ${run.workerName}: ${failure.message}`]
-          : null,
+        startFailure: failure ? startFailure(failure, bachfile.binary, run) : null,
         exitCode,
         signal: signal ?? "",
         exit: exitCode === 0 ? null : signal ? [OutcomeKind.signal, `killed by ${signal}`] : [OutcomeKind.exit, `exit ${exitCode}`],

@@ -282,7 +282,7 @@ class Spawner {
       program.feederDone = true;
       program.resolveFed(program.exitStatus ? "" : `the program spawner ${how}`);
       if (program.exitStatus) continue;
-      program.emit("error", Object.assign(new Error(`the program spawner ${how}`), { code: "ESPAWNER" }));
+      program.emit("error", Object.assign(new Error(`the worker's program spawner ${how} ${program.pid === undefined ? "before the program started" : "while the program ran"}`), { code: "ESPAWNER" }));
       this.ended(program, { code: null, signal: "SIGKILL" });
     }
     this.programs.clear();
