@@ -106,6 +106,9 @@ for (const [way, setting] of ways) {
         const missing = await run(spec({ binary: "no-such-program-anywhere", args: [] }));
         assert.equal(missing.error?.code, "ENOENT");
         assert.match(missing.error?.syscall ?? "", /^(spawn|exec)\b/);
+        // And with a range to feed it: nothing waits on a feeder for a program that never ran.
+        const unfed = await run(spec({ binary: "no-such-program-anywhere", args: [], stdin: { kind: "range", path: input, offset: 0, length: 5 } }));
+        assert.equal(unfed.error?.code, "ENOENT");
         const gone = await run(spec({ cwd: path.join(dir, "no-such-folder") }));
         assert.equal(gone.error?.code, "ENOENT");
         assert.equal(gone.stdout, "");
@@ -164,4 +167,22 @@ first.on("close", (code, signal) => {
   const lines = r.stdout.trim().split("\n");
   assert.match(lines[0] ?? "", /^first: the program's pipes could not be opened: ENOENT/);
   assert.deepEqual(lines.slice(1), ["first closed: SIGKILL", "next closed: 0 fed"]);
+});
+
+test("the spawner answers a malformed request with a failure, so nothing waits on it", async (t) => {
+  if (!fs.existsSync(SPAWNER)) return t.skip("bach-spawner was not built (no C compiler)");
+  const request = (fields: string[]) => {
+    const body = Buffer.from(fields.map((f) => `${f}\0`).join(""));
+    const head = Buffer.alloc(4);
+    head.writeUInt32LE(body.length);
+    return Buffer.concat([head, body]);
+  };
+  const input = Buffer.concat([
+    request(["S", "7", "/", "pipe"]),
+    request(["S", "8", "/", "null", "/dev/null", "null", "5", "true"]),
+    request(["S", "9", "/", "null", "/dev/null", "null", "1", "true", "0"]),
+  ]);
+  const out = execFileSync(SPAWNER, [], { input, encoding: "utf8", timeout: 10_000 });
+  assert.deepEqual(out.split("\n").slice(0, 2), ["failed 7 exec 22", "failed 8 exec 22"]);
+  assert.match(out.split("\n")[2] ?? "", /^started 9 \d+ -1 -1 0$/);
 });

@@ -167,14 +167,17 @@ static struct program *remember(const char *id, pid_t pid) {
 }
 
 static void start(char **f, int nf) {
-  /* S ID CWD STDIN STDOUT STDERR ARGC ARG... ENVC ENV... */
-  if (nf < 8) return;
+  /* S ID CWD STDIN STDOUT STDERR ARGC ARG... ENVC ENV... (a malformed one fails, so nothing waits on it) */
+  char malformed[160];
+  snprintf(malformed, sizeof malformed, "failed %.64s exec %d\n", f[1], EINVAL);
+  long argc = nf >= 8 ? strtol(f[6], NULL, 10) : 0;
+  long envc = argc >= 1 && 7 + argc < nf ? strtol(f[7 + argc], NULL, 10) : -1;
+  if (envc < 0 || 8 + argc + envc > nf) {
+    say(malformed);
+    return;
+  }
   const char *id = f[1], *cwd = f[2], *in = f[3], *out = f[4], *err = f[5];
-  long argc = strtol(f[6], NULL, 10);
-  if (argc < 1 || 7 + argc >= nf) return;
   char **argv = f + 7;
-  long envc = strtol(f[7 + argc], NULL, 10);
-  if (envc < 0 || 8 + argc + envc > nf) return;
   char **envp = f + 8 + argc;
   /* execve wants argv and envp ended by NULL. */
   char **argv_copy = calloc((size_t)argc + 1, sizeof *argv_copy);

@@ -232,6 +232,9 @@ class Spawner {
       }
       program.emit("spawn");
     } else if (event === "failed") {
+      // A program that never ran: its feeder, if one was started, matters no more.
+      program.feederDone = true;
+      program.resolveFed("");
       program.emit("error", errnoError(words[0] ?? "exec", numbers[1]));
       this.ended(program, { code: 127, signal: null });
     } else if (event === "exited") {
