@@ -426,9 +426,7 @@ export class Ledger {
   private moveAttempt(id: number, to: AttemptState, end?: AttemptEnd): void {
     const from = this.attempt(id).state;
     if (!canMoveAttempt(from, to)) throw new IllegalTransition("attempt", String(id), from, to);
-    this.sql(
-        `UPDATE attempts SET state=?, ended_at=?, kind=?, exit_code=?, reason=?, stderr=?, bytes_in=?, bytes_out=?, seconds=? WHERE id=?`,
-      )
+    this.sql("UPDATE attempts SET state=?, ended_at=?, kind=?, exit_code=?, reason=?, stderr=?, bytes_in=?, bytes_out=?, seconds=? WHERE id=?")
       .run(to, this.now(), end?.kind ?? null, end?.exitCode ?? null, end?.reason ?? null, end?.stderr ?? null, end?.bytesIn ?? null, end?.bytesOut ?? null, end?.seconds ?? null, id);
   }
 
@@ -437,10 +435,9 @@ export class Ledger {
   createTask(t: NewTask): void {
     this.db.transaction(() => {
       this.sql(
-          `INSERT INTO tasks(id, name, bachfile, bundle_hash, image_id, state, parallelism, chunk_size, input_kind, input_path, data_streams, created_at, reduce, partitions)
-           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
-        )
-        .run(t.id, t.name, t.bachfile, t.bundleHash, t.imageId, TaskState.running, t.parallelism, t.chunkSize, t.inputKind, t.inputPath, t.dataStreams, this.now(), t.reduce ? 1 : 0, t.reduce?.partitions ?? 0);
+        `INSERT INTO tasks(id, name, bachfile, bundle_hash, image_id, state, parallelism, chunk_size, input_kind, input_path, data_streams, created_at, reduce, partitions)
+         VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+      ).run(t.id, t.name, t.bachfile, t.bundleHash, t.imageId, TaskState.running, t.parallelism, t.chunkSize, t.inputKind, t.inputPath, t.dataStreams, this.now(), t.reduce ? 1 : 0, t.reduce?.partitions ?? 0);
       const object = this.sql("INSERT INTO inputs(task_id, idx, name, url, size, etag, base, zip_codec, zip_offset, zip_crc32) VALUES (?,?,?,?,?,?,?,?,?,?)");
       (t.objects ?? []).forEach((o, i) => object.run(t.id, i, o.name, o.url, o.size, o.etag, o.base, o.zip?.codec ?? "", o.zip?.offset ?? 0, o.zip?.crc32 ?? 0));
       this.event("task-created", { task: t.id, detail: `${t.inputKind} ${t.inputPath}`.trim() });
@@ -764,12 +761,11 @@ export class Ledger {
   workerJoined(w: Omit<WorkerRow, "state" | "joined_at" | "last_seen" | "epoch">): number {
     return this.db.transaction(() => {
       this.sql(
-          `INSERT INTO workers(id, name, host, slots, cpus, memory_mb, disk_mb, gpus, docker, interruptible, state, joined_at, last_seen, epoch)
-           VALUES (@id, @name, @host, @slots, @cpus, @memory_mb, @disk_mb, @gpus, @docker, @interruptible, 'connected', @now, @now, 1)
-           ON CONFLICT(id) DO UPDATE SET name=@name, host=@host, slots=@slots, cpus=@cpus, memory_mb=@memory_mb,
-             disk_mb=@disk_mb, gpus=@gpus, docker=@docker, interruptible=@interruptible, state='connected', last_seen=@now, epoch=epoch+1`,
-        )
-        .run({ ...w, now: this.now() });
+        `INSERT INTO workers(id, name, host, slots, cpus, memory_mb, disk_mb, gpus, docker, interruptible, state, joined_at, last_seen, epoch)
+         VALUES (@id, @name, @host, @slots, @cpus, @memory_mb, @disk_mb, @gpus, @docker, @interruptible, 'connected', @now, @now, 1)
+         ON CONFLICT(id) DO UPDATE SET name=@name, host=@host, slots=@slots, cpus=@cpus, memory_mb=@memory_mb,
+           disk_mb=@disk_mb, gpus=@gpus, docker=@docker, interruptible=@interruptible, state='connected', last_seen=@now, epoch=epoch+1`,
+      ).run({ ...w, now: this.now() });
       this.event("worker-joined", { worker: w.id, detail: `${w.name} on ${w.host}, ${w.slots} slots` });
       return this.workerEpoch(w.id);
     })();

@@ -8,7 +8,7 @@ import type { Bachfile } from "../core/bachfile";
 import { feedFailureKind, notFoundHint, OutcomeKind } from "../core/outcome";
 import { AttemptSupervisor } from "./attempt-supervisor";
 import { rangeFed } from "./fed-bytes";
-import { startProgram } from "./spawner";
+import { NOTHING_TO_KILL, sigkill, startProgram } from "./spawner";
 
 
 /**
@@ -30,32 +30,6 @@ export function programEnv(worker: NodeJS.ProcessEnv, bachfileEnv: Record<string
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(worker)) if (value !== undefined && INHERITED.test(name)) env[name] = value;
   return { ...env, ...bachfileEnv, ...attemptEnv };
-}
-
-/**
- * The answers of kill(2) that leave nothing for us to do: the group is gone (ESRCH), or all that is
- * left of it is not ours to signal (EPERM: a setuid program it started); no attempt should crash the
- * worker over either.
- */
-const NOTHING_TO_KILL = new Set(["ESRCH", "EPERM"]);
-
-/** SIGKILLs a process group. */
-function killGroup(pid: number | undefined): void {
-  if (!pid) return;
-  try {
-    process.kill(-pid, "SIGKILL");
-  } catch (err) {
-    if (!NOTHING_TO_KILL.has((err as NodeJS.ErrnoException).code ?? "")) throw err;
-  }
-}
-
-/** SIGKILLs one process (a range's feeder, which has no group of its own). */
-function killProcess(pid: number): void {
-  try {
-    process.kill(pid, "SIGKILL");
-  } catch (err) {
-    if (!NOTHING_TO_KILL.has((err as NodeJS.ErrnoException).code ?? "")) throw err;
-  }
 }
 
 /** Resolves once no process is left in the group (or after `ms`): a killed one may still be mid-write. */
@@ -178,19 +152,20 @@ export function runProcess(run: AttemptRun): RunningAttempt {
   let spawnError: NodeJS.ErrnoException | null = null;
   let exitedAlready = false;
   let killed = false;
+  /** The program's group, and the feeder of its range (which has no group of its own). */
+  const killAll = () => {
+    sigkill(child.pid, { group: true });
+    sigkill(child.feederPid);
+  };
   const supervisor = new AttemptSupervisor(bachfile, () => {
     if (exitedAlready) return;
     killed = true;
-    killGroup(child.pid);
-    if (child.feederPid) killProcess(child.feederPid);
+    killAll();
   });
 
   child.on("spawn", () => {
     // A kill asked for before the program ran reaches it now.
-    if (killed) {
-      killGroup(child.pid);
-      if (child.feederPid) killProcess(child.feederPid);
-    }
+    if (killed) killAll();
     child.stderr?.on("data", (b: Buffer) => supervisor.stderr(b));
     if (input.kind !== "stream") return;
     // No stdin: the program is gone already, and its exit status decides.
@@ -220,7 +195,7 @@ export function runProcess(run: AttemptRun): RunningAttempt {
       // The attempt is the main process: what it left in its group (a background job still writing to
       // stdout) dies with it, before the attempt is judged and its output measured, so a committed
       // output never changes after. 'close' waits for stderr, which such a job could hold open.
-      killGroup(child.pid);
+      sigkill(child.pid, { group: true });
       closeWait = setTimeout(() => {
         child.stderr?.destroy();
         resolve({ code, signal });

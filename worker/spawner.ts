@@ -46,6 +46,23 @@ export interface StartedProgram extends EventEmitter {
   readonly fed: Promise<string>;
 }
 
+/**
+ * The answers of kill(2) that leave nothing for us to do: the process is gone (ESRCH), or all that is
+ * left of its group is not ours to signal (EPERM: a setuid program it started); no attempt should
+ * crash the worker over either.
+ */
+export const NOTHING_TO_KILL = new Set(["ESRCH", "EPERM"]);
+
+/** SIGKILLs a process, or with `group` its process group; nothing when `pid` is not set. */
+export function sigkill(pid: number | undefined, opts: { group?: boolean } = {}): void {
+  if (!pid) return;
+  try {
+    process.kill(opts.group ? -pid : pid, "SIGKILL");
+  } catch (err) {
+    if (!NOTHING_TO_KILL.has((err as NodeJS.ErrnoException).code ?? "")) throw err;
+  }
+}
+
 /** Starts `spec`'s program through the spawner, or through Node where there is none (or BACH_SPAWNER=node). */
 export function startProgram(spec: ProgramSpec): StartedProgram {
   for (const s of [spec.binary, ...spec.args, spec.cwd, ...Object.entries(spec.env).flat()]) {
@@ -209,13 +226,8 @@ class Spawner {
         failure = err as NodeJS.ErrnoException;
         Spawner.unusable = true;
         program.stdin?.destroy();
-        for (const [target, signal] of [[-pid, "SIGKILL"], [feederPid > 0 ? feederPid : 0, "SIGKILL"]] as const) {
-          try {
-            if (target !== 0) process.kill(target, signal);
-          } catch {
-            // gone already
-          }
-        }
+        sigkill(pid, { group: true });
+        sigkill(program.feederPid);
       }
       // The spawner may now let go of its ends: the program's pipes are ours.
       if (inFd >= 0 || errFd >= 0) this.send(["O", program.id]);
